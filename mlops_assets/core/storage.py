@@ -116,3 +116,13 @@ class PartitionStore:
                         f"FROM read_parquet('{pattern}', filename = true, union_by_name = true)"
                     )
         return con
+
+
+def frame_fingerprint(frame: pd.DataFrame) -> str:
+    """A content hash of a frame (values, column names and dtypes), stable across runs and machines."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    digest.update(json.dumps([[str(c), str(t)] for c, t in frame.dtypes.items()]).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()

@@ -120,11 +120,11 @@ def build_schema(spec: DatasetSpec, partition: str, kind: str = "features") -> p
                 columns[f.name] = pa.Column("float64", coerce=True, nullable=f.nullable, checks=checks)
             else:
                 columns[f.name] = pa.Column(
-                    object, nullable=f.nullable, checks=pa.Check.isin(list(f.categories)),
+                    str, coerce=True, nullable=f.nullable, checks=pa.Check.isin(list(f.categories)),
                 )
     else:
         if spec.is_classification:
-            columns[spec.target] = pa.Column(object, nullable=False, checks=pa.Check.isin(["0", "1"]))
+            columns[spec.target] = pa.Column(str, coerce=True, nullable=False, checks=pa.Check.isin(["0", "1"]))
         else:
             columns[spec.target] = pa.Column(
                 "float64", coerce=True, nullable=False,

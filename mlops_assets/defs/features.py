@@ -1,0 +1,50 @@
+"""Features: the day's feature table (shared with training and serving) and its labeled examples."""
+
+
+import dagster as dg
+import pandas as pd
+
+from ..core.features import FEATURE_CODE_VERSION, engineer
+from ..core.spec import DatasetSpec
+from ..core.storage import frame_fingerprint
+from .resources import ProjectResource
+
+OWNERS = ["team:ml-platform"]
+
+
+def build(spec: DatasetSpec, daily: dg.PartitionsDefinition, raw_batch, raw_labels):
+    @dg.asset(
+        partitions_def=daily, deps=[raw_batch], group_name="features", owners=OWNERS,
+        kinds={"pandas", "parquet"}, code_version=FEATURE_CODE_VERSION,
+        description="The day's model inputs from mlops_assets/core/features.py: keys, typed features, calendar "
+                    "features. Training and batch scoring both read this table.",
+    )
+    def feature_table(context: dg.AssetExecutionContext, project: ProjectResource) -> dg.MaterializeResult:
+        partition = context.partition_key
+        table = engineer(project.store.read("raw_batch", partition), project.spec)
+        project.store.write("feature_table", partition, table)
+        return dg.MaterializeResult(
+            data_version=dg.DataVersion(frame_fingerprint(table)),
+            metadata={"dagster/row_count": len(table), "columns": ", ".join(table.columns)},
+        )
+
+    @dg.asset(
+        partitions_def=daily, deps=[feature_table, raw_labels], group_name="features", owners=OWNERS,
+        kinds={"pandas", "parquet"}, code_version="labeled-v1",
+        description=f"The day's feature table joined with its labels ({spec.target}) once they have landed; "
+                    "rows without a label are left out and counted in `label_coverage`.",
+    )
+    def labeled_examples(context: dg.AssetExecutionContext, project: ProjectResource) -> dg.MaterializeResult:
+        partition, spec_ = context.partition_key, project.spec
+        features = project.store.read("feature_table", partition)
+        labels = project.store.read("raw_labels", partition)[spec_.label_columns]
+        labels[spec_.timestamp] = pd.to_datetime(labels[spec_.timestamp])
+        joined = features.merge(labels, on=spec_.key_columns, how="inner", validate="one_to_one")
+        coverage = len(joined) / len(features) if len(features) else 0.0
+        project.store.write("labeled_examples", partition, joined)
+        metadata = {"dagster/row_count": len(joined), "label_coverage": round(coverage, 4)}
+        if spec_.is_classification and len(joined):
+            metadata["positive_rate"] = round(float((joined[spec_.target] == spec_.positive_label).mean()), 4)
+        return dg.MaterializeResult(data_version=dg.DataVersion(frame_fingerprint(joined)), metadata=metadata)
+
+    return feature_table, labeled_examples
