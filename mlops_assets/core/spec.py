@@ -65,6 +65,7 @@ class GatePolicy:
     max_calibration_error: float = 0.1  # expected calibration error (classification)
     floors: dict = field(default_factory=dict)  # absolute floors for the first model, e.g. {roc_auc = 0.6}
     bootstrap_samples: int = 200
+    min_slice_rows: int = 30  # slices with fewer benchmark rows are reported but not gated (too noisy)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,258 @@
+import copy
+import datetime as dt
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlops_assets.core import evaluation as ev
+from mlops_assets.core import gates, training
+from mlops_assets.core.spec import GatePolicy, spec_from_dict
+
+
+def make_spec(task="binary_classification", **gate_policy):
+    return spec_from_dict({
+        "dataset": {"name": "tiny", "timestamp": "ts", "entity_id": "id", "target": "y", "task": task,
+                    "start_date": "2025-01-01", "slices": ["seg"]},
+        "features": {"x1": {"type": "numeric"}, "x2": {"type": "numeric"},
+                     "seg": {"type": "categorical", "categories": ["a", "b"]}},
+        "training": {"window_days": 6, "validation_days": 1, "benchmark_days": 2,
+                     "estimator": "logistic_regression" if task != "regression" else "ridge"},
+        "gates": {"bootstrap_samples": 60, **gate_policy},
+    })
+
+
+def labeled_day(spec, day, rows=150, seed=0):
+    rng = np.random.default_rng([seed, day.toordinal()])
+    x1, x2 = rng.normal(size=rows), rng.normal(size=rows)
+    seg = rng.choice(["a", "b"], size=rows)
+    signal = 2 * x1 - x2
+    y = (rng.random(rows) < 1 / (1 + np.exp(-signal))).astype(int) if spec.is_classification \
+        else 3.0 * signal + rng.normal(scale=0.5, size=rows)
+    ts = pd.Timestamp(day) + pd.to_timedelta(np.arange(rows) * 60, unit="s")
+    return pd.DataFrame({"ts": ts, "id": [f"c{i}" for i in range(rows)], "x1": x1, "x2": x2, "seg": seg, "y": y})
+
+
+def frames(spec, days, **kw):
+    return pd.concat([labeled_day(spec, d, **kw) for d in days], ignore_index=True)
+
+
+def generous(**overrides):
+    """A policy whose budgets every model here meets, so one criterion at a time can be tightened."""
+    base = dict(max_latency_ms_per_1k=1e9, max_artifact_mb=1e3, max_calibration_error=1.0, max_slice_drop=0.05,
+                min_slice_rows=30, bootstrap_samples=60)
+    return GatePolicy(**{**base, **overrides})
+
+
+DAYS = [dt.date(2025, 3, 1) + dt.timedelta(days=i) for i in range(6)]
+
+
+@pytest.fixture(scope="module")
+def setup():
+    spec = make_spec()
+    window = training.plan_training_window(DAYS[-1], DAYS, spec.training)
+    train = frames(spec, window.train_days)
+    bench = frames(spec, window.benchmark_days)
+    good = training.train(spec, spec.training, train, git_commit="x").pipeline
+    weak = training.train(spec, spec.training, train.assign(x1=0.0), git_commit="x").pipeline
+    # as good, trained on other rows of the same days: equally good up to noise
+    twin = training.train(spec, spec.training, frames(spec, window.train_days, seed=99), git_commit="x").pipeline
+    keys = spec.key_columns
+    return {
+        "spec": spec, "train_keys": train[keys], "bench_keys": bench[keys],
+        "better": ev.evaluate(spec, good, weak, bench, make_plots=False),
+        "worse": ev.evaluate(spec, weak, good, bench, make_plots=False),
+        "same": ev.evaluate(spec, good, good, bench, make_plots=False),
+        "twin": ev.evaluate(spec, twin, good, bench, make_plots=False),
+        "first": ev.evaluate(spec, good, None, bench, make_plots=False),
+    }
+
+
+def run(setup, report, policy, has_champion=True):
+    return gates.evaluate_gates(report, policy, has_champion,
+                                training_keys=setup["train_keys"], benchmark_keys=setup["bench_keys"])
+
+
+def result(gate_report, name):
+    return next(r for r in gate_report.results if r.name == name)
+
+
+# ------------------------------------------------------------------------------------------- key metric
+
+
+def test_candidate_better_or_matching_within_noise_passes(setup):
+    better = run(setup, setup["better"], generous())
+    assert better.passed, better.summary()
+    assert "better beyond noise" in result(better, "key_metric_vs_champion").message
+    twin = setup["twin"]
+    lo, hi = twin.bootstrap.difference_ci
+    assert lo < 0 < hi  # the case this test is about: the CI straddles zero
+    r = result(run(setup, twin, generous()), "key_metric_vs_champion")
+    assert r.passed and "matches within noise" in r.message and r.observed == pytest.approx(hi)
+    same = result(run(setup, setup["same"], generous()), "key_metric_vs_champion")
+    assert same.passed and same.margin == 0.0
+
+
+def test_candidate_worse_beyond_noise_fails_and_says_by_how_much(setup):
+    report = run(setup, setup["worse"], generous())
+    r = result(report, "key_metric_vs_champion")
+    assert not r.passed and r.margin < 0 and r.observed == pytest.approx(r.threshold + r.margin)
+    assert "worse beyond noise" in r.message
+    assert not report.passed and [f.name for f in report.failures][0] == "key_metric_vs_champion"
+    summary = report.summary()
+    assert summary.startswith("Promotion gates FAILED") and "key_metric_vs_champion" in summary
+    assert f"{-r.margin:.4f} short" in summary
+
+
+def test_min_improvement_demands_a_plausible_gain(setup):
+    same = setup["same"]  # identical models: the improvement CI is exactly [0, 0]
+    assert not result(run(setup, same, generous(min_improvement=0.01)), "key_metric_vs_champion").passed
+
+
+def test_undefined_key_metric_fails_closed(setup):
+    spec = setup["spec"]
+    report = copy.deepcopy(setup["same"])
+    report.bootstrap.difference_ci = (float("nan"), float("nan"))
+    r = result(run(setup, report, generous()), "key_metric_vs_champion")
+    assert not r.passed and "undefined" in r.message
+    missing = copy.deepcopy(setup["first"])
+    assert not result(run(setup, missing, generous()), "key_metric_vs_champion").passed  # champion not evaluated
+    assert spec.key_metric == "roc_auc"
+
+
+# ------------------------------------------------------------------------------------------------ slices
+
+
+def test_slice_worse_than_champion_beyond_allowance_fails(setup):
+    report = copy.deepcopy(setup["same"])
+    report.candidate.slices["seg"]["b"]["roc_auc"] -= 0.08
+    r = result(run(setup, report, generous(max_slice_drop=0.05)), "slice_regression")
+    assert not r.passed and "seg=b" in r.message and r.margin == pytest.approx(-0.03)
+    assert result(run(setup, report, generous(max_slice_drop=0.1)), "slice_regression").passed
+    assert result(run(setup, setup["same"], generous(max_slice_drop=0.0)), "slice_regression").passed
+
+
+def test_small_slices_are_reported_but_not_gated(setup):
+    report = copy.deepcopy(setup["same"])
+    report.candidate.slices["seg"]["b"]["roc_auc"] -= 0.5
+    n_b = report.candidate.slices["seg"]["b"]["n"]
+    gated = run(setup, report, generous(min_slice_rows=n_b + 1))
+    assert result(gated, "slice_regression").passed
+    assert any("seg=b not gated" in note for note in gated.notes)
+
+
+# ------------------------------------------------------------------------------------------------ budgets
+
+
+@pytest.mark.parametrize("name,tight,loose", [
+    ("latency", {"max_latency_ms_per_1k": 1e-6}, {"max_latency_ms_per_1k": 1e9}),
+    ("artifact_size", {"max_artifact_mb": 1e-4}, {"max_artifact_mb": 1e3}),
+    ("calibration", {"max_calibration_error": 1e-6}, {"max_calibration_error": 1.0}),
+])
+def test_each_budget_fails_when_exceeded_and_passes_otherwise(setup, name, tight, loose):
+    report = setup["better"]
+    failed = result(run(setup, report, generous(**tight)), name)
+    assert not failed.passed and failed.margin < 0 and "exceeds the budget" in failed.message
+    assert result(run(setup, report, generous(**loose)), name).passed
+
+
+def test_budget_observations_are_the_candidates(setup):
+    report = setup["better"]
+    g = run(setup, report, generous())
+    assert result(g, "latency").observed == report.candidate.latency_ms_per_1k
+    assert result(g, "artifact_size").observed == report.candidate.artifact_bytes / 1e6
+    assert result(g, "calibration").observed == report.candidate.metrics["ece"]
+
+
+# ------------------------------------------------------------------------------------------------ leakage
+
+
+def test_leakage_is_detected_from_key_sets(setup):
+    train_keys, bench_keys = setup["train_keys"], setup["bench_keys"]
+    clean = run(setup, setup["better"], generous())
+    assert result(clean, "leakage").passed
+    leaked = pd.concat([train_keys, bench_keys.iloc[[5]]], ignore_index=True)
+    g = gates.evaluate_gates(setup["better"], generous(), True, training_keys=leaked, benchmark_keys=bench_keys)
+    r = result(g, "leakage")
+    assert not r.passed and r.observed == 1 and "1 of 300 benchmark rows" in r.message
+    # keys given as tuples (timestamp objects) match the same rows given as a frame
+    as_tuples = list(bench_keys.iloc[[7]].itertuples(index=False, name=None))
+    assert not gates.leakage_gate(as_tuples, bench_keys).passed
+    unchecked = gates.evaluate_gates(setup["better"], generous(), True)
+    assert not result(unchecked, "leakage").passed and "not checked" in result(unchecked, "leakage").message
+
+
+def test_time_split_window_has_no_leakage_but_a_duplicated_row_does():
+    spec = make_spec()
+    window = training.plan_training_window(DAYS[-1], DAYS, spec.training)
+    keys = spec.key_columns
+    train, bench = frames(spec, window.train_days)[keys], frames(spec, window.benchmark_days)[keys]
+    assert gates.leakage_gate(train, bench).passed
+    assert not gates.leakage_gate(pd.concat([train, bench.tail(1)]), bench).passed
+
+
+# ------------------------------------------------------------------------------------------------ floors
+
+
+def test_first_model_must_meet_the_floors(setup):
+    first = setup["first"]
+    auc = first.candidate.metrics["roc_auc"]
+    high = run(setup, first, generous(floors={"roc_auc": auc + 0.05, "accuracy": 0.5}), has_champion=False)
+    r = result(high, "floor_roc_auc")
+    assert not r.passed and r.margin == pytest.approx(-0.05) and "misses by 0.0500" in r.message
+    assert result(high, "floor_accuracy").passed
+    assert "floor_roc_auc" in high.summary()
+    low = run(setup, first, generous(floors={"roc_auc": auc - 0.05}), has_champion=False)
+    assert low.passed, low.summary()
+    assert not any(r.name == "key_metric_vs_champion" for r in low.results)
+
+
+def test_floors_on_unknown_metrics_fail_and_no_floors_pass(setup):
+    first = setup["first"]
+    g = run(setup, first, generous(floors={"rmse": 1.0}), has_champion=False)
+    floor = result(g, "floor_rmse")
+    assert not floor.passed and "not a binary_classification metric" in floor.message
+    assert run(setup, first, generous(), has_champion=False).passed
+
+
+def test_gate_report_is_json_safe(setup):
+    d = run(setup, setup["worse"], generous(max_latency_ms_per_1k=1e-6)).to_dict()
+    text = json.dumps(d, allow_nan=False)
+    assert d["passed"] is False and set(d["failures"]) == {"key_metric_vs_champion", "slice_regression", "latency"}
+    assert json.loads(text)["results"][0]["name"] == "key_metric_vs_champion"
+
+
+# ----------------------------------------------------------------------------------- regression end to end
+
+
+def test_regression_task_end_to_end():
+    spec = make_spec("regression", floors={"rmse": 2.0, "r2": 0.8})
+    days = DAYS
+    window = training.plan_training_window(days[-1], days, spec.training)
+    manifest = window.manifest({d: f"v-{d}" for d in days})
+    train = frames(spec, window.train_days, seed=1)
+    bench = frames(spec, window.benchmark_days, seed=1)
+    model = training.train(spec, spec.training, train, manifest=manifest, git_commit="x")
+    assert type(model.pipeline.named_steps["model"]).__name__ == "Ridge"
+
+    first = ev.evaluate(spec, model.pipeline, None, bench)
+    assert first.key_metric == "rmse" and "residuals" in first.plots
+    keys = dict(training_keys=train[spec.key_columns], benchmark_keys=bench[spec.key_columns])
+    g = gates.evaluate_gates(first, spec.gates, False, **keys)
+    assert g.passed, g.summary()
+    assert {"floor_rmse", "floor_r2", "latency", "artifact_size", "leakage"} <= {r.name for r in g.results}
+    assert "calibration" not in {r.name for r in g.results}  # classification only
+    rmse_floor = result(g, "floor_rmse")
+    assert rmse_floor.margin == pytest.approx(2.0 - first.candidate.metrics["rmse"])  # a ceiling for rmse
+
+    weak = training.train(spec, spec.training, train.assign(x1=0.0), git_commit="x").pipeline
+    worse = gates.evaluate_gates(ev.evaluate(spec, weak, model.pipeline, bench, make_plots=False),
+                                 spec.gates, True, **keys)
+    assert not worse.passed and "key_metric_vs_champion" in [f.name for f in worse.failures]
+    better = gates.evaluate_gates(ev.evaluate(spec, model.pipeline, weak, bench, make_plots=False),
+                                  spec.gates, True, **keys)
+    assert better.passed, better.summary()
+
+    rebuilt = training.retrain_from_lineage(spec, model.lineage, lambda ds: frames(spec, ds, seed=1))
+    assert training.compare_predictions(model, rebuilt, bench).identical
