@@ -1,0 +1,267 @@
+"""`mlops`: look at and steer the model registry from a shell.
+
+    mlops models                                   versions, aliases, key metric, gates
+    mlops show VERSION                             lineage, metrics, gate report, alias history
+    mlops promote VERSION --to champion [--force --reason TEXT] [--actor NAME]
+    mlops rollback [--reason TEXT]                 restore the previous known-good champion
+    mlops audit [--version V] [--limit N]          who did what, when and why
+
+The registry is `--registry URL`, else $MLOPS_REGISTRY_URL, else the project's DuckDB file (Settings).
+To add a command, decorate a builder with `@subcommand(name, help)`: it receives its argparse parser, adds
+its arguments and returns the handler, `handler(args) -> exit code`. Handlers raise CliError (or a
+RegistryError / ArtifactError) for a refusal, which `main` prints as one line and exits with 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from dataclasses import asdict
+from typing import Callable
+
+from mlops_assets.core.artifacts import ArtifactError
+from mlops_assets.core.registry import PROMOTION_TARGETS, ModelRegistry, ModelVersion, RegistryError, open_registry
+from mlops_assets.core.settings import Settings
+
+Handler = Callable[[argparse.Namespace], int]
+Builder = Callable[[argparse.ArgumentParser], Handler]
+SUBCOMMANDS: dict[str, tuple[str, Builder]] = {}
+
+
+class CliError(Exception):
+    """A command refused or failed in an expected way; printed as one line."""
+
+
+def subcommand(name: str, help: str) -> Callable[[Builder], Builder]:
+    def register(build: Builder) -> Builder:
+        SUBCOMMANDS[name] = (help, build)
+        return build
+
+    return register
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlops", description="Inspect and steer the model registry.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (help_text, build) in SUBCOMMANDS.items():
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=build(sub))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help or a usage error, already printed by argparse
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        return args.handler(args)
+    except (CliError, RegistryError, ArtifactError) as exc:
+        print(f"mlops: error: {exc}", file=sys.stderr)
+        return 1
+
+
+# ------------------------------------------------------------------------------------------ shared options
+
+
+def add_registry_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--registry", metavar="URL", help="duckdb:///path or postgresql://... "
+                        "(default: $MLOPS_REGISTRY_URL, else the project's DuckDB file)")
+    parser.add_argument("--artifacts", metavar="DIR",
+                        help="artifact folder (default: artifacts/ next to a DuckDB file, else the data dir's)")
+
+
+def add_actor_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--actor", default=None, help="who is acting, for the audit log (default: the OS user)")
+
+
+def registry_from_args(args: argparse.Namespace) -> ModelRegistry:
+    return open_registry(Settings.from_env(), url=args.registry, artifacts_dir=args.artifacts)
+
+
+def actor_from_args(args: argparse.Namespace) -> str:
+    if args.actor:
+        return args.actor
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name (some containers)
+        return "unknown"
+
+
+def format_table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
+    lines = [headers, ["-" * w for w in widths], *rows]
+    return "\n".join("  ".join(str(cell).ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines)
+
+
+# ------------------------------------------------------------------------------------------------ models
+
+
+def key_metric_of(record: ModelVersion) -> tuple[str, float | None]:
+    """The version's key metric and its value, wherever the registering code put them."""
+    name = record.key_metric or record.metrics.get("key_metric") or record.gate_report.get("key_metric") or ""
+    if not name:
+        name = _spec_key_metric(record.dataset)
+    places = [record.metrics, record.metrics.get("metrics"), (record.metrics.get("candidate") or {}).get("metrics")]
+    for place in places:
+        if isinstance(place, dict) and name in place:
+            value = place[name]
+            value = value.get("value") if isinstance(value, dict) else value
+            return name, value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    return name, None
+
+
+def _spec_key_metric(dataset: str) -> str:
+    from mlops_assets.core.spec import SpecError, load_spec
+
+    try:
+        spec = load_spec(Settings.from_env().spec_path)
+    except (SpecError, OSError):
+        return ""
+    return spec.key_metric if spec.name == dataset else ""
+
+
+def _metric_text(record: ModelVersion) -> str:
+    name, value = key_metric_of(record)
+    if not name:
+        return "-"
+    return f"{name}={value:.4f}" if value is not None else f"{name}=?"
+
+
+def _gates_text(record: ModelVersion) -> str:
+    return "passed" if record.gates_passed else "FAILED"
+
+
+@subcommand("models", "List registered model versions with their aliases, key metric and gates.")
+def _build_models(parser: argparse.ArgumentParser) -> Handler:
+    add_registry_options(parser)
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    def run(args: argparse.Namespace) -> int:
+        records = registry_from_args(args).list_versions()
+        if args.json:
+            print(json.dumps([asdict(r) for r in records], indent=2, default=str))
+            return 0
+        if not records:
+            print("no model versions registered yet")
+            return 0
+        rows = [[r.version, ",".join(r.aliases) or "-", _metric_text(r), _gates_text(r), r.created_at[:19]]
+                for r in records]
+        print(format_table(["VERSION", "ALIASES", "KEY METRIC", "GATES", "CREATED (UTC)"], rows))
+        return 0
+
+    return run
+
+
+# -------------------------------------------------------------------------------------------------- show
+
+
+@subcommand("show", "Show one version: lineage, metrics, gate report and alias history.")
+def _build_show(parser: argparse.ArgumentParser) -> Handler:
+    add_registry_options(parser)
+    parser.add_argument("version")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+    def run(args: argparse.Namespace) -> int:
+        registry = registry_from_args(args)
+        record = registry.get(args.version)
+        history = registry.alias_history(args.version)
+        if args.json:
+            print(json.dumps({**asdict(record), "alias_history": [asdict(h) for h in history]}, indent=2,
+                             default=str))
+            return 0
+        art = record.artifact
+        print(format_table(["FIELD", "VALUE"], [
+            ["version", record.version],
+            ["dataset", f"{record.dataset} ({record.task})"],
+            ["registered", f"{record.created_at} by {record.registered_by}, run {record.run_id}"],
+            ["aliases", ", ".join(record.aliases) or "-"],
+            ["key metric", _metric_text(record)],
+            ["gates", _gates_text(record)],
+            ["artifact", f"{art.path} ({art.size_bytes} bytes)"],
+            ["sha256", art.sha256],
+        ]))
+        for title, section in (("lineage", record.lineage), ("metrics", record.metrics),
+                               ("gate report", record.gate_report)):
+            print(f"\n{title}:")
+            print(_indent(json.dumps(section, indent=2, sort_keys=True, default=str)))
+        print("\nalias history:")
+        print(_indent(format_table(
+            ["ALIAS", "FROM", "BY", "UNTIL", "ENDED BY"],
+            [[h.alias, h.started_at[:19], h.started_by, (h.ended_at or "now")[:19],
+              f"{h.end_action} ({h.ended_by})" if h.end_action else "-"] for h in history])))
+        return 0
+
+    return run
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line for line in text.splitlines())
+
+
+# ------------------------------------------------------------------------------------- promote, rollback
+
+
+@subcommand("promote", "Move a version to an alias; gate failures need --force and --reason.")
+def _build_promote(parser: argparse.ArgumentParser) -> Handler:
+    add_registry_options(parser)
+    add_actor_option(parser)
+    parser.add_argument("version")
+    parser.add_argument("--to", required=True, choices=PROMOTION_TARGETS)
+    parser.add_argument("--force", action="store_true", help="override failed promotion gates (needs --reason)")
+    parser.add_argument("--reason", default="", help="why; recorded in the audit log")
+
+    def run(args: argparse.Namespace) -> int:
+        replaced = registry_from_args(args).promote(
+            args.version, args.to, actor=actor_from_args(args), reason=args.reason, force=args.force)
+        note = ""
+        if replaced:
+            note = f" (previous {args.to} {replaced} " + ("archived)" if args.to == "champion" else "unassigned)")
+        print(f"{args.version} is now {args.to}{note}")
+        return 0
+
+    return run
+
+
+@subcommand("rollback", "Archive the champion and restore the previous known-good champion.")
+def _build_rollback(parser: argparse.ArgumentParser) -> Handler:
+    add_registry_options(parser)
+    add_actor_option(parser)
+    parser.add_argument("--reason", default="", help="why; recorded in the audit log")
+
+    def run(args: argparse.Namespace) -> int:
+        registry = registry_from_args(args)
+        restored = registry.rollback(actor=actor_from_args(args), reason=args.reason)
+        record = registry.get(restored)
+        print(f"champion is now {restored} again (artifact sha256 {record.artifact.sha256})")
+        return 0
+
+    return run
+
+
+# ------------------------------------------------------------------------------------------------- audit
+
+
+@subcommand("audit", "Show the audit log: who changed which alias, when and why.")
+def _build_audit(parser: argparse.ArgumentParser) -> Handler:
+    add_registry_options(parser)
+    parser.add_argument("--version", default=None, help="only entries about this version")
+    parser.add_argument("--limit", type=int, default=None, help="only the most recent N entries")
+
+    def run(args: argparse.Namespace) -> int:
+        entries = registry_from_args(args).audit_log(limit=args.limit, version=args.version)
+        if not entries:
+            print("the audit log is empty" + (f" for {args.version}" if args.version else ""))
+            return 0
+        rows = [[str(e.id), e.at[:19], e.actor, e.action + (" (FORCED)" if e.forced else ""), e.version or "-",
+                 f"{e.from_alias or '-'} -> {e.to_alias or '-'}", e.reason or "-"] for e in entries]
+        print(format_table(["ID", "AT (UTC)", "ACTOR", "ACTION", "VERSION", "ALIAS", "REASON"], rows))
+        return 0
+
+    return run
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""Content-addressed storage for model artifacts: pickles whose checksum is verified before they are loaded.
+
+Unpickling runs arbitrary code, so a file whose bytes differ from the checksum the registry recorded is
+refused *before* `pickle.load` sees it. Files are written atomically (temp file in the same folder, then
+`os.replace`) and named after their sha256, so a saved artifact is never overwritten with other content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+_CHUNK = 1 << 20
+# One path component: letters, digits, dot, dash, underscore; not starting with a dot ("..", hidden files).
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,127}")
+
+
+class ArtifactError(Exception):
+    """An artifact cannot be stored or found."""
+
+
+class ArtifactIntegrityError(ArtifactError):
+    """An artifact's bytes do not match the checksum recorded for it; it was not loaded."""
+
+
+@dataclass(frozen=True)
+class StoredArtifact:
+    path: str  # relative to the store's root, POSIX separators
+    sha256: str
+    size_bytes: int
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class _HashingWriter:
+    """File-like sink for pickle.dump that hashes and counts the bytes on their way to disk."""
+
+    def __init__(self, fh):
+        self._fh = fh
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data) -> int:
+        self.digest.update(data)
+        self.size += len(data)
+        return self._fh.write(data)
+
+
+def safe_name(name: str) -> str:
+    """Return `name` if it is a single, harmless path component; raise ArtifactError otherwise."""
+    if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name):
+        raise ArtifactError(
+            f"unsafe artifact name {name!r}: use 1-128 letters, digits, '.', '-' or '_', not starting with '.'"
+        )
+    return name
+
+
+class ArtifactStore:
+    def __init__(self, root: str | Path):
+        self.root = Path(root).resolve()
+
+    def save(self, obj, name: str) -> StoredArtifact:
+        """Pickle `obj` to `<name>/<sha256>.pkl` under the root; saving identical content again is a no-op."""
+        folder = self.root / safe_name(name)
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pkl")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                writer = _HashingWriter(fh)
+                pickle.dump(obj, writer, protocol=pickle.HIGHEST_PROTOCOL)
+                fh.flush()
+                os.fsync(fh.fileno())
+            sha = writer.digest.hexdigest()
+            os.replace(tmp, folder / f"{sha}.pkl")
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return StoredArtifact(path=f"{name}/{sha}.pkl", sha256=sha, size_bytes=writer.size)
+
+    def resolve(self, path: str | Path) -> Path:
+        """Absolute location of a stored artifact; refuses paths that would leave the root."""
+        rel = PurePosixPath(str(path).replace("\\", "/"))
+        if rel.is_absolute() or not rel.parts or any(part in ("", ".", "..") for part in rel.parts):
+            raise ArtifactError(f"artifact path {str(path)!r} must be relative to the store, without '..'")
+        full = (self.root / Path(*rel.parts)).resolve()
+        if not full.is_relative_to(self.root):  # a symlink pointing outside
+            raise ArtifactError(f"artifact path {str(path)!r} resolves outside the store {self.root}")
+        return full
+
+    def verify(self, path: str | Path, expected_sha256: str) -> Path:
+        """Check the file's checksum; returns its location, or raises ArtifactIntegrityError."""
+        full = self.resolve(path)
+        if not full.is_file():
+            raise ArtifactError(f"artifact {path} not found in {self.root}")
+        _check(path, expected_sha256, sha256_file(full))
+        return full
+
+    def load(self, path: str | Path, expected_sha256: str):
+        """Unpickle a stored artifact after verifying its checksum (nothing is unpickled on a mismatch)."""
+        full = self.resolve(path)
+        if not full.is_file():
+            raise ArtifactError(f"artifact {path} not found in {self.root}")
+        # Hash the very bytes that get unpickled, so the file cannot change between the check and the load.
+        data = full.read_bytes()
+        _check(path, expected_sha256, hashlib.sha256(data).hexdigest())
+        return pickle.loads(data)
+
+
+def _check(path, expected: str, actual: str) -> None:
+    if actual != expected:
+        raise ArtifactIntegrityError(
+            f"artifact {path} failed its integrity check: expected sha256 {expected}, found {actual}; "
+            "refusing to load it"
+        )
