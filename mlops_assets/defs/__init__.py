@@ -18,8 +18,13 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     feature_table, labeled_examples = features.build(spec, daily, raw_batch, raw_labels)
     checks = validation.build(raw_batch, raw_labels, daily)
     sensor = ingestion.landing_sensor(spec, raw_batch, raw_labels, feature_table, labeled_examples)
+    daily_ingestion_job = dg.define_asset_job(
+        "daily_ingestion_job", selection=[raw_batch, feature_table],
+        description="Ingest, validate and build features for the selected days (use it for backfills).",
+    )
     return dg.Definitions(
         assets=[raw_batch, raw_labels, feature_table, labeled_examples],
+        jobs=[daily_ingestion_job],
         asset_checks=checks,
         sensors=[sensor],
         resources={"project": ProjectResource.from_settings(settings)},
