@@ -162,3 +162,18 @@ def test_bad_labels_are_quarantined(make_pipeline, synthetic_spec, kind):
     assert pipeline.store.partitions("labeled_examples") == []
     [record] = pipeline.project.quarantine.records()
     assert record.file == labels_file_name(batch.day) and synthetic_spec.target in record.reason
+
+
+def test_code_location_loads_for_both_specs(tmp_path):
+    from mlops_assets.core.settings import Settings
+    from mlops_assets.defs import build_definitions
+
+    for spec in ("elec2.toml", "synthetic.toml"):
+        defs = build_definitions(Settings.for_data_dir(tmp_path, SPECS / spec))
+        dg.Definitions.validate_loadable(defs)
+        graph = defs.resolve_asset_graph()
+        groups = {k.path[-1]: graph.get(k).group_name for k in graph.get_all_asset_keys()}
+        assert groups == {"raw_batch": "ingestion", "raw_labels": "ingestion", "feature_table": "features",
+                          "labeled_examples": "features"}
+        checks = {k.name for k in graph.asset_check_keys}
+        assert checks == {"raw_batch_matches_spec", "raw_labels_matches_spec"}
