@@ -73,7 +73,7 @@ class MonitoringPolicy:
     """Thresholds for the daily monitoring reports; WARN below `error_*`, ERROR at or above."""
 
     drift_alpha: float = 0.05  # false-discovery rate across features
-    drift_min_effect: float = 0.1  # effect-size floor (PSI / Wasserstein in reference std units)
+    drift_min_effect: float = 0.1  # effect floor: Wasserstein in reference stds (numeric), Jensen-Shannon (categorical)
     warn_drift_share: float = 0.1  # weighted share of drifting features that warns
     error_drift_share: float = 0.3
     warn_performance_drop: float = 0.03
