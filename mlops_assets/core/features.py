@@ -79,3 +79,14 @@ def make_preprocessor(spec: DatasetSpec) -> ColumnTransformer:
             categorical,
         ))
     return ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=False)
+
+
+def join_labels(feature_table: pd.DataFrame, labels: pd.DataFrame, spec: DatasetSpec) -> tuple[pd.DataFrame, float]:
+    """The labeled examples of a day and the share of its feature rows that have a label."""
+    labels = labels[spec.label_columns].copy()
+    labels[spec.timestamp] = pd.to_datetime(labels[spec.timestamp])
+    if spec.entity_id:
+        labels[spec.entity_id] = labels[spec.entity_id].astype(str)
+    joined = feature_table.merge(labels, on=spec.key_columns, how="inner", validate="one_to_one")
+    coverage = len(joined) / len(feature_table) if len(feature_table) else 0.0
+    return joined, coverage

@@ -47,3 +47,18 @@ def deliveries(history: dict[dt.date, pd.DataFrame], spec: DatasetSpec, start: d
 
 def _csv(frame: pd.DataFrame) -> bytes:
     return frame.to_csv(index=False, lineterminator="\n").encode()
+
+
+def load_labeled_days(store, spec: DatasetSpec, history: dict[dt.date, pd.DataFrame], days: list[dt.date]) -> None:
+    """Fill the feature and labeled-example tables for `days` straight from history, through the same core
+    functions the assets call (for benchmarks and tests that start from an already-ingested history)."""
+    from .features import engineer, join_labels
+    from .validation import read_batch
+
+    for day in days:
+        key = day.isoformat()
+        batch = read_batch(_csv(history[day][spec.batch_columns]), "history", key, spec, "features")
+        labels = read_batch(_csv(history[day][spec.label_columns]), "history", key, spec, "labels")
+        table = engineer(batch, spec)
+        store.write("feature_table", key, table)
+        store.write("labeled_examples", key, join_labels(table, labels, spec)[0])

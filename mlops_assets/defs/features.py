@@ -2,9 +2,8 @@
 
 
 import dagster as dg
-import pandas as pd
 
-from ..core.features import FEATURE_CODE_VERSION, engineer
+from ..core.features import FEATURE_CODE_VERSION, engineer, join_labels
 from ..core.spec import DatasetSpec
 from ..core.storage import frame_fingerprint
 from .resources import ProjectResource
@@ -37,10 +36,7 @@ def build(spec: DatasetSpec, daily: dg.PartitionsDefinition, raw_batch, raw_labe
     def labeled_examples(context: dg.AssetExecutionContext, project: ProjectResource) -> dg.MaterializeResult:
         partition, spec_ = context.partition_key, project.spec
         features = project.store.read("feature_table", partition)
-        labels = project.store.read("raw_labels", partition)[spec_.label_columns]
-        labels[spec_.timestamp] = pd.to_datetime(labels[spec_.timestamp])
-        joined = features.merge(labels, on=spec_.key_columns, how="inner", validate="one_to_one")
-        coverage = len(joined) / len(features) if len(features) else 0.0
+        joined, coverage = join_labels(features, project.store.read("raw_labels", partition), spec_)
         project.store.write("labeled_examples", partition, joined)
         metadata = {"dagster/row_count": len(joined), "label_coverage": round(coverage, 4)}
         if spec_.is_classification and len(joined):

@@ -48,6 +48,12 @@ class ProjectResource(dg.ConfigurableResource):
         return Quarantine(self.settings.quarantine_dir)
 
     @cached_property
+    def registry(self):
+        from ..core.registry import open_registry
+
+        return open_registry(self.settings)
+
+    @cached_property
     def landing(self):
         if self.landing_s3:
             from dagster_aws.s3 import S3Resource
