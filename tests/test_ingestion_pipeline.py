@@ -173,7 +173,11 @@ def test_code_location_loads_for_both_specs(tmp_path):
         dg.Definitions.validate_loadable(defs)
         graph = defs.resolve_asset_graph()
         groups = {k.path[-1]: graph.get(k).group_name for k in graph.get_all_asset_keys()}
-        assert groups == {"raw_batch": "ingestion", "raw_labels": "ingestion", "feature_table": "features",
-                          "labeled_examples": "features"}
+        assert groups == {
+            "raw_batch": "ingestion", "raw_labels": "ingestion", "feature_table": "features",
+            "labeled_examples": "features", "training_set": "training", "candidate_model": "training",
+            "evaluation_report": "evaluation", "model_promotion": "deployment",
+        }
         checks = {k.name for k in graph.asset_check_keys}
-        assert checks == {"raw_batch_matches_spec", "raw_labels_matches_spec"}
+        assert {"raw_batch_matches_spec", "raw_labels_matches_spec", "candidate_model_reproducible",
+                "gate_beats_champion", "gate_slices", "gate_no_leakage", "gate_first_model_floors"} <= checks

@@ -54,7 +54,7 @@ def build(spec: DatasetSpec, daily: dg.PartitionsDefinition, candidate_model):
         registry.register(
             record.version, dataset=project.spec.name, task=project.spec.task, lineage=record.lineage,
             metrics=result.report.to_dict(), gate_report=result.gates.to_dict(), gates_passed=result.gates.passed,
-            artifact=record.artifact, run_id=context.run_id, actor="dagster:evaluation_report",
+            artifact=record.artifact, run_id=context.run.run_id, actor="dagster:evaluation_report",
             key_metric=result.report.key_metric,
         )
         document = {"version": record.version, "champion": champion_version, "gates_passed": result.gates.passed,
