@@ -5,6 +5,8 @@
     mlops promote VERSION --to champion [--force --reason TEXT] [--actor NAME]
     mlops rollback [--reason TEXT]                 restore the previous known-good champion
     mlops audit [--version V] [--limit N]          who did what, when and why
+    mlops decision ENTITY DAY                      which model decided ENTITY on DAY, and what it said
+    mlops predictions --version V [--start --end]  how much a version scored: rows, days, mean score
 
 The registry is `--registry URL`, else $MLOPS_REGISTRY_URL, else the project's DuckDB file (Settings).
 To add a command, decorate a builder with `@subcommand(name, help)`: it receives its argparse parser, adds
@@ -258,6 +260,98 @@ def _build_audit(parser: argparse.ArgumentParser) -> Handler:
         rows = [[str(e.id), e.at[:19], e.actor, e.action + (" (FORCED)" if e.forced else ""), e.version or "-",
                  f"{e.from_alias or '-'} -> {e.to_alias or '-'}", e.reason or "-"] for e in entries]
         print(format_table(["ID", "AT (UTC)", "ACTOR", "ACTION", "VERSION", "ALIAS", "REASON"], rows))
+        return 0
+
+    return run
+
+
+# -------------------------------------------------------------------------------------- prediction ledger
+
+
+def add_ledger_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ledger", metavar="DIR", help="prediction ledger folder (default: $MLOPS_DATA_DIR/ledger)")
+
+
+def ledger_from_args(args: argparse.Namespace):
+    from pathlib import Path
+
+    from mlops_assets.core.ledger import PredictionLedger
+
+    return PredictionLedger(Path(args.ledger) if args.ledger else Settings.from_env().ledger_dir)
+
+
+def _day_arg(text: str | None) -> str | None:
+    from mlops_assets.core.landing import UnsafeFileName, check_partition_key
+
+    if text is None:
+        return None
+    try:
+        return check_partition_key(text)
+    except UnsafeFileName:
+        raise CliError(f"{text!r} is not a day (YYYY-MM-DD)") from None
+
+
+def _decision_text(row) -> str:
+    if row.threshold is None or row.threshold != row.threshold:  # regression: the decision is the prediction
+        return f"{row.decision:.6g}"
+    verdict = "positive" if row.decision >= 1 else "negative"
+    return f"{verdict} ({'>=' if row.decision >= 1 else '<'} {row.threshold:g})"
+
+
+@subcommand("decision", "Which model decided ENTITY on DAY and what it said, with shadow opinions.")
+def _build_decision(parser: argparse.ArgumentParser) -> Handler:
+    add_ledger_option(parser)
+    parser.add_argument("entity", help="the entity id (or the row's timestamp when the dataset has no entity id)")
+    parser.add_argument("day", help="YYYY-MM-DD")
+
+    def run(args: argparse.Namespace) -> int:
+        from mlops_assets.core.ledger import LedgerError
+
+        day = _day_arg(args.day)
+        try:
+            rows = ledger_from_args(args).for_entity(args.entity, day)
+        except LedgerError as exc:
+            raise CliError(str(exc)) from None
+        if rows.empty:
+            raise CliError(f"no prediction recorded for entity {args.entity!r} on {day}")
+        acted = rows[rows["acted_on"]]
+        deciders = ", ".join(f"{v} ({r})" for v, r in dict.fromkeys(zip(acted["model_version"], acted["route"])))
+        print(f"entity {args.entity} on {day}: decided by {deciders or 'no model (shadow rows only)'}")
+        table = [[str(r.timestamp)[:19], r.model_version, r.route, "yes" if r.acted_on else "no (shadow)",
+                  f"{r.score:.4f}", _decision_text(r), str(r.scored_at)[:19]] for r in rows.itertuples()]
+        print(format_table(["TIMESTAMP", "VERSION", "ROUTE", "ACTED ON", "SCORE", "DECISION", "SCORED AT (UTC)"],
+                           table))
+        return 0
+
+    return run
+
+
+@subcommand("predictions", "Summarise what one model version scored: rows, days and mean score by route.")
+def _build_predictions(parser: argparse.ArgumentParser) -> Handler:
+    add_ledger_option(parser)
+    parser.add_argument("--version", required=True)
+    parser.add_argument("--start", default=None, help="first day, YYYY-MM-DD (inclusive)")
+    parser.add_argument("--end", default=None, help="last day, YYYY-MM-DD (inclusive)")
+
+    def run(args: argparse.Namespace) -> int:
+        from mlops_assets.core.ledger import LedgerError
+
+        start, end = _day_arg(args.start), _day_arg(args.end)
+        try:
+            ledger = ledger_from_args(args)
+            total = ledger.totals(args.version, start, end)
+            summary = ledger.summary(args.version, start, end)
+        except LedgerError as exc:
+            raise CliError(str(exc)) from None
+        span = f" between {start or 'the start'} and {end or 'the end'}" if start or end else ""
+        if not total["rows"]:
+            print(f"no predictions recorded for {args.version}{span}")
+            return 0
+        print(f"version {args.version}{span}: {total['rows']} rows over {total['days']} days "
+              f"({total['first_day']} .. {total['last_day']}), mean score {total['mean_score']:.4f}")
+        print(format_table(["ROUTE", "ROWS", "ACTED ON", "DAYS", "FIRST DAY", "LAST DAY", "MEAN SCORE"], [
+            [r.route, str(r.rows), str(r.acted_on), str(r.days), str(r.first_day)[:10], str(r.last_day)[:10],
+             f"{r.mean_score:.4f}"] for r in summary.itertuples()]))
         return 0
 
     return run

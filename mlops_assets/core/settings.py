@@ -36,6 +36,11 @@ class Settings:
         return self.data_dir / "warehouse"
 
     @property
+    def ledger_dir(self) -> Path:
+        """The prediction ledger: every served score, which model gave it and whether it was acted on."""
+        return self.data_dir / "ledger"
+
+    @property
     def artifacts_dir(self) -> Path:
         return self.data_dir / "registry" / "artifacts"
 

@@ -85,6 +85,20 @@ class MonitoringPolicy:
 
 
 @dataclass(frozen=True)
+class DeploymentPolicy:
+    """How a new version reaches traffic: the decision threshold, the canary ramp and the guardrails that stop
+    it. A canary copies these when it starts, so editing the spec later does not move a running canary's goalposts."""
+
+    decision_threshold: float = 0.5  # classification: a score at or above it decides "positive"
+    canary_steps: list = field(default_factory=lambda: [0.05, 0.25, 0.5, 1.0])  # shares of entities, ending at 1
+    canary_window_days: int = 2  # days of traffic judged at each step
+    max_metric_drop: float = 0.02  # realised key metric: how far the canary may trail the champion
+    max_score_shift: float = 0.1  # KS statistic between canary and champion scores on the same rows
+    max_latency_ratio: float = 1.5  # canary scoring time / champion scoring time
+    min_rows_per_step: int = 200  # fewer compared rows and the step holds: too little evidence to judge
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     name: str
     timestamp: str
@@ -103,6 +117,7 @@ class DatasetSpec:
     training: TrainingPolicy = field(default_factory=TrainingPolicy)
     gates: GatePolicy = field(default_factory=GatePolicy)
     monitoring: MonitoringPolicy = field(default_factory=MonitoringPolicy)
+    deployment: DeploymentPolicy = field(default_factory=DeploymentPolicy)
 
     @property
     def is_classification(self) -> bool:
@@ -163,7 +178,7 @@ def load_spec(path: str | Path) -> DatasetSpec:
 
 def spec_from_dict(raw: dict[str, Any], source: str = "<memory>") -> DatasetSpec:
     problems: list[str] = []
-    known_sections = {"dataset", "features", "training", "gates", "monitoring"}
+    known_sections = {"dataset", "features", "training", "gates", "monitoring", "deployment"}
     for key in raw:
         if key not in known_sections:
             problems.append(f"{key}: unknown section (expected one of {sorted(known_sections)})")
@@ -205,6 +220,9 @@ def spec_from_dict(raw: dict[str, Any], source: str = "<memory>") -> DatasetSpec
     training = _load_policy(raw.get("training", {}), "training", TrainingPolicy, problems)
     gates = _load_policy(raw.get("gates", {}), "gates", GatePolicy, problems)
     monitoring = _load_policy(raw.get("monitoring", {}), "monitoring", MonitoringPolicy, problems)
+    deployment = _load_policy(raw.get("deployment", {}), "deployment", DeploymentPolicy, problems)
+    if isinstance(deployment, DeploymentPolicy):
+        problems.extend(_deployment_problems(deployment))
     if isinstance(training, TrainingPolicy):
         if training.validation_days + training.benchmark_days >= training.window_days:
             problems.append("training: window_days must exceed validation_days + benchmark_days")
@@ -216,7 +234,22 @@ def spec_from_dict(raw: dict[str, Any], source: str = "<memory>") -> DatasetSpec
         start_date=start_date, end_date=end_date, entity_id=entity_id, label_delay_days=label_delay,
         slices=slices, positive_label=positive_label, calendar_features=calendar,
         description=description, source=source, training=training, gates=gates, monitoring=monitoring,
+        deployment=deployment,
     )
+
+
+def _deployment_problems(policy: DeploymentPolicy) -> list[str]:
+    steps = policy.canary_steps
+    out = []
+    if not steps or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in steps):
+        out.append(f"deployment.canary_steps: expected a non-empty list of shares, got {steps!r}")
+    elif not (all(0 < x <= 1 for x in steps) and all(a < b for a, b in zip(steps, steps[1:])) and steps[-1] == 1):
+        out.append(f"deployment.canary_steps: shares must rise strictly within (0, 1] and end at 1, got {steps!r}")
+    if policy.decision_threshold > 1:
+        out.append(f"deployment.decision_threshold: a probability threshold in [0, 1], got {policy.decision_threshold!r}")
+    if policy.canary_window_days < 1:
+        out.append("deployment.canary_window_days: must be at least 1")
+    return out
 
 
 def _load_features(section: Any, problems: list[str]) -> list[FeatureSpec]:
