@@ -37,11 +37,14 @@ class ReplayLog:
     days: int = 0
     runs: int = 0
     failed_runs: list[str] = field(default_factory=list)
+    run_log: list = field(default_factory=list)
     sensor_state: dict[str, str | None] = field(default_factory=dict)
 
 
-def run_requests_once(defs: dg.Definitions, instance: dg.DagsterInstance, log: ReplayLog, echo=print) -> int:
-    """Tick every sensor once and execute what they request, as the daemon would (run keys deduplicated)."""
+def run_requests_once(defs: dg.Definitions, instance: dg.DagsterInstance, log: ReplayLog, echo=print,
+                      now: dt.datetime | None = None) -> int:
+    """Tick every sensor (and, given `now`, every schedule) once and execute what they request, as the daemon
+    would: run keys are deduplicated, runs carry the sensor's or schedule's tags."""
     launched = 0
     for sensor in defs.sensors:
         ctx = dg.build_sensor_context(
@@ -57,27 +60,52 @@ def run_requests_once(defs: dg.Definitions, instance: dg.DagsterInstance, log: R
             requests, cursor = list(result), ctx.cursor
         log.sensor_state[sensor.name] = cursor
         for request in requests:
-            tags = {**(request.tags or {}), "dagster/sensor_name": sensor.name}
-            if request.run_key:
-                tags["dagster/run_key"] = request.run_key
-                if instance.get_runs(filters=dg.RunsFilter(tags={"dagster/run_key": request.run_key}), limit=1):
-                    continue
-            outcome = execute_request(defs, instance, request, tags)
-            log.runs += 1
-            launched += 1
-            if not outcome.success:
-                log.failed_runs.append(f"{request.partition_key} {request.run_key or ''}".strip())
-                echo(f"  ! run for {request.partition_key} failed ({request.run_key}); see the run in the UI")
+            launched += _launch(defs, instance, log, echo, request, sensor, {"dagster/sensor_name": sensor.name})
+    for schedule in defs.schedules if now is not None else []:
+        ctx = dg.build_schedule_context(instance=instance, scheduled_execution_time=now, resources=defs.resources)
+        result = schedule(ctx)
+        for request in [result] if isinstance(result, dg.RunRequest) else []:
+            launched += _launch(defs, instance, log, echo, request, schedule, {"dagster/schedule_name": schedule.name})
     return launched
 
 
-def execute_request(defs: dg.Definitions, instance: dg.DagsterInstance, request: dg.RunRequest, tags: dict):
-    job = defs.resolve_implicit_global_asset_job_def()
+def _launch(defs, instance, log: ReplayLog, echo, request: dg.RunRequest, origin, tags: dict) -> int:
+    tags = {**(request.tags or {}), **tags}
+    if request.run_key:
+        tags["dagster/run_key"] = request.run_key
+        if instance.get_runs(filters=dg.RunsFilter(tags={"dagster/run_key": request.run_key}), limit=1):
+            return 0
+    outcome = execute_request(defs, instance, request, tags, origin)
+    log.runs += 1
+    log.run_log.append((request.partition_key, _target_job(origin) or "assets", outcome.success, tags))
+    if not outcome.success:
+        log.failed_runs.append(f"{request.partition_key} {request.run_key or ''}".strip())
+        echo(f"  ! run for {request.partition_key} failed ({request.run_key}); see the run in the UI")
+    return 1
+
+
+def execute_request(defs: dg.Definitions, instance: dg.DagsterInstance, request: dg.RunRequest, tags: dict,
+                    origin=None):
+    job_name = request.job_name or _target_job(origin)
+    selection = request.asset_selection
+    if job_name:
+        job = defs.resolve_job_def(job_name)
+    else:
+        job = defs.resolve_implicit_global_asset_job_def()
+        if selection is None and getattr(origin, "asset_selection", None) is not None:
+            selection = list(origin.asset_selection.resolve(defs.resolve_asset_graph()))
     return job.execute_in_process(
-        instance=instance, partition_key=request.partition_key, asset_selection=request.asset_selection,
+        instance=instance, partition_key=request.partition_key, asset_selection=selection,
         tags=tags, raise_on_error=False, resources=defs.resources,
-        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
     )
+
+
+def _target_job(origin) -> str | None:
+    try:
+        return origin.job_name if origin is not None else None
+    except dg.DagsterInvalidDefinitionError:  # a sensor that targets assets, not a job
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         for delivery in deliveries(history, spec, args.start, args.end):
             for name, content in delivery.files.items():
                 landing.deliver(name, content)
-            run_requests_once(defs, instance, log)
+            morning = dt.datetime.combine(delivery.day, dt.time(6), tzinfo=dt.timezone.utc)
+            run_requests_once(defs, instance, log, now=morning)
             log.days += 1
             state_file.write_text(json.dumps(log.sensor_state))
             if log.days % 7 == 0:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from dataclasses import dataclass
 
 import pandas as pd
 
-from . import training
+from . import monitoring, training
 from .artifacts import ArtifactStore, StoredArtifact
-from .evaluation import EvaluationReport, evaluate
+from .evaluation import EvaluationReport, evaluate, latency_ms_per_1k
 from .gates import GateReport, evaluate_gates
 from .spec import DatasetSpec
 from .storage import PartitionStore, frame_fingerprint
@@ -47,21 +48,33 @@ class CandidateRecord:
     as_of: str
     artifact: StoredArtifact
     lineage: dict
+    train_seconds: float = 0.0
 
     def to_dict(self) -> dict:
-        return {"version": self.version, "as_of": self.as_of, "artifact": vars(self.artifact), "lineage": self.lineage}
+        return {"version": self.version, "as_of": self.as_of, "artifact": vars(self.artifact), "lineage": self.lineage,
+                "train_seconds": self.train_seconds}
 
     @classmethod
     def from_dict(cls, raw: dict) -> "CandidateRecord":
-        return cls(raw["version"], raw["as_of"], StoredArtifact(**raw["artifact"]), raw["lineage"])
+        return cls(raw["version"], raw["as_of"], StoredArtifact(**raw["artifact"]), raw["lineage"],
+                   raw.get("train_seconds", 0.0))
 
 
 def train_candidate(store: PartitionStore, artifacts: ArtifactStore, spec: DatasetSpec,
                     manifest: training.TrainingManifest) -> tuple[CandidateRecord, training.TrainedModel]:
+    started = time.perf_counter()
     model = training.train(spec, spec.training, load_split(store, manifest, "train"), manifest=manifest)
+    seconds = time.perf_counter() - started
     artifact = artifacts.save(model.pipeline, spec.name)
     version = f"{spec.name}-{manifest.as_of}-{artifact.sha256[:8]}"
-    return CandidateRecord(version, manifest.as_of, artifact, model.lineage.to_dict()), model
+    return CandidateRecord(version, manifest.as_of, artifact, model.lineage.to_dict(), seconds), model
+
+
+def monitoring_reference(store: PartitionStore, spec: DatasetSpec, manifest: training.TrainingManifest, pipeline) -> dict:
+    """The drift profile, calibrator and baselines monitoring compares each served day with."""
+    validation = load_split(store, manifest, "validation")
+    latency = latency_ms_per_1k(pipeline, spec, validation)
+    return monitoring.build_reference(spec, pipeline, load_split(store, manifest, "train"), validation, latency)
 
 
 def load_candidate(artifacts: ArtifactStore, record: CandidateRecord):

@@ -231,6 +231,14 @@ class ModelRegistry:
                        details={"rolled_back_from": current, "artifact_sha256": sha})
             return restored
 
+    def record(self, version: str, action: str, *, actor: str, reason: str = "", details: dict | None = None) -> None:
+        """Append an audit entry that moves no alias: a canary ramp step, a window held, a guardrail read."""
+        with self._db.transaction(write=True) as tx:
+            self._get(tx, version)  # an entry about an unknown version is refused
+            audit_id = tx.next_id("audit_log")
+            tx.rows(f"INSERT INTO {{s}}.audit_log ({_AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [audit_id, _now(), actor, action, version, None, None, reason or "", False, _json(details)])
+
     # -- queries
 
     def get(self, version: str) -> ModelVersion:

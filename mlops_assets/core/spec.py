@@ -35,6 +35,7 @@ class FeatureSpec:
     categories: tuple[str, ...] = ()
     nullable: bool = False
     description: str = ""
+    monitor: bool = True  # false: profiled but never counted as drift (e.g. day-of-week in daily batches)
 
     @property
     def is_numeric(self) -> bool:
@@ -268,6 +269,7 @@ def _load_features(section: Any, problems: list[str]) -> list[FeatureSpec]:
         cats = tuple(str(c) for c in body.get("categories", []))
         p.seen.add("categories")
         nullable = p.boolean("nullable", default=False)
+        monitor = p.boolean("monitor", default=True)
         desc = p.string("description")
         p.reject_unknown()
         if ftype == "categorical":
@@ -281,7 +283,7 @@ def _load_features(section: Any, problems: list[str]) -> list[FeatureSpec]:
             problems.append(f"{where}: min ({lo}) is greater than max ({hi})")
         if len(set(cats)) != len(cats):
             problems.append(f"{where}: categories repeat a value")
-        out.append(FeatureSpec(fname, ftype or "numeric", lo, hi, cats, nullable, desc))
+        out.append(FeatureSpec(fname, ftype or "numeric", lo, hi, cats, nullable, desc, monitor))
     return out
 
 

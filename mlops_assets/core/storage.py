@@ -95,6 +95,10 @@ class PartitionStore:
         os.replace(tmp, target)
         return target
 
+    def documents(self, asset: str) -> list[str]:
+        folder = self.folder(asset)
+        return sorted(p.stem for p in folder.glob("*.json")) if folder.exists() else []
+
     def read_json(self, asset: str, partition: str):
         path = self.path(asset, partition, ".json")
         if not path.exists():

@@ -6,7 +6,7 @@ import dagster as dg
 
 from ..core.settings import Settings
 from ..core.spec import load_spec
-from . import deployment, evaluation, features, ingestion, training, validation
+from . import automation, deployment, evaluation, features, ingestion, monitoring, serving, training, validation
 from .partitions import daily_partitions
 from .resources import ProjectResource
 
@@ -25,15 +25,25 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         "train_candidate_job", selection=[training_set, candidate_model, evaluation_report, model_promotion],
         description="Train, evaluate and gate a candidate as of the selected day; promotion follows the policy.",
     )
+    batch_scoring, canary_step = serving.build(spec, daily, feature_table, labeled_examples)
+    reports = monitoring.build(spec, daily, feature_table, labeled_examples, batch_scoring)
+    score_and_monitor_job = dg.define_asset_job(
+        "score_and_monitor_job", selection=[batch_scoring, canary_step, *reports],
+        description="Score the day with the serving models, step the canary and write the monitoring reports.",
+    )
+    schedule, retrain_sensor, label_arrival_sensor = automation.build(
+        spec, score_and_monitor_job, train_candidate_job, labeled_examples, reports[2])
     daily_ingestion_job = dg.define_asset_job(
         "daily_ingestion_job", selection=[raw_batch, feature_table],
         description="Ingest, validate and build features for the selected days (use it for backfills).",
     )
     return dg.Definitions(
         assets=[raw_batch, raw_labels, feature_table, labeled_examples, training_set, candidate_model,
-                evaluation_report, model_promotion],
-        jobs=[daily_ingestion_job, train_candidate_job, deployment.promote_model, deployment.rollback_model],
+                evaluation_report, model_promotion, batch_scoring, canary_step, *reports],
+        jobs=[daily_ingestion_job, train_candidate_job, score_and_monitor_job, deployment.promote_model,
+              deployment.rollback_model],
         asset_checks=checks,
-        sensors=[sensor],
+        schedules=[schedule],
+        sensors=[sensor, retrain_sensor, label_arrival_sensor],
         resources={"project": ProjectResource.from_settings(settings)},
     )

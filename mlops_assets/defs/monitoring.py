@@ -1,0 +1,148 @@
+"""Monitoring: one report per day and axis — data drift, prediction drift, performance, cost — each with a
+check whose severity follows relative thresholds from the spec, and whose description is its runbook."""
+
+import dagster as dg
+import pandas as pd
+
+from ..core import monitoring
+from ..core.drift import drift_report, prediction_drift
+from ..core.drift_plots import drift_plots, prediction_drift_plot
+from ..core.ledger import PredictionLedger
+from ..core.spec import DatasetSpec
+from .metadata import table
+from .resources import ProjectResource
+
+OWNERS = ["team:ml-platform"]
+SEVERITY = {"WARN": dg.AssetCheckSeverity.WARN, "ERROR": dg.AssetCheckSeverity.ERROR}
+RUNBOOKS = {
+    "data_drift_ok": "Runbook: open data_drift_report; the per-feature table ranks drifting features by "
+                     "importance weight, the plots compare reference and today. A pipeline bug (units, a new "
+                     "default value, a join) → fix upstream and re-deliver. A real change in the world → the "
+                     "retrain sensor requests a candidate (once per cooldown); review its gates before promoting.",
+    "prediction_drift_ok": "Runbook: the champion's score distribution moved against its training scores. Check "
+                           "data_drift_report for the cause; if inputs are stable, suspect concept drift and "
+                           "watch performance_report as labels land.",
+    "performance_ok": "Runbook: compare `realised` (labels landed) with `estimated` (label-free, from calibrated "
+                      "scores). A drop beyond the threshold → a retrain is requested; if the candidate fails its "
+                      "gates, consider rolling back (`mlops rollback`) to the last known-good champion.",
+    "cost_ok": "Runbook: scoring time per 1,000 predictions against the champion's benchmark latency. Look for a "
+               "larger model, a slower feature path or a starved machine; retraining counts are shown too.",
+}
+
+
+def _check(name: str, asset: str, daily):
+    return dg.AssetCheckSpec(name, asset=asset, partitions_def=daily, description=RUNBOOKS[name])
+
+
+def _served(project: ProjectResource, day: str):
+    """The day's acted-on champion rows from the ledger, the version that served and its reference."""
+    rows = PredictionLedger(project.settings.ledger_dir).day(day)
+    champion = rows[rows["route"] == "champion"]
+    if champion.empty:
+        raise dg.Failure(f"no champion predictions in the ledger for {day}: run batch_scoring first")
+    version = champion["model_version"].iloc[0]
+    as_of = project.registry.get(version).lineage["manifest"]["as_of"]
+    return champion, version, project.store.read_json("model_reference", as_of)
+
+
+def _result(name: str, status: str, metadata: dict) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(check_name=name, passed=status == "OK", severity=SEVERITY.get(status, SEVERITY["WARN"]),
+                               metadata={"status": status, **metadata})
+
+
+def build(spec: DatasetSpec, daily: dg.PartitionsDefinition, feature_table, labeled_examples, batch_scoring):
+    @dg.asset(partitions_def=daily, deps=[feature_table, batch_scoring], group_name="monitoring", owners=OWNERS,
+              kinds={"scipy", "json"}, code_version="data-drift-v1", check_specs=[_check("data_drift_ok", "data_drift_report", daily)],
+              description="Per-feature drift of the day's inputs against the serving model's training profile: "
+                          "KS / chi-square by type and size, Wasserstein / Jensen-Shannon effect floors, "
+                          "Benjamini-Hochberg across features, weighted by the model's permutation importances.")
+    def data_drift_report(context: dg.AssetExecutionContext, project: ProjectResource):
+        day = context.partition_key
+        _, version, reference = _served(project, day)
+        profile = monitoring.profile_of(reference)
+        current = project.store.read("feature_table", day)
+        report = drift_report(profile, current, project.spec.monitoring)
+        project.store.write_json("data_drift_report", day, {"model_version": version, **report.to_dict()})
+        frame = report.to_frame()[["feature", "test", "p_adjusted", "effect_name", "effect_size", "psi", "weight",
+                                   "drifted"]].sort_values(["drifted", "weight"], ascending=False)
+        plots = drift_plots(profile, current, report.drifted_features or None)
+        yield dg.MaterializeResult(metadata={
+            "model_version": version, "drift_share": report.drift_share, "status": report.status,
+            "drifted_features": ", ".join(report.drifted_features) or "(none)", "features": table(frame),
+            "plots": dg.MetadataValue.md("\n\n".join(f"### {k}\n{v}" for k, v in plots.items())),
+        })
+        yield _result("data_drift_ok", report.status, {
+            "drift_share": report.drift_share, "drifted_features": ", ".join(report.drifted_features) or "(none)",
+            "warn_at": project.spec.monitoring.warn_drift_share, "error_at": project.spec.monitoring.error_drift_share})
+
+    @dg.asset(partitions_def=daily, deps=[batch_scoring], group_name="monitoring", owners=OWNERS,
+              kinds={"scipy", "json"}, code_version="prediction-drift-v1",
+              check_specs=[_check("prediction_drift_ok", "prediction_drift_report", daily)],
+              description="The champion's score distribution today against its scores on the training data.")
+    def prediction_drift_report(context: dg.AssetExecutionContext, project: ProjectResource):
+        day = context.partition_key
+        rows, version, reference = _served(project, day)
+        profile = monitoring.profile_of(reference)
+        result = prediction_drift(profile, rows["score"].to_numpy(float), project.spec.monitoring)
+        status = "WARN" if result.drifted else "OK"
+        project.store.write_json("prediction_drift_report", day, {"model_version": version, **result.to_dict()})
+        yield dg.MaterializeResult(metadata={
+            "model_version": version, "ks_statistic": result.statistic, "p_value": result.p_value,
+            "wasserstein_std": result.effect_size, "mean_score": float(rows["score"].mean()),
+            "plot": dg.MetadataValue.md(prediction_drift_plot(profile, rows["score"].to_numpy(float)))})
+        yield _result("prediction_drift_ok", status, {"effect_size": result.effect_size, "p_value": result.p_value})
+
+    @dg.asset(partitions_def=daily, deps=[batch_scoring, labeled_examples], group_name="monitoring", owners=OWNERS,
+              kinds={"json"}, code_version="performance-v1",
+              check_specs=[_check("performance_ok", "performance_report", daily)],
+              description="Realised metrics once the day's labels land (with label coverage); before that, a "
+                          "label-free estimate from calibrated scores (confidence-based performance estimation).")
+    def performance_report(context: dg.AssetExecutionContext, project: ProjectResource):
+        day, spec_ = context.partition_key, project.spec
+        rows, version, reference = _served(project, day)
+        labels = None
+        if project.store.exists("labeled_examples", day):
+            labeled = project.store.read("labeled_examples", day)
+            rows = _align(rows, labeled, spec_)
+            labels = rows["label"].to_numpy(float)
+        perf = monitoring.performance_day(spec_, reference, rows["score"].to_numpy(float), labels,
+                                          n_rows=len(rows), policy=spec_.monitoring)
+        project.store.write_json("performance_report", day, {"model_version": version, **perf.to_dict()})
+        metadata = {"model_version": version, "key_metric": perf.key_metric, "baseline": perf.baseline,
+                    "estimated": perf.estimated, "realised": perf.realised, "label_coverage": perf.label_coverage,
+                    "drop_vs_baseline": perf.drop}
+        yield dg.MaterializeResult(metadata={k: v for k, v in metadata.items() if v is not None})
+        yield _result("performance_ok", perf.status, {"drop_vs_baseline": perf.drop,
+                                                      "warn_at": spec_.monitoring.warn_performance_drop,
+                                                      "error_at": spec_.monitoring.error_performance_drop,
+                                                      "labels": "realised" if labels is not None else "estimated"})
+
+    @dg.asset(partitions_def=daily, deps=[batch_scoring], group_name="monitoring", owners=OWNERS, kinds={"json"},
+              code_version="cost-v1", check_specs=[_check("cost_ok", "cost_report", daily)],
+              description="Scoring CPU and wall time per 1,000 predictions against the champion's benchmark "
+                          "latency, model size, and retraining count and time so far.")
+    def cost_report(context: dg.AssetExecutionContext, project: ProjectResource):
+        day = context.partition_key
+        _, version, reference = _served(project, day)
+        stats = project.store.read_json("scoring_stats", day)
+        trained = [project.store.read_json("candidate_model", p) for p in project.store.documents("candidate_model")
+                   if p <= day]
+        cost = monitoring.cost_day(reference, stats["cpu_seconds"], stats["wall_seconds"], stats["rows"],
+                                   retrains=len(trained),
+                                   retrain_seconds=float(sum(t.get("train_seconds", 0.0) for t in trained)),
+                                   policy=project.spec.monitoring)
+        project.store.write_json("cost_report", day, {"model_version": version, **cost})
+        yield dg.MaterializeResult(metadata={k: v for k, v in cost.items() if k != "status"})
+        yield _result("cost_ok", cost["status"], {"wall_ratio_to_baseline": cost["wall_ratio_to_baseline"]})
+
+    return data_drift_report, prediction_drift_report, performance_report, cost_report
+
+
+def _align(rows: pd.DataFrame, labeled: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
+    """The ledger's champion rows that have a label, with the label (1/0 or the value) as `label`."""
+    from ..core.deployment import ledger_labels
+
+    labels = ledger_labels(labeled, spec)
+    labels["timestamp"] = labels["timestamp"].astype("datetime64[us]")
+    rows = rows.assign(timestamp=pd.to_datetime(rows["timestamp"]).astype("datetime64[us]"))
+    return rows.merge(labels, on=["entity", "timestamp"], how="inner")
