@@ -65,10 +65,14 @@ def test_performance_estimate_then_realised(synthetic_spec, fitted):
     assert flipped.status == "ERROR" and flipped.drop > synthetic_spec.monitoring.error_performance_drop
 
 
-def test_cost_status_is_relative_to_the_baseline(synthetic_spec, fitted):
+def test_cost_status_is_relative_to_the_champions_first_days(synthetic_spec, fitted):
     _, reference, _ = fitted
     policy = synthetic_spec.monitoring
-    ok = cost_day(reference, 0.005, 0.005, 1000, 1, 0.2, policy)
-    slow = cost_day(reference, 0.1, 0.1, 1000, 1, 0.2, policy)
-    assert ok["status"] == "OK" and ok["wall_ratio_to_baseline"] == pytest.approx(0.5)
+    first = [{"rows": 1000, "cpu_seconds": 0.01, "wall_seconds": w} for w in (0.010, 0.012, 0.011)]
+    fresh = cost_day(reference, first[0], [], 1, 0.2, policy)
+    assert fresh["status"] == "OK" and fresh["baseline_days"] == 0
+    ok = cost_day(reference, {"rows": 500, "cpu_seconds": 0.005, "wall_seconds": 0.0066}, first, 2, 0.5, policy)
+    assert ok["status"] == "OK" and ok["wall_ratio_to_baseline"] == pytest.approx(1.2)
+    slow = cost_day(reference, {"rows": 1000, "cpu_seconds": 0.1, "wall_seconds": 0.11}, first, 2, 0.5, policy)
     assert slow["status"] == "ERROR" and slow["wall_ratio_to_baseline"] == pytest.approx(10)
+    assert slow["retrains_to_date"] == 2 and slow["model_bytes"] == reference["artifact_bytes"]

@@ -132,17 +132,26 @@ def _tuples(raw: dict) -> dict:
 # ----------------------------------------------------------------------------------------------- cost
 
 
-def cost_day(reference: dict, cpu_seconds: float, wall_seconds: float, rows: int, retrains: int,
-             retrain_seconds: float, policy: MonitoringPolicy) -> dict:
-    """Scoring cost per 1,000 predictions against the champion's benchmark latency, plus retraining."""
-    per_1k_wall = 1000.0 * wall_seconds / rows if rows else 0.0
-    per_1k_cpu = 1000.0 * cpu_seconds / rows if rows else 0.0
-    baseline = max(reference["latency_ms_per_1k"] / 1000.0, 1e-6)
-    ratio = per_1k_wall / baseline
+BASELINE_DAYS = 3  # a champion's first served days set its own cost baseline
+
+
+def cost_day(reference: dict, today: dict, history: list[dict], retrains: int, retrain_seconds: float,
+             policy: MonitoringPolicy) -> dict:
+    """Scoring cost per 1,000 predictions against the same champion's first served days (same code path,
+    same machine), plus model size and retraining so far. `today`/`history` are scoring stats
+    ({rows, cpu_seconds, wall_seconds}); history is the champion's earlier days, oldest first."""
+    def per_1k(stats, key):
+        return 1000.0 * stats[key] / stats["rows"] if stats["rows"] else 0.0
+
+    wall, cpu = per_1k(today, "wall_seconds"), per_1k(today, "cpu_seconds")
+    earlier = [per_1k(s, "wall_seconds") for s in history[:BASELINE_DAYS] if s["rows"]]
+    baseline = float(np.median(earlier)) if earlier else None
+    ratio = wall / baseline if baseline else 1.0
     status = "ERROR" if ratio >= policy.error_cost_ratio else "WARN" if ratio >= policy.warn_cost_ratio else "OK"
     return {
-        "cpu_seconds_per_1k": per_1k_cpu, "wall_seconds_per_1k": per_1k_wall,
-        "baseline_seconds_per_1k": baseline, "wall_ratio_to_baseline": ratio,
+        "cpu_seconds_per_1k": cpu, "wall_seconds_per_1k": wall,
+        "baseline_wall_seconds_per_1k": baseline, "baseline_days": len(earlier),
+        "wall_ratio_to_baseline": ratio, "benchmark_latency_ms_per_1k": reference["latency_ms_per_1k"],
         "model_bytes": reference["artifact_bytes"], "retrains_to_date": retrains,
-        "retrain_seconds_to_date": retrain_seconds, "status": status, "rows": rows,
+        "retrain_seconds_to_date": retrain_seconds, "status": status, "rows": today["rows"],
     }

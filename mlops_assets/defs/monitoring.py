@@ -35,11 +35,14 @@ def _check(name: str, asset: str, daily):
 
 
 def _served(project: ProjectResource, day: str):
-    """The day's acted-on champion rows from the ledger, the version that served and its reference."""
+    """The day's acted-on rows of the serving champion (or of a canary serving 100 %), that version and its
+    monitoring reference."""
     rows = PredictionLedger(project.settings.ledger_dir).day(day)
     champion = rows[rows["route"] == "champion"]
+    if champion.empty:  # a canary at 100 % decides every row
+        champion = rows[rows["route"] == "canary"]
     if champion.empty:
-        raise dg.Failure(f"no champion predictions in the ledger for {day}: run batch_scoring first")
+        raise dg.Failure(f"no acted-on predictions in the ledger for {day}: run batch_scoring first")
     version = champion["model_version"].iloc[0]
     as_of = project.registry.get(version).lineage["manifest"]["as_of"]
     return champion, version, project.store.read_json("model_reference", as_of)
@@ -119,20 +122,21 @@ def build(spec: DatasetSpec, daily: dg.PartitionsDefinition, feature_table, labe
 
     @dg.asset(partitions_def=daily, deps=[batch_scoring], group_name="monitoring", owners=OWNERS, kinds={"json"},
               code_version="cost-v1", check_specs=[_check("cost_ok", "cost_report", daily)],
-              description="Scoring CPU and wall time per 1,000 predictions against the champion's benchmark "
-                          "latency, model size, and retraining count and time so far.")
+              description="Scoring CPU and wall time per 1,000 predictions against the same champion's first "
+                          "served days, model size, and retraining count and time so far.")
     def cost_report(context: dg.AssetExecutionContext, project: ProjectResource):
         day = context.partition_key
         _, version, reference = _served(project, day)
-        stats = project.store.read_json("scoring_stats", day)
-        trained = [project.store.read_json("candidate_model", p) for p in project.store.documents("candidate_model")
-                   if p <= day]
-        cost = monitoring.cost_day(reference, stats["cpu_seconds"], stats["wall_seconds"], stats["rows"],
-                                   retrains=len(trained),
+        store = project.store
+        stats = store.read_json("scoring_stats", day)
+        history = [s for s in (store.read_json("scoring_stats", d) for d in store.documents("scoring_stats") if d < day)
+                   if s.get("champion") == version]
+        trained = [store.read_json("candidate_model", p) for p in store.documents("candidate_model") if p <= day]
+        cost = monitoring.cost_day(reference, stats, history, retrains=len(trained),
                                    retrain_seconds=float(sum(t.get("train_seconds", 0.0) for t in trained)),
                                    policy=project.spec.monitoring)
         project.store.write_json("cost_report", day, {"model_version": version, **cost})
-        yield dg.MaterializeResult(metadata={k: v for k, v in cost.items() if k != "status"})
+        yield dg.MaterializeResult(metadata={k: v for k, v in cost.items() if k != "status" and v is not None})
         yield _result("cost_ok", cost["status"], {"wall_ratio_to_baseline": cost["wall_ratio_to_baseline"]})
 
     return data_drift_report, prediction_drift_report, performance_report, cost_report
