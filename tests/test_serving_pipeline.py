@@ -81,6 +81,11 @@ def test_shadow_scores_every_row_and_is_never_acted_on(tmp_path):
     assert len(shadow_rows) == 300 and not shadow_rows["acted_on"].any() and set(shadow_rows["route"]) == {"shadow"}
     acted = rows[rows["acted_on"]]
     assert len(acted) == 300 and set(acted["model_version"]) == {loc.registry.version_for("champion")}
+    report = loc.project.store.read_json("shadow_report", day(22))
+    assert report["shadow_versions"] == [shadow] and report["rows"] == 300 and report["labelled_rows"] == 300
+    # a model trained on inverted labels disagrees with the champion and scores worse once labels land
+    assert report["agreement_rate"] < 0.5 and report["score_correlation"] < 0
+    assert report["metrics"]["shadow"]["roc_auc"] < 0.5 < report["metrics"]["champion"]["roc_auc"]
 
 
 def test_canary_ramps_to_champion(tmp_path):

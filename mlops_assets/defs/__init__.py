@@ -25,10 +25,10 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         "train_candidate_job", selection=[training_set, candidate_model, evaluation_report, model_promotion],
         description="Train, evaluate and gate a candidate as of the selected day; promotion follows the policy.",
     )
-    batch_scoring, canary_step = serving.build(spec, daily, feature_table, labeled_examples)
+    batch_scoring, canary_step, shadow_report = serving.build(spec, daily, feature_table, labeled_examples)
     reports = monitoring.build(spec, daily, feature_table, labeled_examples, batch_scoring)
     score_and_monitor_job = dg.define_asset_job(
-        "score_and_monitor_job", selection=[batch_scoring, canary_step, *reports],
+        "score_and_monitor_job", selection=[batch_scoring, canary_step, shadow_report, *reports],
         description="Score the day with the serving models, step the canary and write the monitoring reports.",
     )
     schedule, retrain_sensor, label_arrival_sensor = automation.build(
@@ -39,7 +39,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     )
     return dg.Definitions(
         assets=[raw_batch, raw_labels, feature_table, labeled_examples, training_set, candidate_model,
-                evaluation_report, model_promotion, batch_scoring, canary_step, *reports],
+                evaluation_report, model_promotion, batch_scoring, canary_step, shadow_report, *reports],
         jobs=[daily_ingestion_job, train_candidate_job, score_and_monitor_job, deployment.promote_model,
               deployment.rollback_model],
         asset_checks=checks,

@@ -117,4 +117,29 @@ def build(spec: DatasetSpec, daily: dg.PartitionsDefinition, feature_table, labe
                                               "share": decision.share, "next_share": decision.next_share,
                                               "reasons": reason})
 
-    return batch_scoring, canary_step
+    @dg.asset(
+        partitions_def=daily, deps=[batch_scoring, labeled_examples], group_name="serving", owners=OWNERS,
+        kinds={"json"}, code_version="shadow-v1",
+        description="When a version holds the shadow alias: its opinions against the decisions served on the same "
+                    "rows — agreement, score correlation and distance, and both models' realised metrics once the "
+                    "day's labels have landed. Shadow predictions are logged, never acted on.",
+    )
+    def shadow_report(context: dg.AssetExecutionContext, project: ProjectResource) -> dg.MaterializeResult:
+        day = context.partition_key
+        rows = _ledger(project).day(day)
+        served = rows[rows["acted_on"]]
+        shadow_version = project.registry.version_for("shadow")
+        shadow = rows[(rows["route"] == "shadow") & (rows["model_version"] == shadow_version)]
+        if shadow_version is None or shadow.empty:
+            return dg.MaterializeResult(metadata={"shadow": "(none)", "why": "no shadow model scored this day"})
+        labels = (deployment.ledger_labels(project.store.read("labeled_examples", day), project.spec)
+                  if project.store.exists("labeled_examples", day) else None)
+        report = deployment.shadow_comparison(served, shadow, labels)
+        project.store.write_json("shadow_report", day, report)
+        metadata = {"shadow": shadow_version, "rows": report["rows"], "labelled_rows": report["labelled_rows"],
+                    "comparison": dg.MetadataValue.json(report)}
+        metadata.update({k: report[k] for k in ("agreement_rate", "score_correlation", "mean_abs_score_difference",
+                                                 "ks_statistic") if report[k] is not None})
+        return dg.MaterializeResult(metadata=metadata)
+
+    return batch_scoring, canary_step, shadow_report
