@@ -1,0 +1,89 @@
+"""The real dagster-daemon, with the code location's sensors running, sees a drift check fail and launches
+a retraining run on its own."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from conftest import REPO, SPECS
+from lifecycle_support import START, synthetic_history
+from mlops_assets.core.replay import load_labeled_days
+from mlops_assets.core.settings import Settings
+from mlops_assets.core.spec import load_spec
+from mlops_assets.defs import build_definitions
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+
+def day(i):
+    import datetime as dt
+
+    return (START + dt.timedelta(days=i)).isoformat()
+
+
+@pytest.mark.slow
+def test_daemon_retrain_sensor_launches_a_run_after_drift(tmp_path, monkeypatch):
+    home, data = tmp_path / "dagster_home", tmp_path / "data"
+    home.mkdir()
+    shutil.copy(REPO / "mlops_assets" / "dagster.yaml", home / "dagster.yaml")
+    env = {"DAGSTER_HOME": str(home), "MLOPS_SPEC": str(SPECS / "synthetic.toml"), "MLOPS_DATA_DIR": str(data)}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+
+    # An instance with a champion and a drifting day already scored: what a week in production leaves behind.
+    settings = Settings.from_env()
+    defs = build_definitions(settings)
+    spec = load_spec(settings.spec_path)
+    history = synthetic_history(spec, 28, scenario="abrupt_shift", rows_per_day=300, onset_day=24, magnitude=2.0)
+    load_labeled_days(defs.resources["project"].store, spec, history, sorted(history))
+    with dg.DagsterInstance.get() as instance:
+        for job, partition in (("train_candidate_job", day(20)), ("score_and_monitor_job", day(25))):
+            result = defs.resolve_job_def(job).execute_in_process(
+                instance=instance, partition_key=partition, run_config=QUIET, resources=defs.resources,
+                raise_on_error=False)
+            assert result.success or job == "score_and_monitor_job"
+        drift = defs.resources["project"].store.read_json("data_drift_report", day(25))
+        assert drift["status"] == "ERROR"
+        before = {r.run_id for r in instance.get_runs()}
+
+    workspace = tmp_path / "workspace.yaml"
+    workspace.write_text(
+        "load_from:\n  - python_module:\n      module_name: mlops_assets.definitions\n"
+        f"      working_directory: {REPO}\n      location_name: mlops_assets\n")
+    daemon_bin = Path(sys.executable).parent / "dagster-daemon"
+    log = open(tmp_path / "daemon.log", "w")
+    daemon = subprocess.Popen([str(daemon_bin), "run", "-w", str(workspace)], env={**os.environ, **env},
+                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        launched = None
+        deadline = time.time() + 240
+        with dg.DagsterInstance.get() as instance:
+            while time.time() < deadline and launched is None:
+                time.sleep(3)
+                for run in instance.get_runs(filters=dg.RunsFilter(job_name="train_candidate_job")):
+                    if run.run_id not in before and run.tags.get("dagster/sensor_name") == "retrain_sensor":
+                        launched = run
+            assert launched is not None, (tmp_path / "daemon.log").read_text()[-3000:]
+            assert launched.tags["dagster/partition"] == day(25)
+            assert "data_drift_ok failed on " + day(25) in launched.tags["mlops/trigger"]
+            while time.time() < deadline and not instance.get_run_by_id(launched.run_id).is_finished:
+                time.sleep(3)
+            finished = instance.get_run_by_id(launched.run_id)
+            assert finished.is_finished, "the retraining run did not finish in time"
+            # it ran the training steps (the gates may pass or stop it: both are the product working)
+            steps = {e.step_key for e in instance.all_logs(launched.run_id) if e.step_key}
+            assert {"training_set", "candidate_model"} <= steps
+    finally:
+        os.killpg(daemon.pid, signal.SIGINT)
+        try:
+            daemon.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(daemon.pid, signal.SIGKILL)
+        log.close()
