@@ -27,6 +27,7 @@ test: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) -m mlops_assets.bench $(ARGS)
+	$(PY) -m mlops_assets.bench_detection $(DETECTION_ARGS)
 
 clean:
 	rm -rf $(DAGSTER_HOME) data/landing data/quarantine data/warehouse data/registry

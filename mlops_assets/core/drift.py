@@ -88,6 +88,11 @@ def _divergences(ref: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
     return psi, js
 
 
+def _constant(prof) -> bool:
+    """A numeric reference without spread, up to float noise: its effect sizes are relative to the value."""
+    return prof.kind == "numeric" and prof.count > 0 and prof.std <= 1e-9 * abs(prof.mean)
+
+
 def _numeric_drift(prof: NumericProfile, values: np.ndarray) -> FeatureDrift:
     scan = prof.scan(values)
     counts = prof.to_bins(scan.cells)
@@ -99,7 +104,7 @@ def _numeric_drift(prof: NumericProfile, values: np.ndarray) -> FeatureDrift:
     if n == 0 or prof.count == 0:
         return drift
     cur = counts / n
-    constant = prof.std <= 1e-9 * abs(prof.mean)  # up to float noise
+    constant = _constant(prof)
     scale = (abs(prof.mean) or 1.0) if constant else prof.std  # a constant reference: relative to its value
     drift.psi, _ = _divergences(ref, cur)
     if n <= len(prof.sample):  # small batch: exact KS against the stored sorted sample
@@ -174,6 +179,7 @@ class DriftReport:
         return {"status": self.status, "drift_share": self.drift_share, "n_rows": self.n_rows,
                 "drifted_features": self.drifted_features, "drift_alpha": self.policy.drift_alpha,
                 "drift_min_effect": self.policy.drift_min_effect,
+                "constant_min_effect": self.policy.constant_min_effect,
                 "features": [f.to_dict() for f in self.features]}
 
 
@@ -192,10 +198,11 @@ def drift_report(profile: ReferenceProfile, current: pd.DataFrame, policy: Monit
         raise KeyError(f"the current rows lack the profiled features {missing}")
     results = [_feature_drift(p, current[p.name]) for p in profile.features]
     adjusted = benjamini_hochberg([r.p_value for r in results])
-    for r, q in zip(results, adjusted):
+    for prof, r, q in zip(profile.features, results, adjusted):
         r.p_adjusted = float(q)
         r.weight = float(profile.weights.get(r.feature, 0.0))
-        r.drifted = bool(q <= policy.drift_alpha and r.effect_size > policy.drift_min_effect)
+        floor = policy.constant_min_effect if _constant(prof) else policy.drift_min_effect
+        r.drifted = bool(q <= policy.drift_alpha and r.effect_size > floor)
     share = float(sum(r.weight for r in results if r.drifted))
     return DriftReport(results, share, drift_status(share, policy), len(current), policy)
 

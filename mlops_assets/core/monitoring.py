@@ -36,6 +36,12 @@ def build_reference(spec: DatasetSpec, pipeline, train_frame: pd.DataFrame, vali
     ).importances_mean
     monitored = {f.name for f in spec.features if f.monitor}
     weights = {c: float(w) if c in monitored else 0.0 for c, w in zip(cols, importances)}
+    even = spec.monitoring.even_weight_share
+    if even > 0 and monitored:  # blend with even weights over the monitored features (see MonitoringPolicy)
+        positive = {c: max(w, 0.0) for c, w in weights.items()}
+        total = sum(positive.values())
+        share = {c: positive[c] / total if total > 0 else 1 / len(monitored) for c in monitored}
+        weights = {c: (1 - even) * share[c] + even / len(monitored) if c in monitored else 0.0 for c in cols}
     train_scores = training.predict_scores(pipeline, spec, train_frame)
     profile = ReferenceProfile.build(train_frame, spec, importances=weights, scores=train_scores)
     val_scores = training.predict_scores(pipeline, spec, validation_frame)

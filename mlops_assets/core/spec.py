@@ -75,6 +75,12 @@ class MonitoringPolicy:
 
     drift_alpha: float = 0.05  # false-discovery rate across features
     drift_min_effect: float = 0.1  # effect floor: Wasserstein in reference stds (numeric), Jensen-Shannon (categorical)
+    # Floor for a numeric feature that was constant in the reference (e.g. an imputed source): it has no std,
+    # so its effect is relative to the constant, and drift_min_effect (in stds) does not fit it.
+    constant_min_effect: float = 0.1
+    # Share of the drift weight spread evenly over the monitored features; the rest follows permutation
+    # importance. A feature the model ignores (e.g. constant during training) still counts when it moves.
+    even_weight_share: float = 0.0
     warn_drift_share: float = 0.1  # weighted share of drifting features that warns
     error_drift_share: float = 0.3
     warn_performance_drop: float = 0.03
@@ -224,6 +230,8 @@ def spec_from_dict(raw: dict[str, Any], source: str = "<memory>") -> DatasetSpec
     deployment = _load_policy(raw.get("deployment", {}), "deployment", DeploymentPolicy, problems)
     if isinstance(deployment, DeploymentPolicy):
         problems.extend(_deployment_problems(deployment))
+    if isinstance(monitoring, MonitoringPolicy):
+        problems.extend(_monitoring_problems(monitoring))
     if isinstance(training, TrainingPolicy):
         if training.validation_days + training.benchmark_days >= training.window_days:
             problems.append("training: window_days must exceed validation_days + benchmark_days")
@@ -237,6 +245,12 @@ def spec_from_dict(raw: dict[str, Any], source: str = "<memory>") -> DatasetSpec
         description=description, source=source, training=training, gates=gates, monitoring=monitoring,
         deployment=deployment,
     )
+
+
+def _monitoring_problems(policy: MonitoringPolicy) -> list[str]:
+    if policy.even_weight_share > 1:
+        return [f"monitoring.even_weight_share: a share in [0, 1], got {policy.even_weight_share}"]
+    return []
 
 
 def _deployment_problems(policy: DeploymentPolicy) -> list[str]:
