@@ -176,7 +176,9 @@ def test_code_location_loads_for_both_specs(tmp_path):
         assert groups == {
             "raw_batch": "ingestion", "raw_labels": "ingestion", "feature_table": "features",
             "labeled_examples": "features", "training_set": "training", "candidate_model": "training",
-            "evaluation_report": "evaluation", "model_promotion": "deployment",
+            "evaluation_report": "evaluation", "model_promotion": "deployment", "batch_scoring": "serving",
+            "canary_step": "serving", "shadow_report": "serving", "data_drift_report": "monitoring",
+            "prediction_drift_report": "monitoring", "performance_report": "monitoring", "cost_report": "monitoring",
         }
         checks = {k.name for k in graph.asset_check_keys}
         assert {"raw_batch_matches_spec", "raw_labels_matches_spec", "candidate_model_reproducible",
