@@ -15,6 +15,8 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 
+from .atomic import write_atomic
+
 FILE_KINDS = ("features", "labels")
 _NAME_RE = re.compile(r"^(features|labels)_(\d{4}-\d{2}-\d{2})\.csv$")
 
@@ -123,10 +125,7 @@ class Quarantine:
         return [QuarantineRecord(**json.loads(p.read_text())) for p in sorted(self.root.glob(pattern))]
 
 
-def _atomic_write(path: Path, content: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(content)
-    os.replace(tmp, path)
+_atomic_write = write_atomic
 
 
 # ---------------------------------------------------------------------------------------- landing zones

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from . import deployment
+from .atomic import write_atomic
 from .spec import DatasetSpec
 
 
@@ -41,10 +41,7 @@ class CanaryStateFile:
         return CanaryState.from_json(self.path.read_text()) if self.path.exists() else None
 
     def save(self, state: CanaryState) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-        tmp.write_text(state.to_json())
-        os.replace(tmp, self.path)
+        write_atomic(self.path, state.to_json().encode())
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)

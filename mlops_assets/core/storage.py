@@ -7,6 +7,7 @@ a temporary file in the same folder, then it is renamed over the old one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from .atomic import write_atomic
 from .landing import check_partition_key, safe_join
 
 _ASSET_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_")
@@ -89,11 +91,7 @@ class PartitionStore:
     # ----------------------------------------------------------------------------------------- documents
     def write_json(self, asset: str, partition: str, document) -> Path:
         target = self.path(asset, partition, ".json")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(document, indent=2, sort_keys=True, default=str))
-        os.replace(tmp, target)
-        return target
+        return write_atomic(target, json.dumps(document, indent=2, sort_keys=True, default=str).encode())
 
     def documents(self, asset: str) -> list[str]:
         folder = self.folder(asset)
@@ -124,8 +122,6 @@ class PartitionStore:
 
 def frame_fingerprint(frame: pd.DataFrame) -> str:
     """A content hash of a frame (values, column names and dtypes), stable across runs and machines."""
-    import hashlib
-
     digest = hashlib.sha256()
     digest.update(json.dumps([[str(c), str(t)] for c, t in frame.dtypes.items()]).encode())
     digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())

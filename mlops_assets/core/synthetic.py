@@ -29,8 +29,6 @@ import datetime as dt
 import io
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,6 +39,7 @@ import pandas as pd
 from scipy.optimize import brentq
 from scipy.special import expit, logit
 
+from .atomic import write_atomic
 from .landing import features_file_name, labels_file_name
 from .spec import DatasetSpec
 
@@ -432,17 +431,7 @@ def _out_of_range(spec: DatasetSpec, col: str, values: pd.Series, pos: np.ndarra
 # ---------------------------------------------------------------------------------------------- writing
 
 
-def _atomic_write(path: Path, content: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(content)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+_atomic_write = write_atomic
 
 
 def write_features(spec: DatasetSpec, batch: DayBatch, folder: Path, corruption: str | None = None) -> Path:

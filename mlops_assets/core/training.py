@@ -8,7 +8,6 @@ and code versions, the exact partitions and their data versions) and to say *why
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import platform
 import subprocess
@@ -33,6 +32,7 @@ from threadpoolctl import threadpool_limits
 
 from . import features
 from .spec import DatasetSpec, TrainingPolicy
+from .storage import frame_fingerprint
 
 SPLITS = ("train", "validation", "benchmark")
 
@@ -274,12 +274,8 @@ def canonical_frame(spec: DatasetSpec, frame: pd.DataFrame) -> pd.DataFrame:
     return frame[cols].sort_values(spec.key_columns, kind="mergesort").reset_index(drop=True)
 
 
-def data_fingerprint(frame: pd.DataFrame) -> str:
-    """sha256 over column names, dtypes and row-ordered cell hashes: equal frames give equal fingerprints."""
-    h = hashlib.sha256()
-    h.update(json.dumps([[c, str(t)] for c, t in frame.dtypes.items()]).encode())
-    h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
-    return h.hexdigest()
+# sha256 over column names, dtypes and row-ordered cell hashes: the same content hash the stored tables use.
+data_fingerprint = frame_fingerprint
 
 
 def train(spec: DatasetSpec, policy: TrainingPolicy, train_frame: pd.DataFrame, *,
