@@ -58,10 +58,11 @@ def build(spec: DatasetSpec, score_and_monitor_job, train_candidate_job, labeled
         result = context.instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=labeled_examples.key, after_storage_id=after), limit=500, ascending=True)
         runs, last = [], after
+        scored = set(project.store.documents("scoring_stats"))
         for record in result.records:
             last = record.storage_id
             day = record.partition_key
-            if day and day in project.store.documents("scoring_stats"):
+            if day in scored:
                 runs.append(dg.RunRequest(run_key=f"labels:{day}:{record.storage_id}", partition_key=day))
         return dg.SensorResult(run_requests=runs, cursor=str(last) if last is not None else context.cursor)
 
