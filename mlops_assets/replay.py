@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.instance.ref import InstanceRef
 
 from .core.landing import LocalLanding
 from .core.ledger import PredictionLedger
@@ -33,7 +34,7 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 DEFAULT_HISTORY = PROJECT_DIR / "data" / "elec2" / "elec2_timestamped.csv"
 # Long enough for a first model before Elec2's change of 1997-05-04 and a retrain and canary after it.
-DEFAULT_START, DEFAULT_END = dt.date(1997, 2, 1), dt.date(1997, 6, 10)
+DEFAULT_START, DEFAULT_END = dt.date(1997, 2, 15), dt.date(1997, 6, 18)
 
 
 @dataclass
@@ -121,6 +122,18 @@ def _target_job(origin) -> str | None:
         return None
 
 
+def replay_instance() -> dg.DagsterInstance:
+    """The persistent instance of DAGSTER_HOME, as `make ui` opens it, except that runs do not capture
+    stdout/stderr to files: capture spawns `tail` processes for every run (about a tenth of a replay's time),
+    and the assets print nothing; what they log goes to the event log, which the UI shows."""
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        raise SystemExit("DAGSTER_HOME is not set: run the replay with `make demo`")
+    ref = InstanceRef.from_dir(home, overrides={"compute_logs": {
+        "module": "dagster._core.storage.noop_compute_log_manager", "class": "NoOpComputeLogManager"}})
+    return dg.DagsterInstance.from_ref(ref)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--start", type=dt.date.fromisoformat, default=DEFAULT_START)
@@ -137,10 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     landing = LocalLanding(settings.landing_dir)
     state_file = settings.data_dir / "replay_state.json"
     log = ReplayLog(sensor_state=json.loads(state_file.read_text()) if state_file.exists() else {})
-    seen_audit = len(project.registry.audit_log())
+    echo = EventEcho(project, seen_audit=len(project.registry.audit_log()))
 
     started = time.time()
-    with dg.DagsterInstance.get() as instance:
+    with replay_instance() as instance:
         print(f"Replaying {spec.name} {args.start} .. {args.end} through the code location's sensors and schedule "
               f"into {os.environ.get('DAGSTER_HOME')}")
         for delivery in deliveries(history, spec, args.start, args.end):
@@ -150,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             run_requests_once(defs, instance, log, echo=lambda *_: None, now=morning)
             log.days += 1
             state_file.write_text(json.dumps(log.sensor_state))
-            seen_audit = _echo_events(project, delivery.day, seen_audit)
+            echo.day_done(delivery.day)
             if log.days % 14 == 0:
                 print(f"  [{delivery.day}] {log.days} days replayed, {log.runs} runs launched "
                       f"({len(log.failed_runs)} stopped), {time.time() - started:.0f}s")
@@ -166,22 +179,63 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if unexpected else 0
 
 
-def _echo_events(project, day: dt.date, seen: int) -> int:
-    """Print what a person would want to hear about as it happens: drift alerts and registry transitions."""
-    key = (day - dt.timedelta(days=1)).isoformat()
-    if key in project.store.documents("data_drift_report"):
-        report = project.store.read_json("data_drift_report", key)
-        if report["status"] != "OK":
-            weighted = [f["feature"] for f in report["features"] if f["drifted"] and f["weight"] > 0]
-            print(f"  ! {key} data drift {report['status']}: {', '.join(weighted)} "
-                  f"(weighted share {report['drift_share']:.2f})")
-    audit = project.registry.audit_log()
-    for entry in audit[seen:]:
-        if entry.action in ("register", "promote", "rollback", "canary_start", "canary_ramp", "restore"):
-            target = f" → {entry.to_alias}" if entry.to_alias else ""
-            why = f" ({entry.reason[:110]})" if entry.reason else ""
-            print(f"  * {day} {entry.action} {entry.version}{target}{why}")
-    return len(audit)
+def _first_clauses(reason: str, keep: int = 3) -> str:
+    """A reason cut at clause boundaries: its first `keep` '; '-separated parts."""
+    parts = reason.split("; ")
+    return "; ".join(parts[:keep]) + ("; …" if len(parts) > keep else "")
+
+
+class EventEcho:
+    """Prints what a person wants to hear about as it happens: a monitoring alert when it starts, changes or
+    clears (not again every day it persists), and every registry transition with its reason."""
+
+    def __init__(self, project, seen_audit: int):
+        self.project, self.seen_audit = project, seen_audit
+        self.last: dict[str, str] = {}
+
+    def day_done(self, day: dt.date) -> None:
+        key = (day - dt.timedelta(days=1)).isoformat()  # the schedule scores and monitors yesterday
+        self._alert(key, "data_drift_report", "data drift", self._drifted)
+        self._alert(key, "performance_report", "performance", self._performance)
+        audit = self.project.registry.audit_log()
+        for entry in audit[self.seen_audit:]:
+            if entry.action in ("register", "promote", "rollback", "canary_start", "canary_ramp", "restore"):
+                target = f" → {entry.to_alias}" if entry.to_alias else ""
+                why = f" ({_first_clauses(entry.reason)})" if entry.reason else ""
+                if entry.action == "register":
+                    why = f" ({self._gates(entry.version)})"
+                print(f"  * {day} {entry.action} {entry.version}{target}{why}")
+        self.seen_audit = len(audit)
+
+    def _alert(self, key: str, asset: str, label: str, describe) -> None:
+        """Print when the alert's status (and, for drift, its set of drifted features) changes."""
+        store = self.project.store
+        if not store.has_document(asset, key):
+            return
+        report = store.read_json(asset, key)
+        identity, detail = describe(report) if report["status"] != "OK" else ("", "")
+        state = f"{report['status']} {identity}"
+        if state != self.last.get(asset, "OK "):
+            print(f"  ! {key} {label} {report['status']}: {detail}" if detail else f"  ! {key} {label} back to OK")
+        self.last[asset] = state
+
+    @staticmethod
+    def _drifted(report: dict) -> tuple[str, str]:
+        weighted = ", ".join(f["feature"] for f in report["features"] if f["drifted"] and f["weight"] > 0)
+        return weighted, f"{weighted} (weighted share {report['drift_share']:.2f})"
+
+    @staticmethod
+    def _performance(report: dict) -> tuple[str, str]:
+        return "", f"{report['key_metric']} down {report['drop']:.2f} from the champion's validation baseline"
+
+    def _gates(self, version: str) -> str:
+        record = self.project.registry.get(version)
+        failed = record.gate_report.get("failures", [])
+        if not record.gates_passed:
+            return f"stopped by gates: {', '.join(failed)}"
+        canary = self.project.registry.version_for("canary")
+        waits = f"; stays candidate while canary {canary} runs" if canary not in (None, version) else ""
+        return f"all gates passed{waits}"
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import pytest
 
 from mlops_assets.core import deployment as dep
 from mlops_assets.core.deployment import CanaryPlan, ServingModel, WindowEvidence
+from mlops_assets.core.drift_profile import ReferenceProfile
 from mlops_assets.core.ledger import PredictionLedger
 from mlops_assets.core.spec import SpecError, spec_from_dict
 from mlops_assets.core.training import predict_scores, train
@@ -36,11 +37,12 @@ def tiny_spec(task="binary_classification", entity=True, deployment=None):
     return spec_from_dict(raw)
 
 
-def day_rows(spec, day, rows=400, seed=0, flip=False):
-    """Features and labels of one day; `flip` inverts the relation (a model trained on it is bad)."""
+def day_rows(spec, day, rows=400, seed=0, flip=False, offset=0.0):
+    """Features and labels of one day; `flip` inverts the relation (a model trained on it is bad); `offset`
+    moves the base rate (the same inputs now mean more positives)."""
     rng = np.random.default_rng([seed, day.toordinal()])
     x1, x2 = rng.normal(size=rows), rng.normal(size=rows)
-    signal = (-1 if flip else 1) * (2 * x1 - x2)
+    signal = (-1 if flip else 1) * (2 * x1 - x2) + offset
     if spec.is_classification:
         y = (rng.random(rows) < 1 / (1 + np.exp(-signal))).astype(int)
     else:
@@ -52,9 +54,19 @@ def day_rows(spec, day, rows=400, seed=0, flip=False):
     return frame
 
 
-def fit(spec, version, seed=0, flip=False):
-    return ServingModel(version, train(spec, spec.training, day_rows(spec, D0 - dt.timedelta(days=1), 600, seed, flip),
+def fit(spec, version, seed=0, flip=False, offset=0.0):
+    return ServingModel(version, train(spec, spec.training, training_rows(spec, seed, flip, offset),
                                        git_commit="test").pipeline)
+
+
+def training_rows(spec, seed=0, flip=False, offset=0.0):
+    return day_rows(spec, D0 - dt.timedelta(days=1), 600, seed, flip, offset)
+
+
+def score_reference(spec, model, seed=0, flip=False, offset=0.0):
+    """The model's monitoring reference profile: its scores on its own training rows."""
+    frame = training_rows(spec, seed, flip, offset)
+    return ReferenceProfile.build(frame, spec, scores=predict_scores(model.pipeline, spec, frame))
 
 
 @pytest.fixture(scope="module")
@@ -224,7 +236,7 @@ def test_passing_windows_ramp_5_25_50_100_then_complete(plan):
 
 @pytest.mark.parametrize("breach, why", [
     (dict(canary_metric=0.77), "roc_auc 0.7700 vs champion 0.8000: drop 0.0300 exceeds 0.0200"),
-    (dict(score_shift=0.25), "score shift (KS) 0.250 exceeds 0.100"),
+    (dict(score_shift=0.3), "score shift from its training scores (KS) 0.300 exceeds 0.250"),
     (dict(latency_ratio=1.8), "latency ratio 1.80 exceeds 1.50"),
     (dict(latency_ratio=3.0, rows=10, days=1), "latency ratio 3.00 exceeds 1.50"),  # judged on any window
 ])
@@ -249,6 +261,7 @@ def test_a_drop_within_the_allowance_passes_and_lower_is_better_metrics_are_orie
     (dict(rows=150, score_shift=0.9, canary_metric=0.1), "150 compared rows, need 200"),  # too few to judge
     (dict(canary_metric=None, champion_metric=None), "no realised roc_auc for both models yet (labels pending)"),
     (dict(latency_ratio=None), "no latency measurement"),
+    (dict(score_shift=None), "no score shift against the canary's training scores"),
 ])
 def test_too_little_evidence_holds_at_the_same_share(plan, short, why):
     decision = dep.advance(plan, passing(0.25, **short))
@@ -289,19 +302,45 @@ def test_evidence_from_ledger_rows_pairs_the_canary_with_the_champion_on_the_sam
 
     plan = dep.start_canary(spec, "v2", "v1")
     rows, labels = window(models["v1"]._replace(version="v2"))  # the champion itself, as canary
-    evidence = dep.canary_evidence(rows, plan, 0.25, labels, latency_ratio=1.0)
+    own = score_reference(spec, models["v1"])
+    evidence = dep.canary_evidence(rows, plan, 0.25, labels, latency_ratio=1.0, score_reference=own)
     in_canary = int(dep.canary_route([f"c{i}" for i in range(1000)], 0.25, "v2").sum()) * 2
     assert (evidence.days, evidence.rows, evidence.labelled_rows) == (2, in_canary, in_canary)
-    assert evidence.score_shift == 0.0 and evidence.canary_metric == evidence.champion_metric
+    assert evidence.score_shift_vs_champion == 0.0 and evidence.canary_metric == evidence.champion_metric
+    assert evidence.score_shift < 0.1  # live scores look like its training scores
     assert dep.advance(plan, evidence).action == "ramp"
+    assert dep.advance(plan, dep.canary_evidence(rows, plan, 0.25, labels, latency_ratio=1.0)).action == "hold"
 
     bad = fit(spec, "v2", flip=True)  # learned the inverted relation: much worse AUC, shifted scores
     rows, labels = window(bad)
-    evidence = dep.canary_evidence(rows, plan, 0.25, labels, latency_ratio=1.0)
+    evidence = dep.canary_evidence(rows, plan, 0.25, labels, latency_ratio=1.0,
+                                   score_reference=score_reference(spec, bad, flip=True))
     assert evidence.canary_metric < 0.5 < evidence.champion_metric
     decision = dep.advance(plan, evidence)
     assert decision.action == "rollback" and any("roc_auc" in r for r in decision.reasons)
     assert dep.canary_evidence(rows, plan, 0.25).canary_metric is None  # labels not in yet
+
+
+def test_score_shift_is_judged_against_the_canary_s_own_training_scores_not_the_champion_s(spec, models):
+    """A retrain that scores differently from a stale champion is what retraining is for; a canary whose live
+    scores differ from its own training scores has a serving problem (skew), whatever the champion says."""
+    plan = dep.start_canary(spec, "v2", "v1")
+    # the world changed: the same inputs now mean more positives (two days: a full canary window)
+    batch = pd.concat([day_rows(spec, D0 + dt.timedelta(days=d), rows=1000, seed=5, offset=2.5) for d in (0, 1)],
+                      ignore_index=True).assign(id=lambda f: [f"c{i}" for i in range(len(f))])
+    retrained = fit(spec, "v2", offset=2.5)  # and the candidate was retrained on it
+    own = score_reference(spec, retrained, offset=2.5)
+    rows = dep.score_batch(batch, spec, models["v1"], canary=retrained, canary_share=0.5, salt="v2")
+    evidence = dep.canary_evidence(rows, plan, 0.5, dep.ledger_labels(batch, spec), latency_ratio=1.0,
+                                   score_reference=own)
+    assert evidence.score_shift_vs_champion > 0.3  # the stale champion scores differently: no reason to roll back
+    assert evidence.score_shift < 0.1
+    assert dep.advance(plan, evidence).action == "ramp"
+
+    skewed = batch.assign(x1=batch["x1"] * 100)  # a serving pipeline that feeds the wrong unit
+    rows = dep.score_batch(skewed, spec, models["v1"], canary=retrained, canary_share=0.5, salt="v2")
+    decision = dep.advance(plan, dep.canary_evidence(rows, plan, 0.5, None, latency_ratio=1.0, score_reference=own))
+    assert decision.action == "rollback" and decision.reasons[0].startswith("score shift from its training scores")
 
 
 def test_without_a_given_ratio_the_evidence_uses_the_latency_recorded_in_the_ledger(spec):

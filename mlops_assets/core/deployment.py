@@ -9,6 +9,11 @@
   Both are also timed on those rows, and the times go into the ledger, so the evidence is all in the ledger.
 - A `CanaryPlan` is frozen at start: its terms (steps, window, guardrails copied from the spec's
   [deployment] policy) are stored with a sha256 of their canonical JSON; `verify` refuses an edited plan.
+- The score-shift guardrail compares the canary's live scores with its *own* scores on its training data
+  (its monitoring reference, as prediction_drift_report does for the champion): it catches training/serving
+  skew and a model gone wild. Against the champion's
+  scores it would also fire on a retrain that legitimately differs from a stale champion, which is the
+  point of retraining after drift; that comparison is kept as evidence, and the labels judge quality.
 - `advance` is a pure function of a plan and one window's evidence; the caller records each decision in the
   registry's audit log and promotes or rolls back.
 """
@@ -26,6 +31,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .drift import prediction_drift
+from .drift_profile import ReferenceProfile
 from .evaluation import HIGHER_IS_BETTER, compute_metrics, latency_ms_per_1k, metric_function
 from .ledger import LEDGER_COLUMNS, entity_keys
 from .spec import DatasetSpec
@@ -281,7 +288,8 @@ class WindowEvidence:
     canary_metric: float | None = None  # realised key metric on the labelled compared rows; None: labels not in
     champion_metric: float | None = None
     labelled_rows: int = 0
-    score_shift: float | None = None  # KS statistic, canary vs champion scores on the compared rows
+    score_shift: float | None = None  # KS statistic, canary's live scores vs its own training scores
+    score_shift_vs_champion: float | None = None  # KS, canary vs champion scores on the compared rows (evidence)
     latency_ratio: float | None = None  # canary / champion scoring time per row
 
 
@@ -298,16 +306,22 @@ class CanaryDecision:
 
 
 def canary_evidence(rows: pd.DataFrame, plan: CanaryPlan, share: float, labels: pd.DataFrame | None = None,
-                    latency_ratio: float | None = None) -> WindowEvidence:
-    """Evidence from one window's ledger rows: the canary's rows paired with the champion's opinion on them."""
+                    latency_ratio: float | None = None, score_reference: ReferenceProfile | None = None,
+                    ) -> WindowEvidence:
+    """Evidence from one window's ledger rows: the canary's rows paired with the champion's opinion on them.
+    `score_reference` is the canary's monitoring reference profile (without it, score shift is not judged
+    and the step cannot pass)."""
     canary = rows[(rows["model_version"] == plan.version) & (rows["route"] == "canary")]
     champion = rows[(rows["model_version"] == plan.champion_version) & (rows["route"] != "canary")]
     pairs = _paired(canary, champion, labels)
     days = pd.to_datetime(rows["timestamp"]).dt.date.nunique() if len(rows) else 0
     if latency_ratio is None:
         latency_ratio = _recorded_latency_ratio(canary, champion[champion["route"] == "shadow"])
-    evidence = dict(share=share, days=int(days), rows=len(pairs), latency_ratio=latency_ratio,
-                    score_shift=_ks(pairs["score_a"].to_numpy(float), pairs["score_b"].to_numpy(float)))
+    canary_scores = pairs["score_a"].to_numpy(float)
+    own_shift = (_finite(prediction_drift(score_reference, canary_scores).statistic)
+                 if score_reference is not None and len(pairs) else None)
+    evidence = dict(share=share, days=int(days), rows=len(pairs), latency_ratio=latency_ratio, score_shift=own_shift,
+                    score_shift_vs_champion=_ks(canary_scores, pairs["score_b"].to_numpy(float)))
     if labels is not None:
         known = pairs["label"].notna().to_numpy()
         metric = metric_function(_task_of(rows), plan.criteria.key_metric)
@@ -362,7 +376,8 @@ def advance(plan: CanaryPlan, evidence: WindowEvidence) -> CanaryDecision:
     if not enough_rows:
         waiting.append(f"{evidence.rows} compared rows, need {c.min_rows_per_step}")
     if enough_rows and evidence.score_shift is not None and evidence.score_shift > c.max_score_shift:
-        breaches.append(f"score shift (KS) {evidence.score_shift:.3f} exceeds {c.max_score_shift:.3f}")
+        breaches.append(f"score shift from its training scores (KS) {evidence.score_shift:.3f} exceeds "
+                        f"{c.max_score_shift:.3f}")
     have_metric = evidence.canary_metric is not None and evidence.champion_metric is not None
     if enough_rows and have_metric:
         drop = evidence.champion_metric - evidence.canary_metric
@@ -380,11 +395,13 @@ def advance(plan: CanaryPlan, evidence: WindowEvidence) -> CanaryDecision:
         waiting.append(f"no realised {c.key_metric} for both models yet (labels pending)")
     if evidence.latency_ratio is None:
         waiting.append("no latency measurement")
+    if evidence.score_shift is None:
+        waiting.append("no score shift against the canary's training scores")
     if waiting:
         return CanaryDecision("hold", share, share, waiting, seen)
 
     passed = [f"{c.key_metric} {evidence.canary_metric:.4f} vs champion {evidence.champion_metric:.4f}",
-              f"score shift {evidence.score_shift:.3f}" if evidence.score_shift is not None else "no score shift",
+              f"score shift {evidence.score_shift:.3f}",
               f"latency ratio {evidence.latency_ratio:.2f}",
               f"{evidence.rows} rows over {evidence.days} days"]
     if step == len(c.steps) - 1:

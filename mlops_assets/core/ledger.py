@@ -31,8 +31,8 @@ import numpy as np
 import pandas as pd
 
 from .landing import check_partition_key, safe_join
-from .registry import _VERSION as _VERSION_NAME  # the registry's rule for version names, reused as folder names
-from .storage import PartitionStore
+from .registry import VERSION_NAME  # the registry's rule for version names, reused as folder names
+from .storage import PartitionStore, scratch_connection
 
 ROUTES = ("champion", "canary", "shadow")
 ACTING_ROUTES = ("champion", "canary")
@@ -48,7 +48,7 @@ class LedgerError(ValueError):
 
 
 def check_version(version: str) -> str:
-    if not isinstance(version, str) or not _VERSION_NAME.fullmatch(version) or version in (".", ".."):
+    if not isinstance(version, str) or not VERSION_NAME.fullmatch(version) or version in (".", ".."):
         raise LedgerError(f"invalid model version {version!r}: use letters, digits and . _ - : +")
     return version
 
@@ -97,7 +97,7 @@ class PredictionLedger:
     def versions(self) -> list[str]:
         if not self.root.exists():
             return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and _VERSION_NAME.fullmatch(p.name))
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and VERSION_NAME.fullmatch(p.name))
 
     def _files(self, versions: list[str], start: str | None = None, end: str | None = None,
                day: str | None = None) -> list[Path]:
@@ -191,7 +191,7 @@ class PredictionLedger:
 
 
 def _connect() -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect()
+    con = scratch_connection()
     con.execute("SET TimeZone = 'UTC'")  # scored_at comes back in UTC whatever the machine's zone
     return con
 

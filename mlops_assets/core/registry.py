@@ -23,7 +23,7 @@ ALIASES = ("candidate", "shadow", "canary", "champion", "archived")
 EXCLUSIVE_ALIASES = ("candidate", "shadow", "canary", "champion")
 GATED_ALIASES = ("shadow", "canary", "champion")  # serve (or shadow) traffic: gates must have passed
 PROMOTION_TARGETS = ("shadow", "canary", "champion", "archived")
-_VERSION = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:+\-]{0,127}")
+VERSION_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:+\-]{0,127}")
 
 _DDL = (
     "CREATE SCHEMA IF NOT EXISTS {s}",
@@ -138,7 +138,7 @@ class ModelRegistry:
         `lineage` should say how to rebuild the model: data manifest, code version, git commit, parameters,
         seed and library versions. The artifact's file must match its checksum before it is recorded.
         """
-        if not isinstance(version, str) or not _VERSION.fullmatch(version):
+        if not isinstance(version, str) or not VERSION_NAME.fullmatch(version):
             raise RegistryError(f"invalid version name {version!r}: use letters, digits and . _ - : +")
         try:
             self.artifacts.verify(artifact.path, artifact.sha256)

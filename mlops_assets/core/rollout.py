@@ -53,11 +53,12 @@ def begin(spec: DatasetSpec, version: str, champion: str, first_day: str) -> Can
 
 
 def canary_step(state: CanaryState, day: str, ledger_rows: pd.DataFrame, labels: pd.DataFrame | None,
-                latency_ratio: float | None) -> deployment.CanaryDecision | None:
+                latency_ratio: float | None, score_reference=None) -> deployment.CanaryDecision | None:
     """Judge the window that ends on `day`, or None while the window is still filling."""
     window = state.plan.criteria.window_days
     started = dt.date.fromisoformat(state.step_started)
     if (dt.date.fromisoformat(day) - started).days + 1 < window:
         return None
-    evidence = deployment.canary_evidence(ledger_rows, state.plan, state.share, labels, latency_ratio)
+    evidence = deployment.canary_evidence(ledger_rows, state.plan, state.share, labels, latency_ratio,
+                                          score_reference=score_reference)
     return deployment.advance(state.plan, evidence)

@@ -100,7 +100,7 @@ class DeploymentPolicy:
     canary_steps: list = field(default_factory=lambda: [0.05, 0.25, 0.5, 1.0])  # shares of entities, ending at 1
     canary_window_days: int = 2  # days of traffic judged at each step
     max_metric_drop: float = 0.02  # realised key metric: how far the canary may trail the champion
-    max_score_shift: float = 0.1  # KS statistic between canary and champion scores on the same rows
+    max_score_shift: float = 0.25  # KS, the canary's live scores vs its own training scores: serving skew
     max_latency_ratio: float = 1.5  # canary scoring time / champion scoring time
     min_rows_per_step: int = 200  # fewer compared rows and the step holds: too little evidence to judge
 

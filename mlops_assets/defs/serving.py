@@ -7,7 +7,7 @@ import time
 import dagster as dg
 import pandas as pd
 
-from ..core import deployment, rollout
+from ..core import deployment, monitoring, rollout
 from ..core.ledger import PredictionLedger
 from ..core.spec import DatasetSpec
 from .resources import ProjectResource
@@ -93,7 +93,8 @@ def build(spec: DatasetSpec, daily: dg.PartitionsDefinition, feature_table, labe
         labeled = [d for d in window if project.store.exists("labeled_examples", d)]
         labels = (deployment.ledger_labels(project.store.read_many("labeled_examples", labeled), project.spec)
                   if labeled else None)
-        decision = rollout.canary_step(state, day, rows, labels, latency_ratio=None)
+        reference = monitoring.profile_of(project.monitoring_reference(canary_version))
+        decision = rollout.canary_step(state, day, rows, labels, latency_ratio=None, score_reference=reference)
         if decision is None:
             return dg.MaterializeResult(metadata={"action": "wait", "share": state.share,
                                                   "window_started": state.step_started})
@@ -115,7 +116,7 @@ def build(spec: DatasetSpec, daily: dg.PartitionsDefinition, feature_table, labe
                             details={"share": decision.share})
         return dg.MaterializeResult(metadata={"action": decision.action, "version": canary_version,
                                               "share": decision.share, "next_share": decision.next_share,
-                                              "reasons": reason})
+                                              "reasons": reason, "evidence": dg.MetadataValue.json(decision.evidence)})
 
     @dg.asset(
         partitions_def=daily, deps=[batch_scoring, labeled_examples], group_name="serving", owners=OWNERS,
