@@ -30,4 +30,5 @@ bench: $(VENV)/.installed
 	$(PY) -m mlops_assets.bench_detection $(DETECTION_ARGS)
 
 clean:
-	rm -rf $(DAGSTER_HOME) data/landing data/quarantine data/warehouse data/registry
+	rm -rf $(DAGSTER_HOME) data/landing data/quarantine data/warehouse data/registry data/ledger data/deployment \
+		data/replay_state.json

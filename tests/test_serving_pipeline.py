@@ -106,6 +106,8 @@ def test_canary_ramps_to_champion(tmp_path):
     assert actions.count("canary_ramp") == 3 and "canary_start" in actions
     ramps = [e.details for e in loc.registry.audit_log(version=candidate) if e.action == "canary_ramp"]
     assert [(r["from"], r["to"]) for r in ramps] == [(0.05, 0.25), (0.25, 0.5), (0.5, 1.0)]
+    # each step's figures are in the audit log; score shift is against the canary's own training scores
+    assert all(0 <= r["evidence"]["score_shift"] <= 0.5 and r["evidence"]["rows"] > 0 for r in ramps)
     served = PredictionLedger(loc.project.settings.ledger_dir).by_version(candidate)
     assert set(served["route"]) == {"canary"} and served["acted_on"].all()
 

@@ -107,13 +107,13 @@ def build(spec: DatasetSpec, daily: dg.PartitionsDefinition, feature_table, labe
             files.clear()
         elif decision.action == "ramp":
             registry.record(canary_version, "canary_ramp", actor=ACTOR, reason=reason,
-                            details={"from": decision.share, "to": decision.next_share})
+                            details={"from": decision.share, "to": decision.next_share, "evidence": decision.evidence})
             state.share = decision.next_share
             state.step_started = (dt.date.fromisoformat(day) + dt.timedelta(days=1)).isoformat()
             files.save(state)
         else:
             registry.record(canary_version, "canary_hold", actor=ACTOR, reason=reason,
-                            details={"share": decision.share})
+                            details={"share": decision.share, "evidence": decision.evidence})
         return dg.MaterializeResult(metadata={"action": decision.action, "version": canary_version,
                                               "share": decision.share, "next_share": decision.next_share,
                                               "reasons": reason, "evidence": dg.MetadataValue.json(decision.evidence)})
