@@ -24,9 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import sys
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -37,6 +35,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from .core import features, monitoring, replay, synthetic, training
+from .core.atomic import write_atomic
 from .core.drift import ReferenceProfile, drift_report
 from .core.evaluation import latency_ms_per_1k
 from .core.retraining import FailedCheck, RetrainState, plan_retrains
@@ -386,15 +385,8 @@ def _plain(value):
 
 
 def write_json(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as out:
-            json.dump(_plain(payload), out, indent=2, default=str, allow_nan=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    text = json.dumps(_plain(payload), indent=2, default=str, allow_nan=False)
+    write_atomic(path, text.encode())
 
 
 def main(argv: list[str] | None = None) -> dict:
