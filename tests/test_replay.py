@@ -12,9 +12,10 @@ import dagster as dg
 from conftest import REPO
 
 
-def test_replay_command_runs_through_the_sensors_into_a_persistent_instance(tmp_path):
+def test_replay_command_runs_through_the_sensors_into_a_persistent_instance(tmp_path, monkeypatch):
     home = tmp_path / "home"
     home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))  # the instance's event log lives in $DAGSTER_HOME, as under make
     shutil.copy(REPO / "mlops_assets" / "dagster.yaml", home / "dagster.yaml")
     env = {**os.environ, "DAGSTER_HOME": str(home), "MLOPS_DATA_DIR": str(tmp_path / "data")}
     done = subprocess.run([sys.executable, "-m", "mlops_assets.replay", "--start", "1996-05-07", "--end", "1996-05-09"],
@@ -26,6 +27,8 @@ def test_replay_command_runs_through_the_sensors_into_a_persistent_instance(tmp_
         assert len(runs) == 5  # three features files, two labels files (the third day's labels land later)
         assert {r.tags["dagster/sensor_name"] for r in runs} == {"landing_sensor"}
         assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+        assert any(e.dagster_event and e.dagster_event.is_step_materialization for e in instance.all_logs(runs[0].run_id))
+    assert (home / "event_log.db").exists()  # one event log for the instance, read above as `make ui` reads it
     # a second replay of the same days launches nothing new: run keys are content hashes
     again = subprocess.run([sys.executable, "-m", "mlops_assets.replay", "--start", "1996-05-07", "--end", "1996-05-09"],
                            cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
