@@ -191,7 +191,7 @@ class EventEcho:
 
     def __init__(self, project, seen_audit: int):
         self.project, self.seen_audit = project, seen_audit
-        self.last: dict[str, str] = {}
+        self.last: dict[str, tuple[str, str]] = {}  # asset -> (status, identity) last printed
 
     def day_done(self, day: dt.date) -> None:
         key = (day - dt.timedelta(days=1)).isoformat()  # the schedule scores and monitors yesterday
@@ -213,11 +213,11 @@ class EventEcho:
         if not store.has_document(asset, key):
             return
         report = store.read_json(asset, key)
-        identity, detail = describe(report) if report["status"] != "OK" else ("", "")
-        state = f"{report['status']} {identity}"
-        if state != self.last.get(asset, "OK "):
-            print(f"  ! {key} {label} {report['status']}: {detail}" if detail else f"  ! {key} {label} back to OK")
-        self.last[asset] = state
+        status = report["status"]
+        identity, detail = describe(report) if status != "OK" else ("", "")
+        if (status, identity) != self.last.get(asset, ("OK", "")):
+            print(f"  ! {key} {label} back to OK" if status == "OK" else f"  ! {key} {label} {status}: {detail}")
+        self.last[asset] = (status, identity)
 
     @staticmethod
     def _drifted(report: dict) -> tuple[str, str]:

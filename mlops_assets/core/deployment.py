@@ -11,9 +11,9 @@
   [deployment] policy) are stored with a sha256 of their canonical JSON; `verify` refuses an edited plan.
 - The score-shift guardrail compares the canary's live scores with its *own* scores on its training data
   (its monitoring reference, as prediction_drift_report does for the champion): it catches training/serving
-  skew and a model gone wild. Against the champion's
-  scores it would also fire on a retrain that legitimately differs from a stale champion, which is the
-  point of retraining after drift; that comparison is kept as evidence, and the labels judge quality.
+  skew and a model gone wild. Against the champion's scores it would also fire on a retrain that legitimately
+  differs from a stale champion, which is the point of retraining after drift; that comparison is kept as
+  evidence, and the labels judge quality.
 - `advance` is a pure function of a plan and one window's evidence; the caller records each decision in the
   registry's audit log and promotes or rolls back.
 """
