@@ -17,7 +17,7 @@ $(DAGSTER_HOME)/dagster.yaml: mlops_assets/dagster.yaml
 	cp $< $@
 
 demo: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
-	$(PY) -m mlops_assets.replay $(ARGS)
+	$(PY) -m mlops_assets.demo.replay $(ARGS)
 
 ui: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster dev -w workspace.yaml
@@ -26,8 +26,8 @@ test: $(VENV)/.installed
 	$(PY) -m pytest $(ARGS)
 
 bench: $(VENV)/.installed
-	$(PY) -m mlops_assets.bench $(ARGS)
-	$(PY) -m mlops_assets.bench_detection $(DETECTION_ARGS)
+	$(PY) -m mlops_assets.benchmarks.speed $(ARGS)
+	$(PY) -m mlops_assets.benchmarks.detection $(DETECTION_ARGS)
 
 clean:
 	rm -rf $(DAGSTER_HOME) data/landing data/quarantine data/warehouse data/registry data/ledger data/deployment \

@@ -23,9 +23,9 @@ import sys
 from dataclasses import asdict
 from typing import Callable
 
-from mlops_assets.core.artifacts import ArtifactError
-from mlops_assets.core.registry import PROMOTION_TARGETS, ModelRegistry, ModelVersion, RegistryError, open_registry
-from mlops_assets.core.settings import Settings
+from mlops_assets.core.registry.artifacts import ArtifactError
+from mlops_assets.core.registry.model_registry import PROMOTION_TARGETS, ModelRegistry, ModelVersion, RegistryError, open_registry
+from mlops_assets.core.config.settings import Settings
 
 Handler = Callable[[argparse.Namespace], int]
 Builder = Callable[[argparse.ArgumentParser], Handler]
@@ -116,7 +116,7 @@ def key_metric_of(record: ModelVersion) -> tuple[str, float | None]:
 
 
 def _spec_key_metric(dataset: str) -> str:
-    from mlops_assets.core.spec import SpecError, load_spec
+    from mlops_assets.core.config.spec import SpecError, load_spec
 
     try:
         spec = load_spec(Settings.from_env().spec_path)
@@ -275,13 +275,13 @@ def add_ledger_option(parser: argparse.ArgumentParser) -> None:
 def ledger_from_args(args: argparse.Namespace):
     from pathlib import Path
 
-    from mlops_assets.core.ledger import PredictionLedger
+    from mlops_assets.core.serving.ledger import PredictionLedger
 
     return PredictionLedger(Path(args.ledger) if args.ledger else Settings.from_env().ledger_dir)
 
 
 def _day_arg(text: str | None) -> str | None:
-    from mlops_assets.core.landing import UnsafeFileName, check_partition_key
+    from mlops_assets.core.ingestion.landing import UnsafeFileName, check_partition_key
 
     if text is None:
         return None
@@ -305,7 +305,7 @@ def _build_decision(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("day", help="YYYY-MM-DD")
 
     def run(args: argparse.Namespace) -> int:
-        from mlops_assets.core.ledger import LedgerError
+        from mlops_assets.core.serving.ledger import LedgerError
 
         day = _day_arg(args.day)
         try:
@@ -334,7 +334,7 @@ def _build_predictions(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("--end", default=None, help="last day, YYYY-MM-DD (inclusive)")
 
     def run(args: argparse.Namespace) -> int:
-        from mlops_assets.core.ledger import LedgerError
+        from mlops_assets.core.serving.ledger import LedgerError
 
         start, end = _day_arg(args.start), _day_arg(args.end)
         try:

@@ -1,11 +1,11 @@
-"""The code location that `workspace.yaml` loads. Which dataset and folders: see core/settings.py."""
+"""The code location that `workspace.yaml` loads. Which dataset and folders: see core/config/settings.py."""
 
 import warnings
 
 import dagster as dg
 
-from .core.settings import Settings
-from .defs import build_definitions
+from mlops_assets.core.config.settings import Settings
+from mlops_assets.defs import build_definitions
 
 # Per-partition asset checks are a preview feature in Dagster 1.13; we rely on them knowingly.
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)

@@ -1,7 +1,7 @@
 """A module-level job for the backfill test: multiprocess steps rebuild the code location from the
 environment (MLOPS_SPEC, MLOPS_DATA_DIR), as a deployed code location would."""
 
-from mlops_assets.core.settings import Settings
+from mlops_assets.core.config.settings import Settings
 from mlops_assets.defs import build_definitions
 
 

@@ -14,21 +14,21 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 @pytest.fixture(scope="session")
 def elec2_spec():
-    from mlops_assets.core.spec import load_spec
+    from mlops_assets.core.config.spec import load_spec
 
     return load_spec(SPECS / "elec2.toml")
 
 
 @pytest.fixture(scope="session")
 def synthetic_spec():
-    from mlops_assets.core.spec import load_spec
+    from mlops_assets.core.config.spec import load_spec
 
     return load_spec(SPECS / "synthetic.toml")
 
 
 @pytest.fixture(scope="session")
 def elec2_history(elec2_spec):
-    from mlops_assets.core.replay import load_history
+    from mlops_assets.demo.history import load_history
 
     return load_history(ELEC2_CSV, elec2_spec)
 
@@ -37,10 +37,10 @@ class Pipeline:
     """A code location on a temporary data folder and instance: deliver files, tick the sensors, run."""
 
     def __init__(self, tmp_path, spec_path, instance):
-        from mlops_assets.core.landing import LocalLanding
-        from mlops_assets.core.settings import Settings
+        from mlops_assets.core.ingestion.landing import LocalLanding
+        from mlops_assets.core.config.settings import Settings
         from mlops_assets.defs import build_definitions
-        from mlops_assets.replay import ReplayLog
+        from mlops_assets.demo.replay import ReplayLog
 
         self.settings = Settings.for_data_dir(tmp_path / "data", spec_path)
         self.defs = build_definitions(self.settings)
@@ -54,7 +54,7 @@ class Pipeline:
         return self.project.store
 
     def tick(self) -> int:
-        from mlops_assets.replay import run_requests_once
+        from mlops_assets.demo.replay import run_requests_once
 
         return run_requests_once(self.defs, self.instance, self.log, echo=lambda *_: None)
 

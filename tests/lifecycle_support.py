@@ -5,9 +5,9 @@ import datetime as dt
 import dagster as dg
 
 from conftest import SPECS
-from mlops_assets.core import synthetic
-from mlops_assets.core.replay import load_labeled_days
-from mlops_assets.core.settings import Settings
+from mlops_assets.demo import synthetic
+from mlops_assets.demo.history import load_labeled_days
+from mlops_assets.core.config.settings import Settings
 from mlops_assets.defs import build_definitions
 
 START = dt.date(2025, 1, 1)

@@ -8,9 +8,9 @@ from concurrent.futures import ProcessPoolExecutor
 import dagster as dg
 
 from conftest import ELEC2_CSV, SPECS
-from mlops_assets.core.landing import LocalLanding
-from mlops_assets.core.replay import deliveries
-from mlops_assets.core.storage import PartitionStore
+from mlops_assets.core.ingestion.landing import LocalLanding
+from mlops_assets.demo.history import deliveries
+from mlops_assets.core.io.storage import PartitionStore
 
 sys.path.insert(0, str(ELEC2_CSV.parents[2] / "tests"))
 from backfill_location import run_partition  # noqa: E402

@@ -1,4 +1,4 @@
-"""Small, fast versions of the detection benchmark's code paths (mlops_assets.bench_detection), on the real specs."""
+"""Small, fast versions of the detection benchmark's code paths (mlops_assets.benchmarks.detection), on the real specs."""
 
 import datetime as dt
 import json
@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from mlops_assets import bench_detection as bench
-from mlops_assets.core import synthetic
+from mlops_assets.benchmarks import detection as bench
+from mlops_assets.demo import synthetic
 
 CHANGE = bench.ELEC2_CHANGE
 
@@ -106,7 +106,7 @@ def test_figures_are_written_as_strict_json(tmp_path):
 def test_a_constant_reference_feature_has_its_own_floor(synthetic_spec):
     from dataclasses import replace
 
-    from mlops_assets.core.drift import ReferenceProfile, drift_report
+    from mlops_assets.core.monitoring.drift import ReferenceProfile, drift_report
 
     constant, moving = synthetic_spec.numeric_features[:2]
     cfg = synthetic.ScenarioConfig("stable", dt.date(2025, 1, 1), 2, rows_per_day=2000)
@@ -122,7 +122,7 @@ def test_a_constant_reference_feature_has_its_own_floor(synthetic_spec):
 
 
 def test_spec_rejects_an_even_weight_share_above_one():
-    from mlops_assets.core.spec import SpecError, spec_from_dict
+    from mlops_assets.core.config.spec import SpecError, spec_from_dict
 
     raw = {"dataset": {"name": "x", "timestamp": "t", "target": "y", "task": "binary_classification",
                        "start_date": "2025-01-01"},

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from mlops_assets import cli
-from mlops_assets.core.artifacts import ArtifactStore
-from mlops_assets.core.registry import ModelRegistry
+from mlops_assets.core.registry.artifacts import ArtifactStore
+from mlops_assets.core.registry.model_registry import ModelRegistry
 
 
 @pytest.fixture

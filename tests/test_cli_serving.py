@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from mlops_assets import cli
-from mlops_assets.core.ledger import PredictionLedger
+from mlops_assets.core.serving.ledger import PredictionLedger
 
 D1, D2 = dt.date(2025, 3, 1), dt.date(2025, 3, 2)
 SCORED_AT = pd.Timestamp("2025-03-02 06:00", tz="UTC")

@@ -14,9 +14,9 @@ import pytest
 
 from conftest import REPO, SPECS
 from lifecycle_support import START, synthetic_history
-from mlops_assets.core.replay import load_labeled_days
-from mlops_assets.core.settings import Settings
-from mlops_assets.core.spec import load_spec
+from mlops_assets.demo.history import load_labeled_days
+from mlops_assets.core.config.settings import Settings
+from mlops_assets.core.config.spec import load_spec
 from mlops_assets.defs import build_definitions
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}

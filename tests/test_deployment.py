@@ -15,12 +15,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_assets.core import deployment as dep
-from mlops_assets.core.deployment import CanaryPlan, ServingModel, WindowEvidence
-from mlops_assets.core.drift_profile import ReferenceProfile
-from mlops_assets.core.ledger import PredictionLedger
-from mlops_assets.core.spec import SpecError, spec_from_dict
-from mlops_assets.core.training import predict_scores, train
+from mlops_assets.core.serving import deployment as dep
+from mlops_assets.core.serving.deployment import CanaryPlan, ServingModel, WindowEvidence
+from mlops_assets.core.monitoring.drift_profile import ReferenceProfile
+from mlops_assets.core.serving.ledger import PredictionLedger
+from mlops_assets.core.config.spec import SpecError, spec_from_dict
+from mlops_assets.core.training.trainer import predict_scores, train
 
 REPO = Path(__file__).resolve().parents[1]
 D0 = dt.date(2025, 3, 1)
@@ -88,7 +88,7 @@ def test_routing_is_the_documented_sha256_split_and_ignores_python_hash_seeds():
     # The documented rule, computed independently: first 8 bytes of sha256("<len(salt)>:<salt><id>") / 2**64.
     by_hand = [int.from_bytes(hashlib.sha256(f"2:v2{i}".encode()).digest()[:8], "big") / 2 ** 64 < 0.3 for i in ids]
     assert here.tolist() == by_hand
-    code = ("from mlops_assets.core.deployment import canary_route\n"
+    code = ("from mlops_assets.core.serving.deployment import canary_route\n"
             "print(''.join('1' if m else '0' for m in canary_route([f'c{i}' for i in range(3000)], 0.3, salt='v2')))")
     # Another process with another str-hash seed (this one's is random unless PYTHONHASHSEED is set).
     seed = "2" if os.environ.get("PYTHONHASHSEED") == "1" else "1"

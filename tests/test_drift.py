@@ -7,19 +7,11 @@ import pytest
 
 from scipy import stats
 
-from mlops_assets.core import drift, drift_profile
-from mlops_assets.core.drift import (
-    MISSING,
-    OTHER,
-    NumericProfile,
-    ReferenceProfile,
-    benjamini_hochberg,
-    category_counts,
-    drift_report,
-    prediction_drift,
-)
-from mlops_assets.core.drift_plots import drift_plots, prediction_drift_plot
-from mlops_assets.core.spec import MonitoringPolicy, spec_from_dict
+from mlops_assets.core.monitoring import drift
+from mlops_assets.core.monitoring import drift_profile
+from mlops_assets.core.monitoring.drift import MISSING, OTHER, NumericProfile, ReferenceProfile, benjamini_hochberg, category_counts, drift_report, prediction_drift
+from mlops_assets.core.monitoring.drift_plots import drift_plots, prediction_drift_plot
+from mlops_assets.core.config.spec import MonitoringPolicy, spec_from_dict
 
 SPEC = spec_from_dict({
     "dataset": {"name": "drift_test", "timestamp": "ts", "target": "y", "task": "binary_classification",

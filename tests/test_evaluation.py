@@ -9,9 +9,9 @@ import pytest
 from scipy.stats import norm
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 
-from mlops_assets.core import evaluation as ev
-from mlops_assets.core import training
-from mlops_assets.core.spec import GatePolicy, TrainingPolicy, spec_from_dict
+from mlops_assets.core.evaluation import report as ev
+from mlops_assets.core.training import trainer as training
+from mlops_assets.core.config.spec import GatePolicy, TrainingPolicy, spec_from_dict
 
 
 def small_spec(task="binary_classification"):

@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_assets.core import evaluation as ev
-from mlops_assets.core import gates, training
-from mlops_assets.core.spec import GatePolicy, spec_from_dict
+from mlops_assets.core.evaluation import report as ev
+from mlops_assets.core.evaluation import gates
+from mlops_assets.core.training import trainer as training
+from mlops_assets.core.config.spec import GatePolicy, spec_from_dict
 
 
 def make_spec(task="binary_classification", **gate_policy):

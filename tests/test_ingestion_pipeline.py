@@ -6,9 +6,9 @@ import dagster as dg
 import pytest
 
 from conftest import SPECS
-from mlops_assets.core import synthetic
-from mlops_assets.core.landing import features_file_name, labels_file_name
-from mlops_assets.core.replay import deliveries
+from mlops_assets.demo import synthetic
+from mlops_assets.core.ingestion.landing import features_file_name, labels_file_name
+from mlops_assets.demo.history import deliveries
 
 START = dt.date(2025, 1, 1)
 
@@ -165,7 +165,7 @@ def test_bad_labels_are_quarantined(make_pipeline, synthetic_spec, kind):
 
 
 def test_code_location_loads_for_both_specs(tmp_path):
-    from mlops_assets.core.settings import Settings
+    from mlops_assets.core.config.settings import Settings
     from mlops_assets.defs import build_definitions
 
     for spec in ("elec2.toml", "synthetic.toml"):

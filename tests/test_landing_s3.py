@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from mlops_assets.core.landing import Quarantine, S3Landing, UnsafeFileName, move_to_quarantine, parse_s3_url
+from mlops_assets.core.ingestion.landing import Quarantine, S3Landing, UnsafeFileName, move_to_quarantine, parse_s3_url
 
 
 class FakeS3:

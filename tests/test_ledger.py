@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_assets.core.ledger import LEDGER_COLUMNS, LedgerError, PredictionLedger, entity_keys
-from mlops_assets.core.settings import Settings
+from mlops_assets.core.serving.ledger import LEDGER_COLUMNS, LedgerError, PredictionLedger, entity_keys
+from mlops_assets.core.config.settings import Settings
 
 D1, D2, D3 = dt.date(2025, 3, 1), dt.date(2025, 3, 2), dt.date(2025, 3, 3)
 SCORED_AT = pd.Timestamp("2025-03-04 06:00", tz="UTC")

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from conftest import SPECS
-from mlops_assets.core import lifecycle
-from mlops_assets.core.artifacts import ArtifactIntegrityError
+from mlops_assets.core.training import lifecycle
+from mlops_assets.core.registry.artifacts import ArtifactIntegrityError
 
 from lifecycle_support import QUIET, Location, spec_with, synthetic_history  # noqa: E402
 
@@ -115,7 +115,7 @@ def test_regression_task_end_to_end(tmp_path):
         'key_metric = "roc_auc"\nfloors = { roc_auc = 0.7 }', 'key_metric = "rmse"\nfloors = { rmse = 1.0, r2 = 0.5 }')
     spec_path = tmp_path / "regression.toml"
     spec_path.write_text(text)
-    from mlops_assets.core.spec import load_spec
+    from mlops_assets.core.config.spec import load_spec
 
     spec = load_spec(spec_path)
     base = synthetic_history(load_spec(SPECS / "synthetic.toml"), 30)

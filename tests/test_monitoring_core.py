@@ -6,10 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_assets.core import synthetic, training
-from mlops_assets.core.features import engineer
-from mlops_assets.core.monitoring import build_reference, cost_day, performance_day, profile_of
-from mlops_assets.core.drift import drift_report
+from mlops_assets.demo import synthetic
+from mlops_assets.core.training import trainer as training
+from mlops_assets.core.features.engineering import engineer
+from mlops_assets.core.monitoring.reports import build_reference, cost_day, performance_day, profile_of
+from mlops_assets.core.monitoring.drift import drift_report
 
 
 def frames(spec, scenario="stable", days=12, **kw):

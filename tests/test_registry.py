@@ -9,9 +9,9 @@ import uuid
 
 import pytest
 
-from mlops_assets.core.artifacts import ArtifactIntegrityError, ArtifactStore, StoredArtifact
-from mlops_assets.core.registry import ModelRegistry, RegistryError, artifacts_dir_for, open_registry
-from mlops_assets.core.settings import Settings
+from mlops_assets.core.registry.artifacts import ArtifactIntegrityError, ArtifactStore, StoredArtifact
+from mlops_assets.core.registry.model_registry import ModelRegistry, RegistryError, artifacts_dir_for, open_registry
+from mlops_assets.core.config.settings import Settings
 
 POSTGRES_URL = os.environ.get("MLOPS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 

@@ -18,7 +18,7 @@ def test_replay_command_runs_through_the_sensors_into_a_persistent_instance(tmp_
     monkeypatch.setenv("DAGSTER_HOME", str(home))  # the instance's event log lives in $DAGSTER_HOME, as under make
     shutil.copy(REPO / "mlops_assets" / "dagster.yaml", home / "dagster.yaml")
     env = {**os.environ, "DAGSTER_HOME": str(home), "MLOPS_DATA_DIR": str(tmp_path / "data")}
-    done = subprocess.run([sys.executable, "-m", "mlops_assets.replay", "--start", "1996-05-07", "--end", "1996-05-09"],
+    done = subprocess.run([sys.executable, "-m", "mlops_assets.demo.replay", "--start", "1996-05-07", "--end", "1996-05-09"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Done: 3 days" in done.stdout and "Where to look" in done.stdout and "Models: 0 trained" in done.stdout
@@ -30,14 +30,14 @@ def test_replay_command_runs_through_the_sensors_into_a_persistent_instance(tmp_
         assert any(e.dagster_event and e.dagster_event.is_step_materialization for e in instance.all_logs(runs[0].run_id))
     assert (home / "event_log.db").exists()  # one event log for the instance, read above as `make ui` reads it
     # a second replay of the same days launches nothing new: run keys are content hashes
-    again = subprocess.run([sys.executable, "-m", "mlops_assets.replay", "--start", "1996-05-07", "--end", "1996-05-09"],
+    again = subprocess.run([sys.executable, "-m", "mlops_assets.demo.replay", "--start", "1996-05-07", "--end", "1996-05-09"],
                            cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "Done: 3 days, 0 runs" in again.stdout
 
 
 def test_the_replay_instance_keeps_one_event_log_and_no_per_run_stdout_files(tmp_path, monkeypatch):
     """The demo's speed rests on these two settings; `make ui` must read the same history."""
-    from mlops_assets.replay import replay_instance
+    from mlops_assets.demo.replay import replay_instance
 
     home = tmp_path / "home"
     home.mkdir()
@@ -67,8 +67,8 @@ class _Registry:
 
 
 def test_alerts_print_when_they_start_change_or_clear_not_every_day_they_persist(tmp_path, capsys):
-    from mlops_assets.core.storage import PartitionStore
-    from mlops_assets.replay import EventEcho
+    from mlops_assets.core.io.storage import PartitionStore
+    from mlops_assets.demo.replay import EventEcho
 
     store, registry = PartitionStore(tmp_path), _Registry()
     echo = EventEcho(SimpleNamespace(store=store, registry=registry), seen_audit=0)

@@ -1,4 +1,4 @@
-from mlops_assets.core.retraining import FailedCheck, RetrainState, plan_first_model, plan_retrains
+from mlops_assets.core.monitoring.retraining import FailedCheck, RetrainState, plan_first_model, plan_retrains
 
 DAYS = [f"2025-02-{d:02d}" for d in range(1, 29)]
 

@@ -8,8 +8,8 @@ import pandas as pd
 
 from conftest import SPECS
 from lifecycle_support import START, Location, synthetic_history
-from mlops_assets.core import training
-from mlops_assets.core.ledger import PredictionLedger
+from mlops_assets.core.training import trainer as training
+from mlops_assets.core.serving.ledger import PredictionLedger
 
 CANARY_SPEC = """
 [deployment]
@@ -27,7 +27,7 @@ def day(i):
 def make_location(tmp_path, scenario="stable", days=34, extra="", **kw):
     spec_path = tmp_path / "spec.toml"
     spec_path.write_text((SPECS / "synthetic.toml").read_text() + extra)
-    from mlops_assets.core.spec import load_spec
+    from mlops_assets.core.config.spec import load_spec
 
     history = synthetic_history(load_spec(spec_path), days, scenario=scenario, rows_per_day=300, **kw)
     loc = Location(tmp_path, spec_path, history=history)

@@ -1,6 +1,6 @@
 import pytest
 
-from mlops_assets.core.spec import SpecError, load_spec, spec_from_dict
+from mlops_assets.core.config.spec import SpecError, load_spec, spec_from_dict
 
 from conftest import SPECS
 

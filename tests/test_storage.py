@@ -3,8 +3,8 @@ import os
 import pandas as pd
 import pytest
 
-from mlops_assets.core.landing import UnsafeFileName
-from mlops_assets.core.storage import MissingPartition, PartitionStore, frame_fingerprint
+from mlops_assets.core.ingestion.landing import UnsafeFileName
+from mlops_assets.core.io.storage import MissingPartition, PartitionStore, frame_fingerprint
 
 
 def frame(n, offset=0):

@@ -13,9 +13,9 @@ from scipy.stats import chi2_contingency
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from mlops_assets.core import synthetic as syn
-from mlops_assets.core.features import engineer, make_preprocessor
-from mlops_assets.core.spec import load_spec, spec_from_dict
+from mlops_assets.demo import synthetic as syn
+from mlops_assets.core.features.engineering import engineer, make_preprocessor
+from mlops_assets.core.config.spec import load_spec, spec_from_dict
 
 SPEC = load_spec(Path(__file__).resolve().parents[1] / "data" / "specs" / "synthetic.toml")
 START = dt.date(2025, 1, 1)

@@ -9,8 +9,9 @@ import pytest
 from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression, Ridge
 
-from mlops_assets.core import features, training
-from mlops_assets.core.spec import TrainingPolicy, load_spec, spec_from_dict
+from mlops_assets.core.features import engineering as features
+from mlops_assets.core.training import trainer as training
+from mlops_assets.core.config.spec import TrainingPolicy, load_spec, spec_from_dict
 
 SPECS = Path(__file__).resolve().parents[1] / "data" / "specs"
 D0 = dt.date(2025, 3, 1)

@@ -40,9 +40,9 @@ pytestmark = pytest.mark.slow
 
 def _landed_files() -> dict[str, bytes]:
     """Two days of the synthetic dataset; the second breaks the spec's ranges (the check must fail)."""
-    from mlops_assets.core import synthetic
-    from mlops_assets.core.landing import features_file_name
-    from mlops_assets.core.spec import load_spec
+    from mlops_assets.demo import synthetic
+    from mlops_assets.core.ingestion.landing import features_file_name
+    from mlops_assets.core.config.spec import load_spec
 
     spec = load_spec(REPO / SPEC)
     cfg = synthetic.ScenarioConfig("stable", dt.date.fromisoformat(GOOD_DAY), 2, rows_per_day=60, seed=5)
@@ -92,7 +92,7 @@ def _materialized_partitions(dev, asset: str) -> set[str]:
 def test_ui_runs_checks_and_renders_the_asset_graph(dagster_dev, tmp_path):
     dev, data = dagster_dev
     started = time.monotonic()
-    from mlops_assets.core.landing import LocalLanding
+    from mlops_assets.core.ingestion.landing import LocalLanding
 
     # The landing sensor runs by default and would race the runs launched here; stop it (and anything
     # else that launches runs) first, as a person would with the UI's toggle, then deliver the files.

@@ -4,11 +4,11 @@ Asset groups in the UI carry the stage module's name."""
 
 import dagster as dg
 
-from ..core.settings import Settings
-from ..core.spec import load_spec
-from . import automation, deployment, evaluation, features, ingestion, monitoring, serving, training, validation
-from .partitions import daily_partitions
-from .resources import ProjectResource
+from mlops_assets.core.config.settings import Settings
+from mlops_assets.core.config.spec import load_spec
+from mlops_assets.defs import automation, deployment, evaluation, features, ingestion, monitoring, serving, training, validation
+from mlops_assets.defs.partitions import daily_partitions
+from mlops_assets.defs.resources import ProjectResource
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:

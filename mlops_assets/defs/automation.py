@@ -5,9 +5,9 @@ import datetime as dt
 
 import dagster as dg
 
-from ..core.retraining import FailedCheck, RetrainState, plan_first_model, plan_retrains
-from ..core.spec import DatasetSpec
-from .resources import ProjectResource
+from mlops_assets.core.monitoring.retraining import FailedCheck, RetrainState, plan_first_model, plan_retrains
+from mlops_assets.core.config.spec import DatasetSpec
+from mlops_assets.defs.resources import ProjectResource
 
 RETRAIN_TRIGGERS = (("data_drift_report", "data_drift_ok"), ("performance_report", "performance_ok"))
 

@@ -8,9 +8,9 @@ import getpass
 
 import dagster as dg
 
-from ..core.registry import RegistryError
-from ..core.spec import DatasetSpec
-from .resources import ProjectResource
+from mlops_assets.core.registry.model_registry import RegistryError
+from mlops_assets.core.config.spec import DatasetSpec
+from mlops_assets.defs.resources import ProjectResource
 
 OWNERS = ["team:ml-platform"]
 

@@ -4,10 +4,10 @@ failed one can still be forced through later, with a reason the audit log keeps.
 
 import dagster as dg
 
-from ..core import lifecycle
-from ..core.spec import DatasetSpec
-from .metadata import table
-from .resources import ProjectResource
+from mlops_assets.core.training import lifecycle
+from mlops_assets.core.config.spec import DatasetSpec
+from mlops_assets.defs.metadata import table
+from mlops_assets.defs.resources import ProjectResource
 
 OWNERS = ["team:ml-platform"]
 GATE_RUNBOOK = (

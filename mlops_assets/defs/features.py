@@ -3,10 +3,10 @@
 
 import dagster as dg
 
-from ..core.features import FEATURE_CODE_VERSION, engineer, join_labels
-from ..core.spec import DatasetSpec
-from ..core.storage import frame_fingerprint
-from .resources import ProjectResource
+from mlops_assets.core.features.engineering import FEATURE_CODE_VERSION, engineer, join_labels
+from mlops_assets.core.config.spec import DatasetSpec
+from mlops_assets.core.io.storage import frame_fingerprint
+from mlops_assets.defs.resources import ProjectResource
 
 OWNERS = ["team:ml-platform"]
 
@@ -15,7 +15,7 @@ def build(spec: DatasetSpec, daily: dg.PartitionsDefinition, raw_batch, raw_labe
     @dg.asset(
         partitions_def=daily, deps=[raw_batch], group_name="features", owners=OWNERS,
         kinds={"pandas", "parquet"}, code_version=FEATURE_CODE_VERSION,
-        description="The day's model inputs from mlops_assets/core/features.py: keys, typed features, calendar "
+        description="The day's model inputs from mlops_assets/core/features/engineering.py: keys, typed features, calendar "
                     "features. Training and batch scoring both read this table.",
     )
     def feature_table(context: dg.AssetExecutionContext, project: ProjectResource) -> dg.MaterializeResult:

@@ -5,11 +5,11 @@ import json
 
 import dagster as dg
 
-from ..core.ingest import RAW_TABLE, MissingFile, ingest
-from ..core.spec import DatasetSpec
-from ..core.storage import frame_fingerprint
-from ..core.validation import BatchRejected
-from .resources import ProjectResource
+from mlops_assets.core.ingestion.ingest import RAW_TABLE, MissingFile, ingest
+from mlops_assets.core.config.spec import DatasetSpec
+from mlops_assets.core.io.storage import frame_fingerprint
+from mlops_assets.core.ingestion.validation import BatchRejected
+from mlops_assets.defs.resources import ProjectResource
 
 OWNERS = ["team:ml-platform"]
 INGEST_CODE_VERSION = "ingest-v1"

@@ -4,13 +4,13 @@ check whose severity follows relative thresholds from the spec, and whose descri
 import dagster as dg
 import pandas as pd
 
-from ..core import monitoring
-from ..core.drift import drift_report, prediction_drift
-from ..core.drift_plots import drift_plots, prediction_drift_plot
-from ..core.ledger import PredictionLedger
-from ..core.spec import DatasetSpec
-from .metadata import table
-from .resources import ProjectResource
+from mlops_assets.core.monitoring import reports as monitoring
+from mlops_assets.core.monitoring.drift import drift_report, prediction_drift
+from mlops_assets.core.monitoring.drift_plots import drift_plots, prediction_drift_plot
+from mlops_assets.core.serving.ledger import PredictionLedger
+from mlops_assets.core.config.spec import DatasetSpec
+from mlops_assets.defs.metadata import table
+from mlops_assets.defs.resources import ProjectResource
 
 OWNERS = ["team:ml-platform"]
 SEVERITY = {"WARN": dg.AssetCheckSeverity.WARN, "ERROR": dg.AssetCheckSeverity.ERROR}
@@ -147,7 +147,7 @@ def build(spec: DatasetSpec, daily: dg.PartitionsDefinition, feature_table, labe
 
 def _align(rows: pd.DataFrame, labeled: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
     """The ledger's champion rows that have a label, with the label (1/0 or the value) as `label`."""
-    from ..core.deployment import ledger_labels
+    from mlops_assets.core.serving.deployment import ledger_labels
 
     labels = ledger_labels(labeled, spec)
     labels["timestamp"] = labels["timestamp"].astype("datetime64[us]")

@@ -3,7 +3,7 @@
 
 import dagster as dg
 
-from ..core.spec import DatasetSpec
+from mlops_assets.core.config.spec import DatasetSpec
 
 
 def daily_partitions(spec: DatasetSpec) -> dg.DailyPartitionsDefinition:

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import dagster as dg
 
-from ..core.landing import LocalLanding, Quarantine, S3Landing, parse_s3_url
-from ..core.settings import Settings
-from ..core.spec import DatasetSpec, load_spec
-from ..core.storage import PartitionStore
+from mlops_assets.core.ingestion.landing import LocalLanding, Quarantine, S3Landing, parse_s3_url
+from mlops_assets.core.config.settings import Settings
+from mlops_assets.core.config.spec import DatasetSpec, load_spec
+from mlops_assets.core.io.storage import PartitionStore
 
 
 class ProjectResource(dg.ConfigurableResource):
-    """Folders and the dataset spec of this code location (see mlops_assets/core/settings.py)."""
+    """Folders and the dataset spec of this code location (see mlops_assets/core/config/settings.py)."""
 
     spec_path: str
     data_dir: str
@@ -49,7 +49,7 @@ class ProjectResource(dg.ConfigurableResource):
 
     @cached_property
     def registry(self):
-        from ..core.registry import open_registry
+        from mlops_assets.core.registry.model_registry import open_registry
 
         return open_registry(self.settings)
 

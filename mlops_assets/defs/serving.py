@@ -7,10 +7,12 @@ import time
 import dagster as dg
 import pandas as pd
 
-from ..core import deployment, monitoring, rollout
-from ..core.ledger import PredictionLedger
-from ..core.spec import DatasetSpec
-from .resources import ProjectResource
+from mlops_assets.core.serving import deployment
+from mlops_assets.core.monitoring import reports as monitoring
+from mlops_assets.core.serving import rollout
+from mlops_assets.core.serving.ledger import PredictionLedger
+from mlops_assets.core.config.spec import DatasetSpec
+from mlops_assets.defs.resources import ProjectResource
 
 OWNERS = ["team:ml-platform"]
 ACTOR = "dagster:canary_step"

@@ -2,12 +2,12 @@
 
 import dagster as dg
 
-from ..core import lifecycle
-from ..core.features import FEATURE_CODE_VERSION
-from ..core.landing import sha256_bytes
-from ..core.spec import DatasetSpec
-from ..core.training import InsufficientDataError
-from .resources import ProjectResource
+from mlops_assets.core.training import lifecycle
+from mlops_assets.core.features.engineering import FEATURE_CODE_VERSION
+from mlops_assets.core.ingestion.landing import sha256_bytes
+from mlops_assets.core.config.spec import DatasetSpec
+from mlops_assets.core.training.trainer import InsufficientDataError
+from mlops_assets.defs.resources import ProjectResource
 
 OWNERS = ["team:ml-platform"]
 

@@ -7,10 +7,10 @@ withdraws the raw table, so no later run builds features from a rejected batch. 
 
 import dagster as dg
 
-from ..core.ingest import RAW_TABLE, reject_batch
-from ..core.validation import validate_batch
-from .metadata import table
-from .resources import ProjectResource
+from mlops_assets.core.ingestion.ingest import RAW_TABLE, reject_batch
+from mlops_assets.core.ingestion.validation import validate_batch
+from mlops_assets.defs.metadata import table
+from mlops_assets.defs.resources import ProjectResource
 
 RUNBOOK = (
     "Runbook: open this check's failure table (column, check, count, examples) and the quarantined file "

@@ -1,0 +1,223 @@
+"""Promotion gates: one pass/fail result per criterion, each with the observed value, threshold and margin.
+
+The key-metric rule, in one sentence: the candidate *fails* only when the paired bootstrap shows it is worse
+than the champion (plus `min_improvement`) beyond the benchmark noise. Concretely, with the improvement
+oriented so that positive means "candidate better" (candidate - champion for AUC, champion - candidate for
+RMSE), the gate passes iff the upper bound of the improvement's CI >= min_improvement. So with the default
+min_improvement = 0: "matches within noise" passes (the CI straddles 0), "worse beyond noise" fails (the whole
+CI is below 0). A positive min_improvement demands that an improvement of at least that size be plausible.
+An undefined key metric (e.g. AUC on a one-class benchmark) fails closed: nothing can be concluded.
+
+Floors apply only to a first model (no champion): once a champion exists, a candidate that beats it must be
+promotable even if the world got harder and both sit below the floor, or the worse model would stay.
+
+`margin` is always oriented "positive = passed with this much room, negative = failed by this much".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Iterable
+
+import pandas as pd
+
+from mlops_assets.core.evaluation.report import HIGHER_IS_BETTER, EvaluationReport, json_safe
+from mlops_assets.core.config.spec import GatePolicy
+
+
+@dataclass(frozen=True)
+class GateResult:
+    name: str
+    passed: bool
+    observed: float | None
+    threshold: float | None
+    margin: float | None
+    message: str
+
+
+@dataclass
+class GateReport:
+    results: list[GateResult]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.results)
+
+    @property
+    def failures(self) -> list[GateResult]:
+        return [r for r in self.results if not r.passed]
+
+    def to_dict(self) -> dict:
+        return json_safe({"passed": self.passed, "failures": [r.name for r in self.failures],
+                          "results": [asdict(r) for r in self.results], "notes": self.notes})
+
+    def summary(self) -> str:
+        n = len(self.results)
+        if self.passed:
+            text = f"Promotion gates PASSED ({n} of {n}): " + "; ".join(r.message for r in self.results) + "."
+        else:
+            fails = self.failures
+            passed = [r.name for r in self.results if r.passed]
+            text = (f"Promotion gates FAILED ({len(fails)} of {n} criteria): "
+                    + "; ".join(f"{r.name}: {r.message}" for r in fails) + "."
+                    + (f" Passed: {', '.join(passed)}." if passed else ""))
+        return text + (" Notes: " + " ".join(self.notes) if self.notes else "")
+
+
+def evaluate_gates(report: EvaluationReport, policy: GatePolicy, has_champion: bool, *,
+                   training_keys: Iterable[tuple] | pd.DataFrame | None = None,
+                   benchmark_keys: Iterable[tuple] | pd.DataFrame | None = None) -> GateReport:
+    """Every criterion of `policy` applied to `report`.
+
+    The key sets are the training and benchmark rows' keys (spec.key_columns): frames of those columns, or
+    iterables of key tuples; timestamps compare by their ISO text, so the two may come from different files.
+    """
+    results: list[GateResult] = []
+    notes: list[str] = []
+    if has_champion:
+        results.append(_key_metric_gate(report, policy))
+        results.append(_slice_gate(report, policy, notes))
+    else:
+        results.extend(_floor_gates(report, policy))
+    results.append(_budget("latency", report.candidate.latency_ms_per_1k, policy.max_latency_ms_per_1k,
+                           "ms per 1,000 rows"))
+    results.append(_budget("artifact_size", report.candidate.artifact_bytes / 1e6, policy.max_artifact_mb,
+                           "MB (10^6 bytes) pickled"))
+    if report.task == "binary_classification":
+        results.append(_budget("calibration", report.candidate.metrics["ece"], policy.max_calibration_error,
+                               "expected calibration error"))
+    results.append(leakage_gate(training_keys, benchmark_keys))
+    return GateReport(results, notes)
+
+
+# ---------------------------------------------------------------------------------------------- gates
+
+
+def _key_metric_gate(report: EvaluationReport, policy: GatePolicy) -> GateResult:
+    name, key = "key_metric_vs_champion", report.key_metric
+    b = report.bootstrap
+    if report.champion is None or b.difference_ci is None:
+        return GateResult(name, False, None, policy.min_improvement, None,
+                          "a champion exists but was not evaluated on the benchmark; cannot compare")
+    sign = 1.0 if report.higher_is_better else -1.0
+    lo, hi = sorted(sign * v for v in b.difference_ci)
+    point = sign * b.difference if b.difference is not None else math.nan
+    if any(math.isnan(v) for v in (lo, hi, point)):
+        return GateResult(name, False, None, policy.min_improvement, None,
+                          f"{key} is undefined on this benchmark, so the candidate cannot be shown to match "
+                          "the champion (see the evaluation notes)")
+    margin = hi - policy.min_improvement
+    level = f"{b.level:.0%}"
+    detail = (f"{key} improvement over champion {point:+.4f} ({level} CI {lo:+.4f} .. {hi:+.4f}, "
+              f"{b.n_samples} paired resamples)")
+    if margin >= 0:
+        verdict = "better beyond noise" if lo > 0 else "matches within noise"
+        return GateResult(name, True, hi, policy.min_improvement, margin, f"{detail}: {verdict}")
+    return GateResult(name, False, hi, policy.min_improvement, margin,
+                      f"{detail}: worse beyond noise; the CI's upper bound is {-margin:.4f} short of "
+                      f"the required {policy.min_improvement:+.4f}")
+
+
+def _slice_gate(report: EvaluationReport, policy: GatePolicy, notes: list[str]) -> GateResult:
+    name, key = "slice_regression", report.key_metric
+    if report.champion is None:
+        return GateResult(name, False, None, policy.max_slice_drop, None,
+                          "champion not evaluated; cannot compare slices")
+    sign = 1.0 if report.higher_is_better else -1.0
+    worst, worst_where, checked = -math.inf, "", 0
+    for col, values in report.candidate.slices.items():
+        for value, cand in values.items():
+            champ = report.champion.slices.get(col, {}).get(value)
+            where = f"{col}={value}"
+            if champ is None or cand["n"] < policy.min_slice_rows:
+                notes.append(f"slice {where} not gated: {cand['n']} rows < min_slice_rows {policy.min_slice_rows}"
+                             if champ is not None else f"slice {where} absent for the champion")
+                continue
+            if math.isnan(cand[key]) or math.isnan(champ[key]):
+                notes.append(f"slice {where} not gated: {key} undefined there")
+                continue
+            checked += 1
+            drop = sign * (champ[key] - cand[key])  # positive = candidate worse on this slice
+            if drop > worst:
+                worst, worst_where = drop, where
+    if not checked:
+        return GateResult(name, True, None, policy.max_slice_drop, None, "no slice large enough to gate")
+    margin = policy.max_slice_drop - worst
+    if margin >= 0:
+        return GateResult(name, True, worst, policy.max_slice_drop, margin,
+                          f"largest {key} drop vs champion over {checked} slices is {worst:+.4f} "
+                          f"({worst_where}), within {policy.max_slice_drop}")
+    return GateResult(name, False, worst, policy.max_slice_drop, margin,
+                      f"slice {worst_where} is worse than the champion's by {worst:.4f} in {key}, "
+                      f"{-margin:.4f} beyond the allowed {policy.max_slice_drop}")
+
+
+def _floor_gates(report: EvaluationReport, policy: GatePolicy) -> list[GateResult]:
+    if not policy.floors:
+        return [GateResult("floors", True, None, None, None, "first model; no floors configured")]
+    out = []
+    for metric, floor in sorted(policy.floors.items()):
+        name = f"floor_{metric}"
+        if metric not in report.candidate.metrics:
+            out.append(GateResult(name, False, None, floor, None,
+                                  f"floor on {metric!r}, which is not a {report.task} metric "
+                                  f"(known: {sorted(report.candidate.metrics)})"))
+            continue
+        value, higher = report.candidate.metrics[metric], HIGHER_IS_BETTER[metric]
+        if math.isnan(value):
+            out.append(GateResult(name, False, None, floor, None, f"{metric} is undefined on this benchmark"))
+            continue
+        margin = (value - floor) if higher else (floor - value)
+        bound = "floor" if higher else "ceiling"
+        verdict = "meets" if margin >= 0 else f"misses by {-margin:.4f}"
+        out.append(GateResult(name, margin >= 0, value, floor, margin,
+                              f"first model {metric} {value:.4f} {verdict} the {bound} {floor}"))
+    return out
+
+
+def _budget(name: str, observed: float, budget: float, unit: str) -> GateResult:
+    if observed is None or math.isnan(observed):
+        return GateResult(name, False, None, budget, None, f"{unit} could not be measured")
+    margin = budget - observed
+    if margin >= 0:
+        return GateResult(name, True, observed, budget, margin, f"{observed:.4g} {unit} within budget {budget:g}")
+    return GateResult(name, False, observed, budget, margin,
+                      f"{observed:.4g} {unit} exceeds the budget {budget:g} by {-margin:.4g}")
+
+
+# -------------------------------------------------------------------------------------------- leakage
+
+
+def row_keys(frame: pd.DataFrame, columns: list[str]) -> set[tuple]:
+    """Key tuples of `frame`, datetimes as ISO text, so frames read from different files compare equal."""
+    parts = [frame[c].map(_key_text) for c in columns]
+    return set(zip(*parts)) if parts else set()
+
+
+def leakage_gate(training_keys, benchmark_keys) -> GateResult:
+    name = "leakage"
+    if training_keys is None or benchmark_keys is None:
+        return GateResult(name, False, None, 0, None,
+                          "not checked: the training and benchmark row keys were not provided")
+    train_set, bench_set = _key_set(training_keys), _key_set(benchmark_keys)
+    overlap = train_set & bench_set
+    if not overlap:
+        return GateResult(name, True, 0, 0, 0, f"no benchmark row key among {len(train_set)} training keys")
+    examples = ", ".join(str(k) for k in sorted(overlap, key=str)[:3])
+    return GateResult(name, False, len(overlap), 0, -len(overlap),
+                      f"{len(overlap)} of {len(bench_set)} benchmark rows also appear in the training set "
+                      f"(e.g. {examples})")
+
+
+def _key_set(keys) -> set[tuple]:
+    if isinstance(keys, pd.DataFrame):
+        return row_keys(keys, list(keys.columns))
+    return {tuple(_key_text(v) for v in (k if isinstance(k, (tuple, list)) else (k,))) for k in keys}
+
+
+def _key_text(value) -> str | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)

@@ -1,0 +1,92 @@
+"""Feature logic, shared by the feature-table asset, training and serving.
+
+Two layers, so a daily feature table never depends on a fitted model:
+- `engineer(batch, spec)`: stateless, row-wise. Types every declared feature, adds calendar features when
+  the spec asks for them, keeps the key and slice columns. The feature-table asset stores its output,
+  and serving scores that same table, so training and serving cannot compute features differently.
+- `make_preprocessor(spec)`: the fitted part (scaling, one-hot with the spec's fixed categories). It is the
+  first step of every model Pipeline, so a pickled model carries its own preprocessing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from mlops_assets.core.config.spec import DatasetSpec
+
+# Bump when engineer() or make_preprocessor() changes meaning: it is the feature assets' code_version and
+# part of every model's lineage, so stale tables and models show up as stale in the UI.
+FEATURE_CODE_VERSION = "features-v1"
+
+CALENDAR_FEATURES = ("hour_sin", "hour_cos", "day_of_week")
+
+
+def model_input_columns(spec: DatasetSpec) -> list[str]:
+    """The feature-table columns a model sees, in a fixed order."""
+    return spec.feature_names + (list(CALENDAR_FEATURES) if spec.calendar_features else [])
+
+
+def as_category_strings(values: pd.Series) -> pd.Series:
+    """Categories compare as strings; integral floats (1.0, from a CSV column with a gap) become "1"."""
+    if pd.api.types.is_float_dtype(values):
+        whole = values.notna() & np.isfinite(values) & (values == np.round(values))
+        if whole[values.notna()].all():
+            return values.astype("Int64").astype("string").astype(object).where(values.notna(), None)
+    if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        return values.astype("string").astype(object).where(values.notna(), None)
+    return values.astype(object).where(values.notna(), None)
+
+
+def engineer(batch: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
+    """The feature table for one batch: keys, typed features, calendar features, slices."""
+    out = pd.DataFrame(index=batch.index)
+    out[spec.timestamp] = pd.to_datetime(batch[spec.timestamp])
+    if spec.entity_id:
+        out[spec.entity_id] = batch[spec.entity_id].astype(str)
+    for f in spec.features:
+        col = batch[f.name]
+        out[f.name] = col.astype("float64") if f.is_numeric else as_category_strings(col)
+    if spec.calendar_features:
+        ts = out[spec.timestamp]
+        hour = ts.dt.hour + ts.dt.minute / 60.0
+        out["hour_sin"] = np.sin(2 * np.pi * hour / 24.0)
+        out["hour_cos"] = np.cos(2 * np.pi * hour / 24.0)
+        out["day_of_week"] = ts.dt.dayofweek.astype("float64")
+    return out.reset_index(drop=True)
+
+
+def make_preprocessor(spec: DatasetSpec) -> ColumnTransformer:
+    numeric = [c for c in model_input_columns(spec) if c not in spec.categorical_features]
+    categorical = spec.categorical_features
+    transformers = []
+    if numeric:
+        transformers.append((
+            "numeric",
+            Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]),
+            numeric,
+        ))
+    if categorical:
+        # Fixed categories from the spec: the encoded width never depends on which values a window held.
+        cats = [list(spec.feature(c).categories) for c in categorical]
+        transformers.append((
+            "categorical",
+            OneHotEncoder(categories=cats, handle_unknown="ignore", sparse_output=False),
+            categorical,
+        ))
+    return ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=False)
+
+
+def join_labels(feature_table: pd.DataFrame, labels: pd.DataFrame, spec: DatasetSpec) -> tuple[pd.DataFrame, float]:
+    """The labeled examples of a day and the share of its feature rows that have a label."""
+    labels = labels[spec.label_columns].copy()
+    labels[spec.timestamp] = pd.to_datetime(labels[spec.timestamp])
+    if spec.entity_id:
+        labels[spec.entity_id] = labels[spec.entity_id].astype(str)
+    joined = feature_table.merge(labels, on=spec.key_columns, how="inner", validate="one_to_one")
+    coverage = len(joined) / len(feature_table) if len(feature_table) else 0.0
+    return joined, coverage

@@ -1,0 +1,208 @@
+"""Data and prediction drift of a day's rows against a reference profile stored with the model.
+
+The test depends on the type and the size of the current sample:
+- numeric, current rows <= the profile's stored sample: exact two-sample KS against that sorted sample;
+- numeric, more rows: KS on the binned CDFs against the full reference (a lower bound of the exact
+  statistic, so the test is conservative), the p-value from the reference's and the batch's sizes;
+- categorical: chi-square on the reference-vs-current table over the spec's categories, "other", "missing".
+A feature drifts when its test is significant after Benjamini-Hochberg across features AND its effect size
+exceeds the policy floor: Wasserstein distance in reference standard deviations for numeric features,
+Jensen-Shannon distance (base 2, in [0, 1]) for categorical ones (Evidently's conventions). Without the
+floor a million rows would alarm on shifts nobody cares about. PSI is reported alongside, for people used
+to it. The dataset-level figure is the importance-weighted share of drifting features.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from mlops_assets.core.monitoring.drift_profile import MISSING, OTHER, SAMPLE_SIZE, CategoricalProfile, NumericProfile, ReferenceProfile, category_counts, normalise_weights, numeric_values
+from mlops_assets.core.config.spec import MonitoringPolicy
+
+_PSI_FLOOR = 1e-4  # keeps PSI finite when a bin is empty on one side
+
+
+def _finite_float(value) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def benjamini_hochberg(p_values) -> np.ndarray:
+    """BH-adjusted p-values (reject where adjusted <= alpha controls the FDR at alpha); NaN stays NaN."""
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(p.shape, np.nan)
+    valid = np.flatnonzero(~np.isnan(p))
+    if len(valid):
+        order = valid[np.argsort(p[valid], kind="stable")]
+        ranked = p[order] * len(valid) / np.arange(1, len(valid) + 1)
+        out[order] = np.minimum(np.minimum.accumulate(ranked[::-1])[::-1], 1.0)
+    return out
+
+
+@dataclass
+class FeatureDrift:
+    feature: str
+    kind: str
+    test: str  # "ks", "binned_ks", "chi2" or "none" (no rows to test)
+    statistic: float
+    p_value: float
+    p_adjusted: float
+    effect_name: str  # "wasserstein_std" or "jensen_shannon"
+    effect_size: float
+    psi: float
+    drifted: bool
+    weight: float
+    n_current: int
+    null_share_reference: float
+    null_share_current: float
+    mean_reference: float | None = None
+    mean_current: float | None = None
+
+    def to_dict(self) -> dict:
+        return {k: (_finite_float(v) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+def _divergences(ref: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
+    """(PSI, Jensen-Shannon distance in base 2) between two proportion vectors."""
+    p, q = np.maximum(ref, _PSI_FLOOR), np.maximum(cur, _PSI_FLOOR)
+    psi = float(np.sum((q - p) * np.log(q / p)))
+    m = (ref + cur) / 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kl = lambda a: np.sum(np.where(a > 0, a * np.log2(a / m), 0.0))  # noqa: E731
+        js = math.sqrt(max(0.5 * (kl(ref) + kl(cur)), 0.0))
+    return psi, js
+
+
+def _constant(prof) -> bool:
+    """A numeric reference without spread, up to float noise: its effect sizes are relative to the value."""
+    return prof.kind == "numeric" and prof.count > 0 and prof.std <= 1e-9 * abs(prof.mean)
+
+
+def _numeric_drift(prof: NumericProfile, values: np.ndarray) -> FeatureDrift:
+    scan = prof.scan(values)
+    counts = prof.to_bins(scan.cells)
+    n, n_nan, mean = int(counts.sum()), scan.n_nan, scan.mean
+    ref = np.asarray(prof.proportions)
+    null_share = n_nan / len(values) if len(values) else math.nan
+    drift = FeatureDrift(prof.name, "numeric", "none", math.nan, math.nan, math.nan, "wasserstein_std", math.nan,
+                         math.nan, False, 0.0, n, prof.null_share, null_share, prof.mean, mean)
+    if n == 0 or prof.count == 0:
+        return drift
+    cur = counts / n
+    constant = _constant(prof)
+    scale = (abs(prof.mean) or 1.0) if constant else prof.std  # a constant reference: relative to its value
+    drift.psi, _ = _divergences(ref, cur)
+    if n <= len(prof.sample):  # small batch: exact KS against the stored sorted sample
+        # (evenly spaced order statistics vary less than the m random draws the test assumes: p errs large)
+        x = values[np.isfinite(values)]
+        sample = np.asarray(prof.sample)
+        res = stats.ks_2samp(x, sample)
+        drift.test, drift.statistic, drift.p_value = "ks", float(res.statistic), float(res.pvalue)
+        drift.effect_size = float(stats.wasserstein_distance(x, sample)) / scale if len(x) else math.nan
+        return drift
+    gap = np.concatenate([[0.0], np.cumsum(ref - cur)[:-1], [0.0]])  # CDF difference at each bin edge
+    d = float(np.abs(gap).max())
+    en = n * prof.count / (n + prof.count)
+    p = float(stats.kstwobign.sf(d * (math.sqrt(en) + 0.12 + 0.11 / math.sqrt(en))))  # Stephens (1970)
+    # Wasserstein distance = the integral of |F_ref - F_cur|: summed over the grid's cells, plus the parts
+    # beyond either end of the grid from the mean overshoots (exact unless the CDFs cross out there).
+    lo, hi, n_cells = prof.grid
+    current_cdf = np.concatenate([[0.0], np.cumsum(scan.cells)]) / n
+    w = float(np.abs(prof.cell_cdf() - current_cdf).sum()) * (hi - lo) / n_cells
+    if mean is not None:
+        w += abs(scan.below - prof.tails[0]) + abs(scan.above - prof.tails[1])
+        w = max(w, abs(mean - prof.mean))  # a lower bound too
+    drift.test, drift.statistic, drift.p_value, drift.effect_size = "binned_ks", d, p, w / scale
+    return drift
+
+
+def _categorical_drift(prof: CategoricalProfile, column: pd.Series) -> FeatureDrift:
+    counts = category_counts(column, prof.categories)
+    n = int(counts.sum())
+    ref = np.asarray(prof.proportions)
+    drift = FeatureDrift(prof.name, "categorical", "none", math.nan, math.nan, math.nan, "jensen_shannon",
+                         math.nan, math.nan, False, 0.0, n, float(ref[-1]),
+                         counts[-1] / n if n else math.nan)
+    if n == 0 or prof.count == 0:
+        return drift
+    cur = counts / n
+    drift.psi, drift.effect_size = _divergences(ref, cur)
+    table = np.vstack([ref * prof.count, counts.astype(float)])
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2:
+        stat, p = 0.0, 1.0
+    else:
+        expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / table.sum()
+        stat = float(np.sum((table - expected) ** 2 / expected))
+        p = float(stats.chi2.sf(stat, table.shape[1] - 1))
+    drift.test, drift.statistic, drift.p_value = "chi2", stat, p
+    return drift
+
+
+def _feature_drift(prof, column: pd.Series) -> FeatureDrift:
+    if prof.kind == "numeric":
+        return _numeric_drift(prof, numeric_values(column))
+    return _categorical_drift(prof, column)
+
+
+@dataclass
+class DriftReport:
+    features: list[FeatureDrift]
+    drift_share: float  # importance-weighted share of drifting features
+    status: str  # "OK", "WARN" or "ERROR"
+    n_rows: int
+    policy: MonitoringPolicy
+
+    @property
+    def drifted_features(self) -> list[str]:
+        return [f.feature for f in self.features if f.drifted]
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame([asdict(f) for f in self.features])
+
+    def to_dict(self) -> dict:
+        return {"status": self.status, "drift_share": self.drift_share, "n_rows": self.n_rows,
+                "drifted_features": self.drifted_features, "drift_alpha": self.policy.drift_alpha,
+                "drift_min_effect": self.policy.drift_min_effect,
+                "constant_min_effect": self.policy.constant_min_effect,
+                "features": [f.to_dict() for f in self.features]}
+
+
+def drift_status(share: float, policy: MonitoringPolicy) -> str:
+    if share > 0 and share >= policy.error_drift_share:
+        return "ERROR"
+    if share > 0 and share >= policy.warn_drift_share:
+        return "WARN"
+    return "OK"
+
+
+def drift_report(profile: ReferenceProfile, current: pd.DataFrame, policy: MonitoringPolicy) -> DriftReport:
+    """Per-feature drift tests with FDR control across features, and the dataset-level verdict."""
+    missing = [p.name for p in profile.features if p.name not in current.columns]
+    if missing:
+        raise KeyError(f"the current rows lack the profiled features {missing}")
+    results = [_feature_drift(p, current[p.name]) for p in profile.features]
+    adjusted = benjamini_hochberg([r.p_value for r in results])
+    for prof, r, q in zip(profile.features, results, adjusted):
+        r.p_adjusted = float(q)
+        r.weight = float(profile.weights.get(r.feature, 0.0))
+        floor = policy.constant_min_effect if _constant(prof) else policy.drift_min_effect
+        r.drifted = bool(q <= policy.drift_alpha and r.effect_size > floor)
+    share = float(sum(r.weight for r in results if r.drifted))
+    return DriftReport(results, share, drift_status(share, policy), len(current), policy)
+
+
+def prediction_drift(profile: ReferenceProfile, scores, policy: MonitoringPolicy | None = None) -> FeatureDrift:
+    """The score distribution against the training scores: one test, so no multiple-testing correction."""
+    if profile.prediction is None:
+        raise ValueError("the reference profile was built without scores")
+    policy = policy or MonitoringPolicy()
+    result = _numeric_drift(profile.prediction, np.asarray(scores, dtype=np.float64))
+    result.p_adjusted, result.weight = result.p_value, 0.0
+    result.drifted = bool(result.p_value <= policy.drift_alpha and result.effect_size > policy.drift_min_effect)
+    return result

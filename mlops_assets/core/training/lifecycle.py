@@ -1,0 +1,135 @@
+"""The model lifecycle steps the Dagster assets call: plan a training set, train and store a candidate,
+evaluate it against the champion and decide what the registry should do. No Dagster here."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from dataclasses import dataclass
+
+import pandas as pd
+
+from mlops_assets.core.monitoring import reports as monitoring
+from mlops_assets.core.training import trainer as training
+from mlops_assets.core.registry.artifacts import ArtifactStore, StoredArtifact
+from mlops_assets.core.evaluation.report import EvaluationReport, evaluate, latency_ms_per_1k
+from mlops_assets.core.evaluation.gates import GateReport, evaluate_gates
+from mlops_assets.core.config.spec import DatasetSpec
+from mlops_assets.core.io.storage import PartitionStore, frame_fingerprint
+
+LABELED = "labeled_examples"
+
+
+def plan_training_set(store: PartitionStore, spec: DatasetSpec, as_of: str) -> training.TrainingManifest:
+    """The manifest of the window ending at `as_of`: exact partitions and their content hashes, no data."""
+    available = [dt.date.fromisoformat(p) for p in store.partitions(LABELED)]
+    window = training.plan_training_window(dt.date.fromisoformat(as_of), available, spec.training)
+    versions = {d.isoformat(): frame_fingerprint(store.read(LABELED, d.isoformat())) for d in window.all_days}
+    return window.manifest(versions)
+
+
+def load_split(store: PartitionStore, manifest: training.TrainingManifest, split: str, verify: bool = True) -> pd.DataFrame:
+    """The labeled rows of one split; with `verify`, refuses partitions whose content changed since the
+    manifest was written (a rebuild must see the same data, or say that it cannot)."""
+    frames = []
+    for day in manifest.days(split):
+        key = day.isoformat()
+        frame = store.read(LABELED, key)
+        if verify and frame_fingerprint(frame) != manifest.data_versions[key]:
+            raise ValueError(f"{LABELED} partition {key} changed since the manifest of {manifest.as_of} was "
+                             f"written (data version {manifest.data_versions[key][:12]}…); cannot reproduce")
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+@dataclass(frozen=True)
+class CandidateRecord:
+    version: str
+    as_of: str
+    artifact: StoredArtifact
+    lineage: dict
+    train_seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {"version": self.version, "as_of": self.as_of, "artifact": vars(self.artifact), "lineage": self.lineage,
+                "train_seconds": self.train_seconds}
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "CandidateRecord":
+        return cls(raw["version"], raw["as_of"], StoredArtifact(**raw["artifact"]), raw["lineage"],
+                   raw.get("train_seconds", 0.0))
+
+
+def train_candidate(store: PartitionStore, artifacts: ArtifactStore, spec: DatasetSpec,
+                    manifest: training.TrainingManifest) -> tuple[CandidateRecord, training.TrainedModel]:
+    started = time.perf_counter()
+    model = training.train(spec, spec.training, load_split(store, manifest, "train"), manifest=manifest)
+    seconds = time.perf_counter() - started
+    artifact = artifacts.save(model.pipeline, spec.name)
+    version = f"{spec.name}-{manifest.as_of}-{artifact.sha256[:8]}"
+    return CandidateRecord(version, manifest.as_of, artifact, model.lineage.to_dict(), seconds), model
+
+
+def monitoring_reference(store: PartitionStore, spec: DatasetSpec, manifest: training.TrainingManifest, pipeline) -> dict:
+    """The drift profile, calibrator and baselines monitoring compares each served day with."""
+    validation = load_split(store, manifest, "validation")
+    latency = latency_ms_per_1k(pipeline, spec, validation)
+    return monitoring.build_reference(spec, pipeline, load_split(store, manifest, "train"), validation, latency)
+
+
+def load_candidate(artifacts: ArtifactStore, record: CandidateRecord):
+    """The candidate's pipeline, unpickled only after its checksum matches the record."""
+    return artifacts.load(record.artifact.path, record.artifact.sha256)
+
+
+def check_reproducible(store: PartitionStore, spec: DatasetSpec, record: CandidateRecord, pipeline):
+    lineage = training.Lineage.from_dict(record.lineage)
+    rebuilt = training.retrain_from_lineage(
+        spec, lineage, lambda days: load_split(store, lineage.manifest, "train"), git_commit=lineage.git_commit)
+    benchmark = load_split(store, lineage.manifest, "benchmark")
+    return training.compare_predictions(training.TrainedModel(pipeline, lineage), rebuilt, benchmark)
+
+
+@dataclass
+class Evaluation:
+    report: EvaluationReport
+    gates: GateReport
+    champion: str | None
+
+
+def evaluate_candidate(store: PartitionStore, spec: DatasetSpec, record: CandidateRecord, candidate,
+                       champion_version: str | None, champion) -> Evaluation:
+    manifest = training.Lineage.from_dict(record.lineage).manifest
+    benchmark = load_split(store, manifest, "benchmark")
+    train_keys = load_split(store, manifest, "train", verify=False)[spec.key_columns]
+    report = evaluate(spec, candidate, champion, benchmark, spec.gates)
+    gates = evaluate_gates(report, spec.gates, champion is not None,
+                           training_keys=train_keys, benchmark_keys=benchmark[spec.key_columns])
+    return Evaluation(report, gates, champion_version)
+
+
+# Gate results grouped into the asset checks a person sees in the UI (fixed names, known before any run).
+GATE_CHECKS = {
+    "gate_beats_champion": ("key_metric_vs_champion",),
+    "gate_slices": ("slice_regression",),
+    "gate_first_model_floors": ("floor",),
+    "gate_latency": ("latency",),
+    "gate_artifact_size": ("artifact_size",),
+    "gate_calibration": ("calibration",),
+    "gate_no_leakage": ("leakage",),
+}
+
+
+def gate_checks(gates: GateReport) -> dict[str, list]:
+    """Each named check's gate results (an empty list: the criterion does not apply to this candidate)."""
+    out = {name: [] for name in GATE_CHECKS}
+    for result in gates.results:
+        for name, prefixes in GATE_CHECKS.items():
+            if result.name.startswith(prefixes):
+                out[name].append(result)
+    return out
+
+
+def to_json(value) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
