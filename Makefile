@@ -30,5 +30,5 @@ bench: $(VENV)/.installed
 	$(PY) -m mlops_assets.benchmarks.detection $(DETECTION_ARGS)
 
 clean:
-	rm -rf $(DAGSTER_HOME) data/landing data/quarantine data/warehouse data/registry data/ledger data/deployment \
-		data/replay_state.json
+	rm -rf $(DAGSTER_HOME) data/landing data/models data/registry \
+		data/quarantine data/warehouse data/ledger data/deployment data/replay_state.json

@@ -1,13 +1,14 @@
 """`mlops`: look at and steer the model registry from a shell.
 
-    mlops models                                   versions, aliases, key metric, gates
+    mlops models                                   every model: champion, canary; versions, key metric, gates
     mlops show VERSION                             lineage, metrics, gate report, alias history
     mlops promote VERSION --to champion [--force --reason TEXT] [--actor NAME]
-    mlops rollback [--reason TEXT]                 restore the previous known-good champion
+    mlops rollback --model NAME [--reason TEXT]    restore the previous known-good champion
     mlops audit [--version V] [--limit N]          who did what, when and why
     mlops decision ENTITY DAY                      which model decided ENTITY on DAY, and what it said
     mlops predictions --version V [--start --end]  how much a version scored: rows, days, mean score
 
+Every command takes `--model NAME` (a dataset spec's name) to look at one model of the portfolio only.
 The registry is `--registry URL`, else $MLOPS_REGISTRY_URL, else the project's DuckDB file (Settings).
 To add a command, decorate a builder with `@subcommand(name, help)`: it receives its argparse parser, adds
 its arguments and returns the handler, `handler(args) -> exit code`. Handlers raise CliError (or a
@@ -23,9 +24,12 @@ import sys
 from dataclasses import asdict
 from typing import Callable
 
+from mlops_assets.core.config.settings import Settings, SettingsError
+from mlops_assets.core.config.spec import SpecError
+from mlops_assets.core.portfolio import Portfolio, UnknownModel
 from mlops_assets.core.registry.artifacts import ArtifactError
-from mlops_assets.core.registry.model_registry import PROMOTION_TARGETS, ModelRegistry, ModelVersion, RegistryError, open_registry
-from mlops_assets.core.config.settings import Settings
+from mlops_assets.core.registry.model_registry import (PROMOTION_TARGETS, ModelRegistry, ModelVersion, RegistryError,
+                                                       open_registry)
 
 Handler = Callable[[argparse.Namespace], int]
 Builder = Callable[[argparse.ArgumentParser], Handler]
@@ -60,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     try:
         return args.handler(args)
-    except (CliError, RegistryError, ArtifactError) as exc:
+    except (CliError, RegistryError, ArtifactError, SettingsError, SpecError, UnknownModel) as exc:
         print(f"mlops: error: {exc}", file=sys.stderr)
         return 1
 
@@ -68,7 +72,18 @@ def main(argv: list[str] | None = None) -> int:
 # ------------------------------------------------------------------------------------------ shared options
 
 
+def add_model_option(parser: argparse.ArgumentParser, required: bool = False) -> None:
+    parser.add_argument("--model", metavar="NAME", required=required,
+                        help="one model of the portfolio (a dataset spec's name)" + ("" if required else
+                                                                                      "; default: all models"))
+
+
+def portfolio() -> Portfolio:
+    return Portfolio(Settings.from_env())
+
+
 def add_registry_options(parser: argparse.ArgumentParser) -> None:
+    add_model_option(parser)
     parser.add_argument("--registry", metavar="URL", help="duckdb:///path or postgresql://... "
                         "(default: $MLOPS_REGISTRY_URL, else the project's DuckDB file)")
     parser.add_argument("--artifacts", metavar="DIR",
@@ -80,7 +95,19 @@ def add_actor_option(parser: argparse.ArgumentParser) -> None:
 
 
 def registry_from_args(args: argparse.Namespace) -> ModelRegistry:
-    return open_registry(Settings.from_env(), url=args.registry, artifacts_dir=args.artifacts)
+    """The registry, scoped to --model when given (a name neither the portfolio nor the registry knows is an
+    error, so a typo does not read as an empty model)."""
+    registry = open_registry(Settings.from_env(), url=args.registry, artifacts_dir=args.artifacts)
+    if not args.model:
+        return registry
+    known = set(registry.models())
+    try:
+        known |= set(portfolio().names)
+    except (SettingsError, SpecError):
+        pass  # a broken spec folder should not stop a registry look-up
+    if args.model not in known:
+        raise CliError(f"no model named {args.model!r}: known models are {', '.join(sorted(known)) or '(none)'}")
+    return registry.for_model(args.model)
 
 
 def actor_from_args(args: argparse.Namespace) -> str:
@@ -116,13 +143,11 @@ def key_metric_of(record: ModelVersion) -> tuple[str, float | None]:
 
 
 def _spec_key_metric(dataset: str) -> str:
-    from mlops_assets.core.config.spec import SpecError, load_spec
-
     try:
-        spec = load_spec(Settings.from_env().spec_path)
-    except (SpecError, OSError):
+        models = portfolio().models
+    except (SettingsError, SpecError, OSError):
         return ""
-    return spec.key_metric if spec.name == dataset else ""
+    return models[dataset].spec.key_metric if dataset in models else ""
 
 
 def _metric_text(record: ModelVersion) -> str:
@@ -142,19 +167,40 @@ def _build_models(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     def run(args: argparse.Namespace) -> int:
-        records = registry_from_args(args).list_versions()
+        registry = registry_from_args(args)
+        records = registry.list_versions()
         if args.json:
             print(json.dumps([asdict(r) for r in records], indent=2, default=str))
             return 0
+        print(format_table(["MODEL", "TASK", "CHAMPION", "CANARY", "SHADOW", "VERSIONS"],
+                           _model_rows(registry, records, args.model)))
         if not records:
-            print("no model versions registered yet")
+            print("\nno model versions registered yet")
             return 0
-        rows = [[r.version, ",".join(r.aliases) or "-", _metric_text(r), _gates_text(r), r.created_at[:19]]
-                for r in records]
-        print(format_table(["VERSION", "ALIASES", "KEY METRIC", "GATES", "CREATED (UTC)"], rows))
+        rows = [[r.dataset, r.version, ",".join(r.aliases) or "-", _metric_text(r), _gates_text(r),
+                 r.created_at[:19]] for r in records]
+        print()
+        print(format_table(["MODEL", "VERSION", "ALIASES", "KEY METRIC", "GATES", "CREATED (UTC)"], rows))
         return 0
 
     return run
+
+
+def _model_rows(registry: ModelRegistry, records: list[ModelVersion], only: str | None) -> list[list[str]]:
+    """One row per model: those of the portfolio's specs and any other the registry holds."""
+    try:
+        tasks = {name: m.spec.task for name, m in portfolio().models.items()}
+    except (SettingsError, SpecError, OSError):
+        tasks = {}
+    tasks.update({r.dataset: r.task for r in records})
+    rows = []
+    for name in sorted(tasks):
+        if only and name != only:
+            continue
+        holders = {r.aliases[0]: r.version for r in records if r.dataset == name and r.aliases}
+        rows.append([name, tasks[name], holders.get("champion", "-"), holders.get("canary", "-"),
+                     holders.get("shadow", "-"), str(sum(r.dataset == name for r in records))])
+    return rows
 
 
 # -------------------------------------------------------------------------------------------------- show
@@ -269,15 +315,23 @@ def _build_audit(parser: argparse.ArgumentParser) -> Handler:
 
 
 def add_ledger_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--ledger", metavar="DIR", help="prediction ledger folder (default: $MLOPS_DATA_DIR/ledger)")
+    add_model_option(parser)
+    parser.add_argument("--ledger", metavar="DIR",
+                        help="one prediction ledger folder (default: every model's, $MLOPS_DATA_DIR/models/*/ledger)")
 
 
-def ledger_from_args(args: argparse.Namespace):
+def ledgers_from_args(args: argparse.Namespace) -> dict:
+    """{model name: its prediction ledger}: --ledger, else --model's, else every model's of the portfolio."""
     from pathlib import Path
 
     from mlops_assets.core.serving.ledger import PredictionLedger
 
-    return PredictionLedger(Path(args.ledger) if args.ledger else Settings.from_env().ledger_dir)
+    if args.ledger:
+        return {args.model or Path(args.ledger).name: PredictionLedger(Path(args.ledger))}
+    models = portfolio()
+    if args.model:
+        return {args.model: models.model(args.model).ledger}
+    return {name: models.model(name).ledger for name in models.names}
 
 
 def _day_arg(text: str | None) -> str | None:
@@ -308,19 +362,24 @@ def _build_decision(parser: argparse.ArgumentParser) -> Handler:
         from mlops_assets.core.serving.ledger import LedgerError
 
         day = _day_arg(args.day)
-        try:
-            rows = ledger_from_args(args).for_entity(args.entity, day)
-        except LedgerError as exc:
-            raise CliError(str(exc)) from None
-        if rows.empty:
+        found = 0
+        for model, ledger in ledgers_from_args(args).items():
+            try:
+                rows = ledger.for_entity(args.entity, day)
+            except LedgerError as exc:
+                raise CliError(str(exc)) from None
+            if rows.empty:
+                continue
+            found += 1
+            acted = rows[rows["acted_on"]]
+            deciders = ", ".join(f"{v} ({r})" for v, r in dict.fromkeys(zip(acted["model_version"], acted["route"])))
+            print(f"{model}: entity {args.entity} on {day}: decided by {deciders or 'no model (shadow rows only)'}")
+            table = [[str(r.timestamp)[:19], r.model_version, r.route, "yes" if r.acted_on else "no (shadow)",
+                      f"{r.score:.4f}", _decision_text(r), str(r.scored_at)[:19]] for r in rows.itertuples()]
+            print(format_table(["TIMESTAMP", "VERSION", "ROUTE", "ACTED ON", "SCORE", "DECISION",
+                                "SCORED AT (UTC)"], table))
+        if not found:
             raise CliError(f"no prediction recorded for entity {args.entity!r} on {day}")
-        acted = rows[rows["acted_on"]]
-        deciders = ", ".join(f"{v} ({r})" for v, r in dict.fromkeys(zip(acted["model_version"], acted["route"])))
-        print(f"entity {args.entity} on {day}: decided by {deciders or 'no model (shadow rows only)'}")
-        table = [[str(r.timestamp)[:19], r.model_version, r.route, "yes" if r.acted_on else "no (shadow)",
-                  f"{r.score:.4f}", _decision_text(r), str(r.scored_at)[:19]] for r in rows.itertuples()]
-        print(format_table(["TIMESTAMP", "VERSION", "ROUTE", "ACTED ON", "SCORE", "DECISION", "SCORED AT (UTC)"],
-                           table))
         return 0
 
     return run
@@ -338,8 +397,10 @@ def _build_predictions(parser: argparse.ArgumentParser) -> Handler:
 
         start, end = _day_arg(args.start), _day_arg(args.end)
         try:
-            ledger = ledger_from_args(args)
-            total = ledger.totals(args.version, start, end)
+            for ledger in ledgers_from_args(args).values():  # a version's rows are in its own model's ledger
+                total = ledger.totals(args.version, start, end)
+                if total["rows"]:
+                    break
             summary = ledger.summary(args.version, start, end)
         except LedgerError as exc:
             raise CliError(str(exc)) from None

@@ -1,12 +1,12 @@
 """A module-level job for the backfill test: multiprocess steps rebuild the code location from the
-environment (MLOPS_SPEC, MLOPS_DATA_DIR), as a deployed code location would."""
+environment (MLOPS_SPECS, MLOPS_DATA_DIR), as a deployed code location would."""
 
 from mlops_assets.core.config.settings import Settings
 from mlops_assets.defs import build_definitions
 
 
 def daily_ingestion_job():
-    return build_definitions(Settings.from_env()).resolve_job_def("daily_ingestion_job")
+    return build_definitions(Settings.from_env()).resolve_job_def("elec2_daily_ingestion_job")
 
 
 def run_partition(dagster_home: str, partition: str):

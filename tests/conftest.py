@@ -37,7 +37,6 @@ class Pipeline:
     """A code location on a temporary data folder and instance: deliver files, tick the sensors, run."""
 
     def __init__(self, tmp_path, spec_path, instance):
-        from mlops_assets.core.ingestion.landing import LocalLanding
         from mlops_assets.core.config.settings import Settings
         from mlops_assets.defs import build_definitions
         from mlops_assets.demo.replay import ReplayLog
@@ -45,9 +44,20 @@ class Pipeline:
         self.settings = Settings.for_data_dir(tmp_path / "data", spec_path)
         self.defs = build_definitions(self.settings)
         self.instance = instance
-        self.landing = LocalLanding(self.settings.landing_dir)
+        portfolio = self.defs.resources["portfolio"].portfolio
+        (self.model,) = portfolio.names
+        self.project = portfolio.model(self.model)
+        self.landing = self.project.landing
         self.log = ReplayLog()
-        self.project = self.defs.resources["project"]
+
+    def key(self, asset):
+        import dagster as dg
+
+        return dg.AssetKey([self.model, asset])
+
+    def named(self, base):
+        """The model's job, sensor or schedule called `base`."""
+        return f"{self.model}_{base}"
 
     @property
     def store(self):
@@ -61,7 +71,7 @@ class Pipeline:
     def check_results(self, check_name):
         import dagster as dg
 
-        key = dg.AssetCheckKey(dg.AssetKey(check_name.rsplit("_matches_spec", 1)[0]), check_name)
+        key = dg.AssetCheckKey(self.key(check_name.rsplit("_matches_spec", 1)[0]), check_name)
         records = self.instance.event_log_storage.get_asset_check_execution_history(key, limit=1000)
         out = {}
         for record in records:

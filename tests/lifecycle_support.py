@@ -23,14 +23,24 @@ class Location:
     def __init__(self, tmp_path, spec_path, history_days=30, history=None):
         self.settings = Settings.for_data_dir(tmp_path / "data", spec_path)
         self.defs = build_definitions(self.settings)
-        self.project = self.defs.resources["project"]
+        portfolio = self.defs.resources["portfolio"].portfolio
+        (self.model,) = portfolio.names
+        self.project = portfolio.model(self.model)
         spec = self.project.spec
         history = history or synthetic_history(spec, history_days)
         load_labeled_days(self.project.store, spec, history, sorted(history))
         self.instance = dg.DagsterInstance.ephemeral()
 
+    def key(self, asset):
+        return dg.AssetKey([self.model, asset])
+
+    def named(self, base):
+        """The model's job, sensor, schedule or op called `base`."""
+        return f"{self.model}_{base}"
+
     def run_job(self, name, partition_key=None, run_config=None):
-        job = self.defs.resolve_job_def(name)
+        """Run the model's job `name` (without the model prefix)."""
+        job = self.defs.resolve_job_def(self.named(name))
         config = {**QUIET, **(run_config or {})}
         return job.execute_in_process(instance=self.instance, partition_key=partition_key, run_config=config,
                                       resources=self.defs.resources, raise_on_error=False)

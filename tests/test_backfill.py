@@ -18,10 +18,10 @@ from backfill_location import run_partition  # noqa: E402
 
 def test_thirty_day_backfill_multiprocess(tmp_path, monkeypatch, elec2_spec, elec2_history):
     data_dir = tmp_path / "data"
-    monkeypatch.setenv("MLOPS_SPEC", str(SPECS / "elec2.toml"))
+    monkeypatch.setenv("MLOPS_SPECS", str(SPECS / "elec2.toml"))
     monkeypatch.setenv("MLOPS_DATA_DIR", str(data_dir))
     days = [dt.date(1996, 6, 1) + dt.timedelta(days=i) for i in range(30)]
-    landing = LocalLanding(data_dir / "landing")
+    landing = LocalLanding(data_dir / "landing" / "elec2")
     for delivery in deliveries(elec2_history, elec2_spec, days[0], days[-1]):
         for name, content in delivery.files.items():
             if name.startswith("features_"):
@@ -37,7 +37,7 @@ def test_thirty_day_backfill_multiprocess(tmp_path, monkeypatch, elec2_spec, ele
     failures = [(d, msgs) for d, (ok, msgs) in zip(days, outcomes) if not ok]
     assert not failures, failures
 
-    store = PartitionStore(data_dir / "warehouse")
+    store = PartitionStore(data_dir / "models" / "elec2" / "warehouse")
     con = store.connect()
     [(rows, partitions)] = con.execute("SELECT count(*), count(DISTINCT partition) FROM feature_table").fetchall()
     assert (rows, partitions) == (expected_rows, 30)

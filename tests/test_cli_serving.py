@@ -90,7 +90,14 @@ def test_predictions_summarises_a_version(ledger_dir, capsys):
     assert code == 1 and "invalid model version" in err
 
 
-def test_the_ledger_defaults_to_the_data_dir(ledger_dir, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("MLOPS_DATA_DIR", str(tmp_path))  # the fixture's ledger is tmp_path/ledger
+def test_the_ledger_defaults_to_each_models_ledger_in_the_data_dir(ledger_dir, tmp_path, monkeypatch, capsys):
+    data = tmp_path / "data"
+    (data / "models" / "synthetic").mkdir(parents=True)
+    (tmp_path / "ledger").rename(data / "models" / "synthetic" / "ledger")
+    monkeypatch.setenv("MLOPS_DATA_DIR", str(data))
     code, out, _ = run(capsys, "decision", "c1", "2025-03-02")
-    assert code == 0 and "decided by v1 (champion)" in out
+    assert code == 0 and "synthetic: entity c1 on 2025-03-02: decided by v1 (champion)" in out
+    code, _, err = run(capsys, "decision", "c1", "2025-03-02", "--model", "elec2")
+    assert code == 1 and "no prediction recorded for entity 'c1'" in err
+    code, _, err = run(capsys, "decision", "c1", "2025-03-02", "--model", "elc2")
+    assert code == 1 and "no model named 'elc2'" in err

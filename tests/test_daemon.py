@@ -33,23 +33,24 @@ def test_daemon_retrain_sensor_launches_a_run_after_drift(tmp_path, monkeypatch)
     home, data = tmp_path / "dagster_home", tmp_path / "data"
     home.mkdir()
     shutil.copy(REPO / "mlops_assets" / "dagster.yaml", home / "dagster.yaml")
-    env = {"DAGSTER_HOME": str(home), "MLOPS_SPEC": str(SPECS / "synthetic.toml"), "MLOPS_DATA_DIR": str(data)}
+    env = {"DAGSTER_HOME": str(home), "MLOPS_SPECS": str(SPECS / "synthetic.toml"), "MLOPS_DATA_DIR": str(data)}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
 
     # An instance with a champion and a drifting day already scored: what a week in production leaves behind.
     settings = Settings.from_env()
     defs = build_definitions(settings)
-    spec = load_spec(settings.spec_path)
+    project = defs.resources["portfolio"].model("synthetic")
+    spec = project.spec
     history = synthetic_history(spec, 28, scenario="abrupt_shift", rows_per_day=300, onset_day=24, magnitude=2.0)
-    load_labeled_days(defs.resources["project"].store, spec, history, sorted(history))
+    load_labeled_days(project.store, spec, history, sorted(history))
     with dg.DagsterInstance.get() as instance:
-        for job, partition in (("train_candidate_job", day(20)), ("score_and_monitor_job", day(25))):
+        for job, partition in (("synthetic_train_candidate_job", day(20)), ("synthetic_score_and_monitor_job", day(25))):
             result = defs.resolve_job_def(job).execute_in_process(
                 instance=instance, partition_key=partition, run_config=QUIET, resources=defs.resources,
                 raise_on_error=False)
-            assert result.success or job == "score_and_monitor_job"
-        drift = defs.resources["project"].store.read_json("data_drift_report", day(25))
+            assert result.success or job == "synthetic_score_and_monitor_job"
+        drift = project.store.read_json("data_drift_report", day(25))
         assert drift["status"] == "ERROR"
         before = {r.run_id for r in instance.get_runs()}
 
@@ -67,8 +68,8 @@ def test_daemon_retrain_sensor_launches_a_run_after_drift(tmp_path, monkeypatch)
         with dg.DagsterInstance.get() as instance:
             while time.time() < deadline and launched is None:
                 time.sleep(3)
-                for run in instance.get_runs(filters=dg.RunsFilter(job_name="train_candidate_job")):
-                    if run.run_id not in before and run.tags.get("dagster/sensor_name") == "retrain_sensor":
+                for run in instance.get_runs(filters=dg.RunsFilter(job_name="synthetic_train_candidate_job")):
+                    if run.run_id not in before and run.tags.get("dagster/sensor_name") == "synthetic_retrain_sensor":
                         launched = run
             assert launched is not None, (tmp_path / "daemon.log").read_text()[-3000:]
             assert launched.tags["dagster/partition"] == day(25)
@@ -79,7 +80,7 @@ def test_daemon_retrain_sensor_launches_a_run_after_drift(tmp_path, monkeypatch)
             assert finished.is_finished, "the retraining run did not finish in time"
             # it ran the training steps (the gates may pass or stop it: both are the product working)
             steps = {e.step_key for e in instance.all_logs(launched.run_id) if e.step_key}
-            assert {"training_set", "candidate_model"} <= steps
+            assert {"synthetic__training_set", "synthetic__candidate_model"} <= steps
     finally:
         os.killpg(daemon.pid, signal.SIGINT)
         try:

@@ -37,7 +37,7 @@ def test_elec2_days_flow_to_labeled_examples(make_pipeline, elec2_spec, elec2_hi
     assert len(table) == 48 and set(table[elec2_spec.target].unique()) <= {"0", "1"}
     assert pipeline.check_results("raw_batch_matches_spec") == {
         "1996-05-07": True, "1996-05-08": True, "1996-05-09": True}
-    mat = pipeline.instance.get_latest_materialization_event(dg.AssetKey("raw_batch"))
+    mat = pipeline.instance.get_latest_materialization_event(pipeline.key("raw_batch"))
     assert mat.asset_materialization.metadata["dagster/row_count"].value == 48
 
 
@@ -62,7 +62,7 @@ def test_sensor_context_requests_partition_with_hash_run_key(make_pipeline, synt
     [batch] = synthetic_batches(synthetic_spec, 1)
     deliver_features(pipeline, synthetic_spec, batch)
     pipeline.landing.root.joinpath("..features_2025-01-02.csv").write_text("x")
-    sensor = pipeline.defs.get_sensor_def("landing_sensor")
+    sensor = pipeline.defs.get_sensor_def(pipeline.named("landing_sensor"))
     ctx = dg.build_sensor_context(instance=pipeline.instance, definitions=pipeline.defs,
                                   resources=pipeline.defs.resources)
     result = sensor(ctx)
@@ -136,7 +136,7 @@ def test_schema_check_metadata_lists_failure_cases(make_pipeline, synthetic_spec
     [batch] = synthetic_batches(synthetic_spec, 1)
     deliver_features(pipeline, synthetic_spec, batch, "out_of_range")
     pipeline.tick()
-    key = dg.AssetCheckKey(dg.AssetKey("raw_batch"), "raw_batch_matches_spec")
+    key = dg.AssetCheckKey(pipeline.key("raw_batch"), "raw_batch_matches_spec")
     [record] = pipeline.instance.event_log_storage.get_asset_check_execution_history(key, limit=5)
     evaluation = record.event.dagster_event.event_specific_data
     assert evaluation.passed is False

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from mlops_assets.core.serving.ledger import LEDGER_COLUMNS, LedgerError, PredictionLedger, entity_keys
+from conftest import SPECS
 from mlops_assets.core.config.settings import Settings
 
 D1, D2, D3 = dt.date(2025, 3, 1), dt.date(2025, 3, 2), dt.date(2025, 3, 3)
@@ -141,6 +142,6 @@ def test_without_an_entity_id_the_timestamp_is_the_entity_and_lookups_accept_a_s
     assert ledger.for_entity("2025-03-01T11:00:00.25", D1)["score"].tolist() == [0.1]
 
 
-def test_settings_put_the_ledger_in_the_data_dir(tmp_path):
-    settings = Settings.for_data_dir(tmp_path / "data", tmp_path / "spec.toml")
-    assert settings.ledger_dir == (tmp_path / "data" / "ledger").resolve()
+def test_settings_put_each_models_ledger_in_the_data_dir(tmp_path):
+    settings = Settings.for_data_dir(tmp_path / "data", SPECS / "synthetic.toml")
+    assert settings.model_paths("synthetic").ledger_dir == (tmp_path / "data" / "models" / "synthetic" / "ledger").resolve()

@@ -47,10 +47,10 @@ def test_failed_gate_stops_promotion_and_force_needs_a_reason(tmp_path):
                   and e.event_specific_data.check_name == "gate_first_model_floors"][0].event_specific_data
     assert "0.999" in evaluation.metadata["message"].value and evaluation.metadata["margin"].value < 0
 
-    refused = loc.run_job("promote_model", run_config={"ops": {"promote_version": {"config": {
+    refused = loc.run_job("promote_model", run_config={"ops": {loc.named("promote_version"): {"config": {
         "version": version, "to": "champion"}}}})
     assert not refused.success and loc.registry.version_for("champion") is None
-    forced = loc.run_job("promote_model", run_config={"ops": {"promote_version": {"config": {
+    forced = loc.run_job("promote_model", run_config={"ops": {loc.named("promote_version"): {"config": {
         "version": version, "to": "champion", "force": True, "reason": "incident 42: ship the fix",
         "actor": "alice"}}}})
     assert forced.success and loc.registry.version_for("champion") == version
@@ -65,10 +65,10 @@ def test_rollback_job_restores_previous_champion_checksum(tmp_path):
     first_sha = loc.registry.get(first).artifact.sha256
     loc.train(27)  # may or may not beat the champion; it is registered either way
     second = [v.version for v in loc.registry.list_versions() if v.version != first][0]
-    loc.run_job("promote_model", run_config={"ops": {"promote_version": {"config": {
+    loc.run_job("promote_model", run_config={"ops": {loc.named("promote_version"): {"config": {
         "version": second, "to": "champion", "force": True, "reason": "test"}}}})
     assert loc.registry.version_for("champion") == second
-    result = loc.run_job("rollback_model", run_config={"ops": {"rollback_champion": {"config": {
+    result = loc.run_job("rollback_model", run_config={"ops": {loc.named("rollback_champion"): {"config": {
         "reason": "canary breach"}}}})
     assert result.success
     restored = loc.registry.version_for("champion")
@@ -79,18 +79,18 @@ def test_rollback_job_restores_previous_champion_checksum(tmp_path):
 def test_tampered_candidate_is_not_loaded(tmp_path):
     loc = Location(tmp_path, SPECS / "synthetic.toml")
     day = "2025-01-21"
-    result = loc.defs.resolve_job_def("train_candidate_job").execute_in_process(
+    result = loc.defs.resolve_job_def(loc.named("train_candidate_job")).execute_in_process(
         instance=loc.instance, partition_key=day, run_config=QUIET, resources=loc.defs.resources,
-        asset_selection=[dg.AssetKey("training_set"), dg.AssetKey("candidate_model")])
+        asset_selection=[loc.key("training_set"), loc.key("candidate_model")])
     assert result.success
     record = lifecycle.CandidateRecord.from_dict(loc.project.store.read_json("candidate_model", day))
     path = loc.registry.artifacts.resolve(record.artifact.path)
     path.write_bytes(path.read_bytes() + b"tampered")
     with pytest.raises(ArtifactIntegrityError, match=record.artifact.sha256):
         lifecycle.load_candidate(loc.registry.artifacts, record)
-    evaluation = loc.defs.resolve_job_def("train_candidate_job").execute_in_process(
+    evaluation = loc.defs.resolve_job_def(loc.named("train_candidate_job")).execute_in_process(
         instance=loc.instance, partition_key=day, run_config=QUIET, resources=loc.defs.resources,
-        asset_selection=[dg.AssetKey("evaluation_report")], raise_on_error=False)
+        asset_selection=[loc.key("evaluation_report")], raise_on_error=False)
     assert not evaluation.success and loc.registry.list_versions() == []
 
 

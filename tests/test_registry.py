@@ -11,6 +11,7 @@ import pytest
 
 from mlops_assets.core.registry.artifacts import ArtifactIntegrityError, ArtifactStore, StoredArtifact
 from mlops_assets.core.registry.model_registry import ModelRegistry, RegistryError, artifacts_dir_for, open_registry
+from conftest import SPECS
 from mlops_assets.core.config.settings import Settings
 
 POSTGRES_URL = os.environ.get("MLOPS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -345,7 +346,7 @@ def test_urls_and_schemas_are_validated(store):
 
 
 def test_open_registry_keeps_duckdb_artifacts_next_to_the_database(tmp_path):
-    settings = Settings.for_data_dir(tmp_path / "data", tmp_path / "spec.toml")
+    settings = Settings.for_data_dir(tmp_path / "data", SPECS / "synthetic.toml")
     registry = open_registry(settings)
     assert registry.artifacts.root == settings.artifacts_dir
     assert (tmp_path / "data" / "registry" / "registry.duckdb").exists()

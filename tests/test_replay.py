@@ -25,7 +25,7 @@ def test_replay_command_runs_through_the_sensors_into_a_persistent_instance(tmp_
     with dg.DagsterInstance.from_config(str(home)) as instance:
         runs = instance.get_runs()
         assert len(runs) == 5  # three features files, two labels files (the third day's labels land later)
-        assert {r.tags["dagster/sensor_name"] for r in runs} == {"landing_sensor"}
+        assert {r.tags["dagster/sensor_name"] for r in runs} == {"elec2_landing_sensor"}
         assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
         assert any(e.dagster_event and e.dagster_event.is_step_materialization for e in instance.all_logs(runs[0].run_id))
     assert (home / "event_log.db").exists()  # one event log for the instance, read above as `make ui` reads it

@@ -61,7 +61,7 @@ def test_scoring_writes_the_ledger_and_reports_pass_on_stable_data(tmp_path):
     assert result.success
     checks = loc.checks(result)
     assert checks == {"data_drift_ok": True, "prediction_drift_ok": True, "performance_ok": True, "cost_ok": True}
-    ledger = PredictionLedger(loc.project.settings.ledger_dir)
+    ledger = loc.project.ledger
     rows = ledger.day(day(22))
     assert len(rows) == 300 and set(rows["route"]) == {"champion"} and set(rows["model_version"]) == {champion}
     entity = rows["entity"].iloc[0]
@@ -76,7 +76,7 @@ def test_shadow_scores_every_row_and_is_never_acted_on(tmp_path):
     shadow = register_bad_model(loc)
     loc.registry.promote(shadow, "shadow", actor="test", reason="try it in the dark", force=True)
     assert monitor(loc, 22).success
-    rows = PredictionLedger(loc.project.settings.ledger_dir).day(day(22))
+    rows = loc.project.ledger.day(day(22))
     shadow_rows = rows[rows["model_version"] == shadow]
     assert len(shadow_rows) == 300 and not shadow_rows["acted_on"].any() and set(shadow_rows["route"]) == {"shadow"}
     acted = rows[rows["acted_on"]]
@@ -97,7 +97,7 @@ def test_canary_ramps_to_champion(tmp_path):
     shares = []
     for i in range(28, 34):
         assert monitor(loc, i).success
-        event = loc.instance.get_latest_materialization_event(dg.AssetKey("canary_step"))
+        event = loc.instance.get_latest_materialization_event(loc.key("canary_step"))
         shares.append(event.asset_materialization.metadata["action"].value)
         if loc.registry.version_for("champion") == candidate:
             break
@@ -108,7 +108,7 @@ def test_canary_ramps_to_champion(tmp_path):
     assert [(r["from"], r["to"]) for r in ramps] == [(0.05, 0.25), (0.25, 0.5), (0.5, 1.0)]
     # each step's figures are in the audit log; score shift is against the canary's own training scores
     assert all(0 <= r["evidence"]["score_shift"] <= 0.5 and r["evidence"]["rows"] > 0 for r in ramps)
-    served = PredictionLedger(loc.project.settings.ledger_dir).by_version(candidate)
+    served = loc.project.ledger.by_version(candidate)
     assert set(served["route"]) == {"canary"} and served["acted_on"].all()
 
 
@@ -124,7 +124,7 @@ def test_bad_canary_is_rolled_back_automatically(tmp_path):
     assert rollback.actor == "dagster:canary_step" and "rolled back" in rollback.reason
     # after the rollback every row is decided by the champion again
     assert monitor(loc, 26).success
-    rows = PredictionLedger(loc.project.settings.ledger_dir).day(day(26))
+    rows = loc.project.ledger.day(day(26))
     assert set(rows.loc[rows["acted_on"], "model_version"]) == {champion}
 
 
@@ -137,7 +137,7 @@ def test_drift_fails_the_check_and_the_retrain_sensor_respects_its_cooldown(tmp_
     assert set(drift["drifted_features"]) == set(spec.numeric_features[:2]) and drift["status"] == "ERROR"
     assert loc.project.store.read_json("data_drift_report", day(23))["status"] == "OK"
 
-    sensor = loc.defs.get_sensor_def("retrain_sensor")
+    sensor = loc.defs.get_sensor_def(loc.named("retrain_sensor"))
     ctx = dg.build_sensor_context(instance=loc.instance, definitions=loc.defs, resources=loc.defs.resources)
     result = sensor(ctx)
     [request] = result.run_requests
@@ -152,14 +152,14 @@ def test_drift_fails_the_check_and_the_retrain_sensor_respects_its_cooldown(tmp_
 def test_label_arrival_sensor_requests_realised_performance(tmp_path):
     loc = make_location(tmp_path)
     monitor(loc, 22)
-    sensor = loc.defs.get_sensor_def("label_arrival_sensor")
+    sensor = loc.defs.get_sensor_def(loc.named("label_arrival_sensor"))
     ctx = dg.build_sensor_context(instance=loc.instance, definitions=loc.defs, resources=loc.defs.resources)
     assert sensor(ctx).run_requests == []  # labels were loaded before any Dagster materialisation
     job = loc.defs.resolve_implicit_global_asset_job_def()
     job.execute_in_process(instance=loc.instance, partition_key=day(22), resources=loc.defs.resources,
-                           asset_selection=[dg.AssetKey("raw_labels")], raise_on_error=False)
-    loc.instance.report_runless_asset_event(dg.AssetMaterialization("labeled_examples", partition=day(22)))
-    loc.instance.report_runless_asset_event(dg.AssetMaterialization("labeled_examples", partition=day(30)))
+                           asset_selection=[loc.key("raw_labels")], raise_on_error=False)
+    loc.instance.report_runless_asset_event(dg.AssetMaterialization(loc.key("labeled_examples"), partition=day(22)))
+    loc.instance.report_runless_asset_event(dg.AssetMaterialization(loc.key("labeled_examples"), partition=day(30)))
     ctx = dg.build_sensor_context(instance=loc.instance, definitions=loc.defs, resources=loc.defs.resources)
     [request] = sensor(ctx).run_requests  # day 30 was never scored
     assert request.partition_key == day(22)

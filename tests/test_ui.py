@@ -31,7 +31,9 @@ EXPECTED_CHECKS = {  # asset -> its checks
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts" / "ui"
-SPEC = "data/specs/synthetic.toml"  # relative to the repo, as a user would set it
+SPECS = "data/specs"  # the portfolio of both bundled specs, relative to the repo as a user would set it
+MODEL = "synthetic"  # the model whose files this test delivers
+OTHER_MODEL = "elec2"
 GOOD_DAY, BAD_DAY = "2025-01-01", "2025-01-02"
 MIN_SCREENSHOT_BYTES = 40_000  # a blank or spinner-only 1600x1000 page is a few kB
 
@@ -44,7 +46,7 @@ def _landed_files() -> dict[str, bytes]:
     from mlops_assets.core.ingestion.landing import features_file_name
     from mlops_assets.core.config.spec import load_spec
 
-    spec = load_spec(REPO / SPEC)
+    spec = load_spec(REPO / SPECS / f"{MODEL}.toml")
     cfg = synthetic.ScenarioConfig("stable", dt.date.fromisoformat(GOOD_DAY), 2, rows_per_day=60, seed=5)
     return {
         features_file_name(batch.day): synthetic.features_file_bytes(
@@ -59,10 +61,10 @@ def dagster_dev(tmp_path):
         pytest.skip("chromium is not installed (apt-get install -y chromium; .ci/run does it)")
     home, data = tmp_path / "dagster_home", tmp_path / "data"
     home.mkdir()
-    (data / "landing").mkdir(parents=True)
+    (data / "landing" / MODEL).mkdir(parents=True)
     shutil.copy(REPO / "mlops_assets" / "dagster.yaml", home / "dagster.yaml")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_")}
-    env.update(DAGSTER_HOME=str(home), MLOPS_SPEC=SPEC, MLOPS_DATA_DIR=str(data))
+    env.update(DAGSTER_HOME=str(home), MLOPS_SPECS=SPECS, MLOPS_DATA_DIR=str(data))
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     dev = DagsterDev(REPO, env, ARTIFACTS / "dagster_dev.log")
     try:
@@ -78,14 +80,14 @@ def _check_executions(dev, asset: str, check: str, partition: str) -> list[dict]
         query($key: AssetKeyInput!, $check: String!, $partition: String) {
           assetCheckExecutions(assetKey: $key, checkName: $check, partition: $partition, limit: 10) {
             runId status partition evaluation { success } } }""",
-        {"key": {"path": [asset]}, "check": check, "partition": partition})["assetCheckExecutions"]
+        {"key": {"path": [MODEL, asset]}, "check": check, "partition": partition})["assetCheckExecutions"]
 
 
 def _materialized_partitions(dev, asset: str) -> set[str]:
     answer = dev.graphql("""
         query($key: AssetKeyInput!) { assetOrError(assetKey: $key) {
           ... on Asset { assetMaterializations(limit: 100) { partition } } } }""",
-        {"key": {"path": [asset]}})["assetOrError"]
+        {"key": {"path": [MODEL, asset]}})["assetOrError"]
     return {m["partition"] for m in answer.get("assetMaterializations", [])}
 
 
@@ -96,25 +98,28 @@ def test_ui_runs_checks_and_renders_the_asset_graph(dagster_dev, tmp_path):
 
     # The landing sensor runs by default and would race the runs launched here; stop it (and anything
     # else that launches runs) first, as a person would with the UI's toggle, then deliver the files.
-    assert "landing_sensor" in stop_all_instigators(dev)
-    landing = LocalLanding(data / "landing")
+    assert f"{MODEL}_landing_sensor" in stop_all_instigators(dev)
+    landing = LocalLanding(data / "landing" / MODEL)
     for name, content in _landed_files().items():
         landing.deliver(name, content)
 
     # The graph the UI shows: every expected group, asset and check, as the API reports it.
     nodes = dev.graphql("""{ assetNodes { assetKey { path } groupName
         assetChecksOrError { ... on AssetChecks { checks { name } } } } }""")["assetNodes"]
-    groups = {n["assetKey"]["path"][-1]: n["groupName"] for n in nodes}
+    groups = {"/".join(n["assetKey"]["path"]): n["groupName"] for n in nodes}
     checks = {n["assetKey"]["path"][-1]: {c["name"] for c in n["assetChecksOrError"].get("checks", [])}
-              for n in nodes}
+              for n in nodes if n["assetKey"]["path"][0] == MODEL}
     for group, assets in EXPECTED_GROUPS.items():
         for asset in assets:
-            assert groups.get(asset) == group, f"{asset} should be in group {group}: {groups}"
+            for model in (MODEL, OTHER_MODEL):  # the models side by side, grouped by stage
+                key = f"{model}/{asset}"
+                assert groups.get(key) == group, f"{key} should be in group {group}: {groups}"
     for asset, names in EXPECTED_CHECKS.items():
         assert set(names) <= checks.get(asset, set()), f"{asset} checks: {checks.get(asset)}"
 
     # Materialise raw_batch and feature_table with the blocking check, for a clean and a corrupt day.
-    selection = dict(assets=["raw_batch", "feature_table"], checks=[("raw_batch", "raw_batch_matches_spec")])
+    selection = dict(assets=[f"{MODEL}/raw_batch", f"{MODEL}/feature_table"],
+                     checks=[(f"{MODEL}/raw_batch", "raw_batch_matches_spec")])
     good_run = launch_assets(dev, GOOD_DAY, **selection)
     bad_run = launch_assets(dev, BAD_DAY, **selection)
     status = wait_for_runs(dev, [good_run, bad_run], timeout=150)
@@ -137,8 +142,8 @@ def test_ui_runs_checks_and_renders_the_asset_graph(dagster_dev, tmp_path):
     pages = {  # screenshot name -> (path, texts that must be rendered)
         "asset_lineage": (f"/asset-groups?expanded={urllib.parse.quote(expanded)}",
                           {*EXPECTED_GROUPS, *(a for assets in EXPECTED_GROUPS.values() for a in assets)}),
-        "raw_batch": ("/assets/raw_batch", {"raw_batch", "ingestion", "feature_table"}),
-        **{f"{asset}_checks": (f"/assets/{asset}?view=checks", {asset, *names})
+        "raw_batch": (f"/assets/{MODEL}/raw_batch", {"raw_batch", "ingestion", "feature_table"}),
+        **{f"{asset}_checks": (f"/assets/{MODEL}/{asset}?view=checks", {asset, *names})
            for asset, names in EXPECTED_CHECKS.items()},
     }
     for name, (path, expected_texts) in pages.items():

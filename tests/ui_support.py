@@ -120,8 +120,8 @@ def launch_assets(dev: DagsterDev, partition: str, assets: list[str], checks: li
         "runConfigData": {"execution": {"config": {"in_process": {}}}},
         "selector": {
             "repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "jobName": "__ASSET_JOB",
-            "assetSelection": [{"path": [name]} for name in assets],
-            "assetCheckSelection": [{"assetKey": {"path": [asset]}, "name": name} for asset, name in checks],
+            "assetSelection": [{"path": name.split("/")} for name in assets],
+            "assetCheckSelection": [{"assetKey": {"path": asset.split("/")}, "name": name} for asset, name in checks],
         },
         "executionMetadata": {"tags": [{"key": "dagster/partition", "value": partition}]},
     }

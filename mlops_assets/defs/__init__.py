@@ -1,49 +1,28 @@
-"""The Dagster shell: one module per lifecycle stage, each building its definitions from the dataset spec.
-Asset groups in the UI carry the stage module's name."""
+"""The Dagster shell: one folder per asset group (the lifecycle stage), each with the same name as the core
+package it calls, and each building its model's definitions from the model's spec.
 
+Every model of the portfolio gets the same stages under its own key prefix; `Definitions.merge` puts them in
+one code location. (Dagster's `load_from_defs_folder` loads module-level definitions once; a portfolio needs
+each stage once per spec, so each folder exposes `build(scope)` instead.)"""
 
 import dagster as dg
 
-from mlops_assets.core.config.settings import Settings
-from mlops_assets.core.config.spec import load_spec
-from mlops_assets.defs import automation, deployment, evaluation, features, ingestion, monitoring, serving, training, validation
-from mlops_assets.defs.partitions import daily_partitions
-from mlops_assets.defs.resources import ProjectResource
+from ..core.config.settings import Settings
+from . import deployment, evaluation, features, ingestion, monitoring, serving, training
+from .resources import PortfolioResource
+from .scope import ModelScope
+
+STAGES = (ingestion, features, training, evaluation, deployment, serving, monitoring)
+
+
+def build_model_definitions(scope: ModelScope) -> dg.Definitions:
+    return dg.Definitions.merge(*(stage.build(scope) for stage in STAGES))
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
-    spec = load_spec(settings.spec_path)
-    daily = daily_partitions(spec)
-    raw_batch, raw_labels = ingestion.build(spec, daily)
-    feature_table, labeled_examples = features.build(spec, daily, raw_batch, raw_labels)
-    checks = validation.build(raw_batch, raw_labels, daily)
-    sensor = ingestion.landing_sensor(spec, raw_batch, raw_labels, feature_table, labeled_examples)
-    training_set, candidate_model = training.build(spec, daily, labeled_examples)
-    evaluation_report = evaluation.build(spec, daily, candidate_model)
-    model_promotion = deployment.build(spec, daily, evaluation_report)
-    train_candidate_job = dg.define_asset_job(
-        "train_candidate_job", selection=[training_set, candidate_model, evaluation_report, model_promotion],
-        description="Train, evaluate and gate a candidate as of the selected day; promotion follows the policy.",
-    )
-    batch_scoring, canary_step, shadow_report = serving.build(spec, daily, feature_table, labeled_examples)
-    reports = monitoring.build(spec, daily, feature_table, labeled_examples, batch_scoring)
-    score_and_monitor_job = dg.define_asset_job(
-        "score_and_monitor_job", selection=[batch_scoring, canary_step, shadow_report, *reports],
-        description="Score the day with the serving models, step the canary and write the monitoring reports.",
-    )
-    schedule, retrain_sensor, label_arrival_sensor = automation.build(
-        spec, score_and_monitor_job, train_candidate_job, labeled_examples, reports[2])
-    daily_ingestion_job = dg.define_asset_job(
-        "daily_ingestion_job", selection=[raw_batch, feature_table],
-        description="Ingest, validate and build features for the selected days (use it for backfills).",
-    )
-    return dg.Definitions(
-        assets=[raw_batch, raw_labels, feature_table, labeled_examples, training_set, candidate_model,
-                evaluation_report, model_promotion, batch_scoring, canary_step, shadow_report, *reports],
-        jobs=[daily_ingestion_job, train_candidate_job, score_and_monitor_job, deployment.promote_model,
-              deployment.rollback_model],
-        asset_checks=checks,
-        schedules=[schedule],
-        sensors=[sensor, retrain_sensor, label_arrival_sensor],
-        resources={"project": ProjectResource.from_settings(settings)},
+    resource = PortfolioResource.from_settings(settings)
+    models = resource.portfolio.models.values()  # the specs, loaded and checked once
+    return dg.Definitions.merge(
+        *(build_model_definitions(ModelScope(m.spec)) for m in models),
+        dg.Definitions(resources={"portfolio": resource}),
     )

@@ -1,21 +1,21 @@
-"""The project resource: one handle on the spec, the landing zone, the quarantine and the table store."""
+"""The one resource every asset, check, sensor and schedule uses: the portfolio of models, built from settings.
 
+An asset calls `portfolio.model(NAME)` for its model's spec, folders, landing zone and registry view (a plain
+`core.portfolio.ModelWorkspace`: nothing Dagster-specific happens below this line)."""
 
 from functools import cached_property
 from pathlib import Path
 
 import dagster as dg
 
-from mlops_assets.core.ingestion.landing import LocalLanding, Quarantine, S3Landing, parse_s3_url
-from mlops_assets.core.config.settings import Settings
-from mlops_assets.core.config.spec import DatasetSpec, load_spec
-from mlops_assets.core.io.storage import PartitionStore
+from ..core.config.settings import Settings
+from ..core.portfolio import ModelWorkspace, Portfolio
 
 
-class ProjectResource(dg.ConfigurableResource):
-    """Folders and the dataset spec of this code location (see mlops_assets/core/config/settings.py)."""
+class PortfolioResource(dg.ConfigurableResource):
+    """The dataset specs and folders of this code location (see mlops_assets/core/config/settings.py)."""
 
-    spec_path: str
+    spec_paths: list[str]
     data_dir: str
     landing_dir: str
     landing_s3: str = ""
@@ -23,47 +23,21 @@ class ProjectResource(dg.ConfigurableResource):
     registry_url: str = ""
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "ProjectResource":
+    def from_settings(cls, settings: Settings) -> "PortfolioResource":
         return cls(
-            spec_path=str(settings.spec_path), data_dir=str(settings.data_dir),
+            spec_paths=[str(p) for p in settings.spec_paths], data_dir=str(settings.data_dir),
             landing_dir=str(settings.landing_dir), landing_s3=settings.landing_s3,
             registry_url=settings.registry_url,
         )
 
     @cached_property
     def settings(self) -> Settings:
-        return Settings(Path(self.spec_path), Path(self.data_dir), Path(self.landing_dir), self.landing_s3,
-                        self.registry_url)
+        return Settings(tuple(Path(p) for p in self.spec_paths), Path(self.data_dir), Path(self.landing_dir),
+                        self.landing_s3, self.registry_url)
 
     @cached_property
-    def spec(self) -> DatasetSpec:
-        return load_spec(self.spec_path)
+    def portfolio(self) -> Portfolio:
+        return Portfolio(self.settings, s3_endpoint_url=self.s3_endpoint_url)
 
-    @cached_property
-    def store(self) -> PartitionStore:
-        return PartitionStore(self.settings.warehouse_dir)
-
-    @cached_property
-    def quarantine(self) -> Quarantine:
-        return Quarantine(self.settings.quarantine_dir)
-
-    @cached_property
-    def registry(self):
-        from mlops_assets.core.registry.model_registry import open_registry
-
-        return open_registry(self.settings)
-
-    def monitoring_reference(self, version: str) -> dict:
-        """The drift profile, calibrator and baselines stored with a model version when it was trained."""
-        as_of = self.registry.get(version).lineage["manifest"]["as_of"]
-        return self.store.read_json("model_reference", as_of)
-
-    @cached_property
-    def landing(self):
-        if self.landing_s3:
-            from dagster_aws.s3 import S3Resource
-
-            bucket, prefix = parse_s3_url(self.landing_s3)
-            client = S3Resource(endpoint_url=self.s3_endpoint_url or None).get_client()
-            return S3Landing(client, bucket, prefix)
-        return LocalLanding(Path(self.landing_dir))
+    def model(self, name: str) -> ModelWorkspace:
+        return self.portfolio.model(name)

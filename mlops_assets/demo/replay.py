@@ -1,6 +1,6 @@
 """`make demo`: replay a historical dataset day by day through this code location's own sensors and assets.
 
-Each replay day, the day's files are delivered to the landing zone, every sensor of the code location is
+Each replay day, the day's files are delivered to the model's landing zone, every sensor of that model is
 ticked once, and the runs they request are executed against the persistent Dagster instance
 (DAGSTER_HOME), tagged as the daemon would tag them. `make ui` afterwards shows that history.
 """
@@ -21,20 +21,19 @@ from pathlib import Path
 import dagster as dg
 from dagster._core.instance.ref import InstanceRef
 
+from mlops_assets.core.config.settings import PROJECT_DIR, Settings
 from mlops_assets.core.ingestion.landing import LocalLanding
-from mlops_assets.core.serving.ledger import PredictionLedger
+from mlops_assets.defs import build_definitions
 from mlops_assets.demo.history import deliveries, load_history
 from mlops_assets.demo.summary import summarise
-from mlops_assets.core.config.settings import PROJECT_DIR, Settings
-from mlops_assets.core.config.spec import load_spec
-from mlops_assets.defs import build_definitions
 
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
-DEFAULT_HISTORY = PROJECT_DIR / "data" / "elec2" / "elec2_timestamped.csv"
+DEFAULT_MODEL = "elec2"
+DEFAULT_HISTORY = {"elec2": PROJECT_DIR / "data" / "elec2" / "elec2_timestamped.csv"}
 # Long enough for a first model before Elec2's change of 1997-05-04 and a retrain and canary after it.
-DEFAULT_START, DEFAULT_END = dt.date(1997, 2, 15), dt.date(1997, 6, 18)
+DEFAULT_SPAN = {"elec2": (dt.date(1997, 2, 15), dt.date(1997, 6, 18))}
 
 
 @dataclass
@@ -47,11 +46,12 @@ class ReplayLog:
 
 
 def run_requests_once(defs: dg.Definitions, instance: dg.DagsterInstance, log: ReplayLog, echo=print,
-                      now: dt.datetime | None = None) -> int:
-    """Tick every sensor (and, given `now`, every schedule) once and execute what they request, as the daemon
-    would: run keys are deduplicated, runs carry the sensor's or schedule's tags."""
+                      now: dt.datetime | None = None, model: str | None = None) -> int:
+    """Tick every sensor (and, given `now`, every schedule) once, of one model if given, and execute what they
+    request, as the daemon would: run keys are deduplicated, runs carry the sensor's or schedule's tags."""
     launched = 0
-    for sensor in defs.sensors:
+    mine = (lambda d: d.name.startswith(f"{model}_")) if model else (lambda d: True)
+    for sensor in filter(mine, defs.sensors):
         ctx = dg.build_sensor_context(
             instance=instance, definitions=defs, cursor=log.sensor_state.get(sensor.name),
             resources=defs.resources,
@@ -66,7 +66,7 @@ def run_requests_once(defs: dg.Definitions, instance: dg.DagsterInstance, log: R
         log.sensor_state[sensor.name] = cursor
         for request in requests:
             launched += _launch(defs, instance, log, echo, request, sensor, {"dagster/sensor_name": sensor.name})
-    for schedule in defs.schedules if now is not None else []:
+    for schedule in filter(mine, defs.schedules) if now is not None else []:
         ctx = dg.build_schedule_context(instance=instance, scheduled_execution_time=now, resources=defs.resources)
         result = schedule(ctx)
         for request in [result] if isinstance(result, dg.RunRequest) else []:
@@ -136,19 +136,32 @@ def replay_instance() -> dg.DagsterInstance:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--start", type=dt.date.fromisoformat, default=DEFAULT_START)
-    parser.add_argument("--end", type=dt.date.fromisoformat, default=DEFAULT_END)
-    parser.add_argument("--history", type=Path, default=DEFAULT_HISTORY, help="CSV of the whole history")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="which model of the portfolio to replay "
+                        f"(a dataset spec's name; default {DEFAULT_MODEL})")
+    parser.add_argument("--start", type=dt.date.fromisoformat, default=None,
+                        help="first day (default: 1997-02-15 for elec2, else the history's first day)")
+    parser.add_argument("--end", type=dt.date.fromisoformat, default=None,
+                        help="last day (default: 1997-06-18 for elec2, else the history's last day)")
+    parser.add_argument("--history", type=Path, default=None,
+                        help="CSV of the whole history (default: the bundled Elec2 file for elec2)")
     args = parser.parse_args(argv)
 
     logging.getLogger("dagster").setLevel(logging.WARNING)
     settings = Settings.from_env()
-    spec = load_spec(settings.spec_path)
     defs = build_definitions(settings)
-    project = defs.resources["project"]
-    history = load_history(args.history, spec)
-    landing = LocalLanding(settings.landing_dir)
-    state_file = settings.data_dir / "replay_state.json"
+    portfolio = defs.resources["portfolio"].portfolio
+    if args.model not in portfolio.models:
+        parser.error(f"no model named {args.model!r}: this portfolio has {', '.join(portfolio.names)}")
+    project = portfolio.model(args.model)
+    spec = project.spec
+    history_csv = args.history or DEFAULT_HISTORY.get(args.model)
+    if history_csv is None:
+        parser.error(f"--history CSV is needed to replay {args.model} (only elec2 ships one)")
+    history = load_history(history_csv, spec)
+    default_start, default_end = DEFAULT_SPAN.get(args.model, (min(history), max(history)))
+    args.start, args.end = args.start or default_start, args.end or default_end
+    landing = LocalLanding(project.paths.landing_dir)
+    state_file = project.paths.root / "replay_state.json"
     log = ReplayLog(sensor_state=json.loads(state_file.read_text()) if state_file.exists() else {})
     echo = EventEcho(project, seen_audit=len(project.registry.audit_log()))
 
@@ -160,21 +173,22 @@ def main(argv: list[str] | None = None) -> int:
             for name, content in delivery.files.items():
                 landing.deliver(name, content)
             morning = dt.datetime.combine(delivery.day, dt.time(6), tzinfo=dt.timezone.utc)
-            run_requests_once(defs, instance, log, echo=lambda *_: None, now=morning)
+            run_requests_once(defs, instance, log, echo=lambda *_: None, now=morning, model=spec.name)
             log.days += 1
+            state_file.parent.mkdir(parents=True, exist_ok=True)
             state_file.write_text(json.dumps(log.sensor_state))
             echo.day_done(delivery.day)
             if log.days % 14 == 0:
                 print(f"  [{delivery.day}] {log.days} days replayed, {log.runs} runs launched "
                       f"({len(log.failed_runs)} stopped), {time.time() - started:.0f}s")
-    summary = summarise(spec, project.store, project.registry, PredictionLedger(settings.ledger_dir))
+    summary = summarise(spec, project.store, project.registry, project.ledger)
     print(f"\nDone: {log.days} days, {log.runs} runs in {time.time() - started:.0f}s. Summary:")
     for line in summary.lines():
         print(f"  - {line}")
-    print("\nWhere to look: `make ui`, then http://127.0.0.1:3000 → Assets (groups ingestion, features, training, "
-          "evaluation, deployment, serving, monitoring) → a report's Checks tab and Partitions history; "
-          "Runs for what each sensor and the schedule launched. `.venv/bin/mlops models` and `mlops audit` "
-          "for the registry.")
+    print(f"\nWhere to look: `make ui`, then http://127.0.0.1:3000 → Assets → {spec.name}/ (groups ingestion, "
+          "features, training, evaluation, deployment, serving, monitoring) → a report's Checks tab and Partitions "
+          f"history; Runs for what each sensor and the schedule launched. `.venv/bin/mlops models --model "
+          f"{spec.name}` and `mlops audit --model {spec.name}` for the registry.")
     unexpected = [r for r in log.failed_runs if not r.startswith(("gate:", "check:"))]
     return 1 if unexpected else 0
 

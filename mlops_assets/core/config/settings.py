@@ -1,44 +1,77 @@
-"""Where things live: the project's folders, the active dataset spec and the registry's connection string.
+"""Where things live: the project's folders, the portfolio's dataset specs and the registry's connection string.
 
 Everything can be overridden by environment variables, so the same code location serves the bundled
-Elec2 demo, the synthetic benchmark in tests, or a team's own dataset:
+Elec2 demo, the synthetic benchmark in tests, or a team's own datasets:
 
-- MLOPS_SPEC:          path to the dataset spec (default data/specs/elec2.toml)
-- MLOPS_DATA_DIR:      root for landing/, quarantine/, warehouse/, registry/ (default data/)
-- MLOPS_LANDING_DIR:   where daily files arrive (default $MLOPS_DATA_DIR/landing)
-- MLOPS_LANDING_S3:    s3://bucket/prefix — read the landing zone from S3 instead of a folder
-- MLOPS_REGISTRY_URL:  duckdb:///path/registry.duckdb (default) or postgresql://user@host:port/db
+- MLOPS_SPECS:         a folder of dataset specs (every *.toml in it is one model), or a list of spec files
+                       separated by commas (default data/specs/)
+- MLOPS_DATA_DIR:      root for models/<model>/{quarantine,warehouse,ledger,deployment}/ and registry/
+                       (default data/)
+- MLOPS_LANDING_DIR:   where daily files arrive, one folder per model (default $MLOPS_DATA_DIR/landing)
+- MLOPS_LANDING_S3:    s3://bucket/prefix — read the landing zone from S3 instead (prefix/<model>/)
+- MLOPS_REGISTRY_URL:  duckdb:///path/registry.duckdb (default) or postgresql://user@host:port/db; one
+                       registry holds every model of the portfolio
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parents[3]
+DEFAULT_SPECS = PROJECT_DIR / "data" / "specs"
+# A model's name prefixes its asset keys and names its jobs, sensors and folders.
+MODEL_NAME = re.compile(r"[a-z][a-z0-9_]{0,47}")
+
+
+class SettingsError(ValueError):
+    """The environment names something that cannot work (a missing spec folder, a retired variable)."""
+
+
+@dataclass(frozen=True)
+class ModelPaths:
+    """One model's folders inside the project's data folder."""
+
+    model: str
+    root: Path
+    landing_dir: Path
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.root / "quarantine"
+
+    @property
+    def warehouse_dir(self) -> Path:
+        return self.root / "warehouse"
+
+    @property
+    def ledger_dir(self) -> Path:
+        """The prediction ledger: every served score, which model gave it and whether it was acted on."""
+        return self.root / "ledger"
+
+    @property
+    def deployment_dir(self) -> Path:
+        """The running canary's frozen plan and state."""
+        return self.root / "deployment"
 
 
 @dataclass(frozen=True)
 class Settings:
-    spec_path: Path
+    spec_paths: tuple[Path, ...]
     data_dir: Path
     landing_dir: Path
     landing_s3: str = ""
     registry_url: str = ""
 
-    @property
-    def quarantine_dir(self) -> Path:
-        return self.data_dir / "quarantine"
+    def model_paths(self, model: str) -> ModelPaths:
+        if not MODEL_NAME.fullmatch(model):
+            raise SettingsError(f"invalid model name {model!r}: use lower-case letters, digits and _")
+        return ModelPaths(model, self.data_dir / "models" / model, self.landing_dir / model)
 
-    @property
-    def warehouse_dir(self) -> Path:
-        return self.data_dir / "warehouse"
-
-    @property
-    def ledger_dir(self) -> Path:
-        """The prediction ledger: every served score, which model gave it and whether it was acted on."""
-        return self.data_dir / "ledger"
+    def landing_s3_for(self, model: str) -> str:
+        return f"{self.landing_s3.rstrip('/')}/{model}" if self.landing_s3 else ""
 
     @property
     def artifacts_dir(self) -> Path:
@@ -51,9 +84,12 @@ class Settings:
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Settings":
         env = os.environ if env is None else env
+        if env.get("MLOPS_SPEC"):
+            raise SettingsError("MLOPS_SPEC is no longer read: set MLOPS_SPECS to a folder of specs or to a "
+                                "comma-separated list of spec files")
         data_dir = Path(env.get("MLOPS_DATA_DIR") or PROJECT_DIR / "data").resolve()
         return cls(
-            spec_path=Path(env.get("MLOPS_SPEC") or PROJECT_DIR / "data" / "specs" / "elec2.toml").resolve(),
+            spec_paths=spec_paths_from(env.get("MLOPS_SPECS") or str(DEFAULT_SPECS)),
             data_dir=data_dir,
             landing_dir=Path(env.get("MLOPS_LANDING_DIR") or data_dir / "landing").resolve(),
             landing_s3=env.get("MLOPS_LANDING_S3", ""),
@@ -61,8 +97,30 @@ class Settings:
         )
 
     @classmethod
-    def for_data_dir(cls, data_dir: Path, spec_path: Path, **overrides) -> "Settings":
+    def for_data_dir(cls, data_dir: Path, *spec_paths: Path, **overrides) -> "Settings":
         """Settings rooted in one folder (tests, replays): landing, warehouse and registry all inside it."""
         data_dir = Path(data_dir).resolve()
-        base = cls(spec_path=Path(spec_path).resolve(), data_dir=data_dir, landing_dir=data_dir / "landing")
+        paths = tuple(p for s in spec_paths for p in spec_paths_from(str(s)))
+        base = cls(spec_paths=paths, data_dir=data_dir, landing_dir=data_dir / "landing")
         return replace(base, **overrides)
+
+
+def spec_paths_from(value: str) -> tuple[Path, ...]:
+    """A folder (its *.toml files, sorted) or a comma-separated list of files."""
+    paths: list[Path] = []
+    for part in (p.strip() for p in value.split(",")):
+        if not part:
+            continue
+        path = Path(part).expanduser().resolve()
+        if path.is_dir():
+            found = sorted(path.glob("*.toml"))
+            if not found:
+                raise SettingsError(f"no dataset specs (*.toml) in {path}")
+            paths.extend(found)
+        elif path.is_file():
+            paths.append(path)
+        else:
+            raise SettingsError(f"dataset spec {path} does not exist")
+    if not paths:
+        raise SettingsError("no dataset specs given")
+    return tuple(dict.fromkeys(paths))

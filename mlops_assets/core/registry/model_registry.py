@@ -113,12 +113,28 @@ def _json(value) -> str:
 
 
 class ModelRegistry:
-    def __init__(self, url: str, artifacts: ArtifactStore):
-        self._db = backend_for(url)
+    """One registry for every model of the portfolio. Exclusive aliases (candidate, shadow, canary, champion)
+    are held once per model (a version's `dataset`); `for_model` gives a view scoped to one model, which is
+    what the Dagster assets and `mlops --model` use."""
+
+    def __init__(self, url: str, artifacts: ArtifactStore, model: str | None = None, *, _db=None):
+        self.model = model
         self.artifacts = artifacts
+        if _db is not None:
+            self._db = _db
+            return
+        self._db = backend_for(url)
         with self._db.transaction(write=True) as tx:
             for statement in _DDL:
                 tx.rows(statement)
+
+    def for_model(self, model: str) -> "ModelRegistry":
+        """The same registry, scoped to one model's versions, aliases and audit entries."""
+        return ModelRegistry("", self.artifacts, model, _db=self._db)
+
+    def models(self) -> list[str]:
+        with self._db.transaction(write=False) as tx:
+            return [r[0] for r in tx.rows("SELECT DISTINCT dataset FROM {s}.model_versions ORDER BY dataset")]
 
     @property
     def schema(self) -> str:
@@ -140,6 +156,8 @@ class ModelRegistry:
         """
         if not isinstance(version, str) or not VERSION_NAME.fullmatch(version):
             raise RegistryError(f"invalid version name {version!r}: use letters, digits and . _ - : +")
+        if self.model is not None and dataset != self.model:
+            raise RegistryError(f"cannot register {version} of model {dataset!r} in the registry view of {self.model!r}")
         try:
             self.artifacts.verify(artifact.path, artifact.sha256)
         except ArtifactError as exc:
@@ -162,7 +180,7 @@ class ModelRegistry:
                  artifact.size_bytes, key_metric, _json(lineage), _json(metrics), _json(gate_report),
                  bool(gates_passed)],
             )
-            previous = self._holder(tx, "candidate")
+            previous = self._holder(tx, "candidate", dataset)
             if previous is not None:
                 self._move(tx, previous, "candidate", None, actor, now, "supersede",
                            f"replaced as candidate by {version}")
@@ -200,7 +218,7 @@ class ModelRegistry:
                 )
             now = _now()
             details = {"gates_passed": record.gates_passed}
-            holder = self._holder(tx, to) if to in EXCLUSIVE_ALIASES else None
+            holder = self._holder(tx, to, record.dataset) if to in EXCLUSIVE_ALIASES else None
             if holder is not None:
                 details["replaced"] = holder
                 if to == "champion":  # the outgoing champion stays restorable as the previous known-good one
@@ -214,10 +232,11 @@ class ModelRegistry:
     def rollback(self, *, actor: str, reason: str = "") -> str:
         """Archive the champion (marked rolled back) and restore the previous known-good champion; returns it."""
         with self._db.transaction(write=True) as tx:
-            current = self._holder(tx, "champion")
+            model = self._scope(tx)
+            current = self._holder(tx, "champion", model)
             if current is None:
-                raise RegistryError("nothing to roll back: no version is champion")
-            restored = self._previous_champion(tx, current)
+                raise RegistryError(f"nothing to roll back: no version of {model or 'any model'} is champion")
+            restored = self._previous_champion(tx, current, model)
             if restored is None:
                 raise RegistryError(f"cannot roll back {current}: there is no previous known-good champion")
             now = _now()
@@ -246,21 +265,23 @@ class ModelRegistry:
             return self._get(tx, version)
 
     def list_versions(self) -> list[ModelVersion]:
+        where, params = ("WHERE dataset = ?", [self.model]) if self.model else ("", [])
         with self._db.transaction(write=False) as tx:
             current = dict(tx.rows("SELECT version, alias FROM {s}.alias_history WHERE ended_at IS NULL"))
-            rows = tx.rows(f"SELECT {_VERSION_COLUMNS} FROM {{s}}.model_versions ORDER BY seq")
+            rows = tx.rows(f"SELECT {_VERSION_COLUMNS} FROM {{s}}.model_versions {where} ORDER BY seq", params)
         return [_version_from_row(row, (current[row[0]],) if row[0] in current else ()) for row in rows]
 
     def version_for(self, alias: str) -> str | None:
         if alias not in EXCLUSIVE_ALIASES:
             raise RegistryError(f"{alias!r} is not a single-version alias; use one of {', '.join(EXCLUSIVE_ALIASES)}")
         with self._db.transaction(write=False) as tx:
-            return self._holder(tx, alias)
+            return self._holder(tx, alias, self._scope(tx))
 
     def versions_with(self, alias: str) -> list[str]:
+        where, params = (" AND v.dataset = ?", [self.model]) if self.model else ("", [])
         with self._db.transaction(write=False) as tx:
-            rows = tx.rows("SELECT version FROM {s}.alias_history WHERE alias = ? AND ended_at IS NULL ORDER BY id",
-                           [alias])
+            rows = tx.rows("SELECT a.version FROM {s}.alias_history a JOIN {s}.model_versions v ON v.version = a.version "
+                           f"WHERE a.alias = ? AND a.ended_at IS NULL{where} ORDER BY a.id", [alias, *params])
         return [r[0] for r in rows]
 
     def aliases_of(self, version: str) -> list[str]:
@@ -277,12 +298,19 @@ class ModelRegistry:
     def previous_champion(self) -> str | None:
         """The version `rollback` would restore, if any."""
         with self._db.transaction(write=False) as tx:
-            current = self._holder(tx, "champion")
-            return self._previous_champion(tx, current) if current else None
+            model = self._scope(tx)
+            current = self._holder(tx, "champion", model)
+            return self._previous_champion(tx, current, model) if current else None
 
     def audit_log(self, limit: int | None = None, version: str | None = None) -> list[AuditEntry]:
         """Audit entries oldest first; with `limit`, the most recent `limit` of them."""
-        where, params = ("WHERE version = ?", [version]) if version is not None else ("", [])
+        conditions, params = [], []
+        if version is not None:
+            conditions, params = ["version = ?"], [version]
+        if self.model is not None:
+            conditions.append("version IN (SELECT version FROM {s}.model_versions WHERE dataset = ?)")
+            params.append(self.model)
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
         sql = f"SELECT {_AUDIT_COLUMNS} FROM {{s}}.audit_log {where} ORDER BY id DESC"
         if limit is not None:
             sql, params = sql + " LIMIT ?", params + [int(limit)]
@@ -301,19 +329,32 @@ class ModelRegistry:
         rows = tx.rows(f"SELECT {_VERSION_COLUMNS} FROM {{s}}.model_versions WHERE version = ?", [version])
         if not rows:
             raise RegistryError(f"unknown model version {version!r}")
+        if self.model is not None and rows[0][1] != self.model:
+            raise RegistryError(f"version {version!r} belongs to model {rows[0][1]!r}, not {self.model!r}")
         aliases = tx.rows("SELECT alias FROM {s}.alias_history WHERE version = ? AND ended_at IS NULL", [version])
         return _version_from_row(rows[0], tuple(a[0] for a in aliases))
 
-    def _holder(self, tx: Transaction, alias: str) -> str | None:
-        return tx.scalar("SELECT version FROM {s}.alias_history WHERE alias = ? AND ended_at IS NULL", [alias])
+    def _scope(self, tx: Transaction) -> str | None:
+        """The model an alias question is about: this view's, else the registry's only model."""
+        if self.model is not None:
+            return self.model
+        models = [r[0] for r in tx.rows("SELECT DISTINCT dataset FROM {s}.model_versions")]
+        if len(models) > 1:
+            raise RegistryError(f"the registry holds several models ({', '.join(sorted(models))}): name one "
+                                "(--model NAME)")
+        return models[0] if models else None
 
-    def _previous_champion(self, tx: Transaction, current: str) -> str | None:
+    def _holder(self, tx: Transaction, alias: str, model: str | None) -> str | None:
+        return tx.scalar("SELECT a.version FROM {s}.alias_history a JOIN {s}.model_versions v ON v.version = a.version "
+                         "WHERE a.alias = ? AND a.ended_at IS NULL AND v.dataset = ?", [alias, model])
+
+    def _previous_champion(self, tx: Transaction, current: str, model: str | None) -> str | None:
         # Walk champion tenures newest first; a version counts by its latest tenure, which must not have
         # ended in a rollback. Ordered by id, so two rollbacks in a row always give the same answer.
         seen = set()
         for version, end_action in tx.rows(
-            "SELECT version, end_action FROM {s}.alias_history WHERE alias = 'champion' AND version <> ? "
-            "ORDER BY id DESC", [current]
+            "SELECT a.version, a.end_action FROM {s}.alias_history a JOIN {s}.model_versions v ON v.version = a.version "
+            "WHERE a.alias = 'champion' AND a.version <> ? AND v.dataset = ? ORDER BY a.id DESC", [current, model]
         ):
             if version not in seen:
                 seen.add(version)
@@ -365,8 +406,9 @@ def artifacts_dir_for(url: str, default: Path) -> Path:
     return db.path.parent / "artifacts" if isinstance(db, DuckDBBackend) else Path(default)
 
 
-def open_registry(settings: Settings, url: str | None = None, artifacts_dir: str | Path | None = None) -> ModelRegistry:
-    """The registry of `settings` (or at an explicit URL), with its artifact store."""
+def open_registry(settings: Settings, url: str | None = None, artifacts_dir: str | Path | None = None,
+                  model: str | None = None) -> ModelRegistry:
+    """The registry of `settings` (or at an explicit URL), with its artifact store; scoped to `model` if given."""
     url = url or settings.registry
     root = Path(artifacts_dir) if artifacts_dir else artifacts_dir_for(url, settings.artifacts_dir)
-    return ModelRegistry(url, ArtifactStore(root))
+    return ModelRegistry(url, ArtifactStore(root), model)

@@ -7,34 +7,29 @@ import time
 import dagster as dg
 import pandas as pd
 
-from mlops_assets.core.serving import deployment
-from mlops_assets.core.monitoring import reports as monitoring
-from mlops_assets.core.serving import rollout
-from mlops_assets.core.serving.ledger import PredictionLedger
-from mlops_assets.core.config.spec import DatasetSpec
-from mlops_assets.defs.resources import ProjectResource
+from ...core.monitoring import reports as monitoring
+from ...core.serving import deployment, rollout
+from ..resources import PortfolioResource
+from ..scope import OWNERS, ModelScope
 
-OWNERS = ["team:ml-platform"]
 ACTOR = "dagster:canary_step"
 
 
-def _ledger(project: ProjectResource) -> PredictionLedger:
-    return PredictionLedger(project.settings.ledger_dir)
+def _canary_file(project) -> rollout.CanaryStateFile:
+    return rollout.CanaryStateFile(project.paths.deployment_dir / "canary.json")
 
 
-def _canary_file(project: ProjectResource) -> rollout.CanaryStateFile:
-    return rollout.CanaryStateFile(project.settings.data_dir / "deployment" / "canary.json")
-
-
-def build(spec: DatasetSpec, daily: dg.PartitionsDefinition, feature_table, labeled_examples):
+def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
     @dg.asset(
-        partitions_def=daily, deps=[feature_table], group_name="serving", owners=OWNERS,
+        key_prefix=scope.key_prefix, partitions_def=scope.daily, deps=[scope.key("feature_table")],
+        group_name="serving", owners=OWNERS,
         kinds={"scikitlearn", "parquet"}, code_version="scoring-v1",
         description="Scores the day's feature table with the champion; a canary takes its deterministic hash "
                     "share of entities; a shadow scores every row without being acted on. Writes the "
                     "prediction ledger: entity, timestamp, score, decision, model version, route.",
     )
-    def batch_scoring(context: dg.AssetExecutionContext, project: ProjectResource) -> dg.MaterializeResult:
+    def batch_scoring(context: dg.AssetExecutionContext, portfolio: PortfolioResource) -> dg.MaterializeResult:
+        project = portfolio.model(scope.name)
         day, registry = context.partition_key, project.registry
         champion_version = registry.version_for("champion")
         if champion_version is None:
@@ -53,7 +48,7 @@ def build(spec: DatasetSpec, daily: dg.PartitionsDefinition, feature_table, labe
                                       canary_share=state.share if canary else 0.0,
                                       salt=state.plan.salt if canary else "")
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-        _ledger(project).write(rows, replace_days=True)
+        project.ledger.write(rows, replace_days=True)
         stats = {"rows": len(table), "cpu_seconds": cpu, "wall_seconds": wall, "champion": champion_version,
                  "canary": canary.version if canary else None, "canary_share": state.share if canary else 0.0,
                  "shadow": shadow_version}
@@ -67,14 +62,16 @@ def build(spec: DatasetSpec, daily: dg.PartitionsDefinition, feature_table, labe
         })
 
     @dg.asset(
-        partitions_def=daily, deps=[batch_scoring, labeled_examples], group_name="serving", owners=OWNERS,
+        key_prefix=scope.key_prefix, partitions_def=scope.daily, deps=[batch_scoring, scope.key("labeled_examples")],
+        group_name="serving", owners=OWNERS,
         kinds={"json"}, code_version="canary-v1",
         description="Judges the running canary once its evaluation window has passed: ramps 5 → 25 → 50 → 100 %, "
                     "completes by promoting it to champion, or rolls it back on any guardrail breach. The "
                     "guardrails were frozen (sha256) when the canary started. Starts a canary when one was "
                     "promoted to the canary alias.",
     )
-    def canary_step(context: dg.AssetExecutionContext, project: ProjectResource) -> dg.MaterializeResult:
+    def canary_step(context: dg.AssetExecutionContext, portfolio: PortfolioResource) -> dg.MaterializeResult:
+        project = portfolio.model(scope.name)
         day, registry, files = context.partition_key, project.registry, _canary_file(project)
         state = files.load()
         canary_version = registry.version_for("canary")
@@ -91,7 +88,7 @@ def build(spec: DatasetSpec, daily: dg.PartitionsDefinition, feature_table, labe
             files.clear()
             return dg.MaterializeResult(metadata={"action": "none", "why": "no canary running"})
         window = [d.isoformat() for d in pd.date_range(state.step_started, day).date]
-        rows = pd.concat([_ledger(project).day(d) for d in window], ignore_index=True)
+        rows = pd.concat([project.ledger.day(d) for d in window], ignore_index=True)
         labeled = [d for d in window if project.store.exists("labeled_examples", d)]
         labels = (deployment.ledger_labels(project.store.read_many("labeled_examples", labeled), project.spec)
                   if labeled else None)
@@ -121,15 +118,17 @@ def build(spec: DatasetSpec, daily: dg.PartitionsDefinition, feature_table, labe
                                               "reasons": reason, "evidence": dg.MetadataValue.json(decision.evidence)})
 
     @dg.asset(
-        partitions_def=daily, deps=[batch_scoring, labeled_examples], group_name="serving", owners=OWNERS,
+        key_prefix=scope.key_prefix, partitions_def=scope.daily, deps=[batch_scoring, scope.key("labeled_examples")],
+        group_name="serving", owners=OWNERS,
         kinds={"json"}, code_version="shadow-v1",
         description="When a version holds the shadow alias: its opinions against the decisions served on the same "
                     "rows — agreement, score correlation and distance, and both models' realised metrics once the "
                     "day's labels have landed. Shadow predictions are logged, never acted on.",
     )
-    def shadow_report(context: dg.AssetExecutionContext, project: ProjectResource) -> dg.MaterializeResult:
+    def shadow_report(context: dg.AssetExecutionContext, portfolio: PortfolioResource) -> dg.MaterializeResult:
+        project = portfolio.model(scope.name)
         day = context.partition_key
-        rows = _ledger(project).day(day)
+        rows = project.ledger.day(day)
         served = rows[rows["acted_on"]]
         shadow_version = project.registry.version_for("shadow")
         shadow = rows[(rows["route"] == "shadow") & (rows["model_version"] == shadow_version)]
@@ -145,4 +144,4 @@ def build(spec: DatasetSpec, daily: dg.PartitionsDefinition, feature_table, labe
                                                  "ks_statistic") if report[k] is not None})
         return dg.MaterializeResult(metadata=metadata)
 
-    return batch_scoring, canary_step, shadow_report
+    return [batch_scoring, canary_step, shadow_report]

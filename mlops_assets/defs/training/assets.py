@@ -2,27 +2,28 @@
 
 import dagster as dg
 
-from mlops_assets.core.training import lifecycle
-from mlops_assets.core.features.engineering import FEATURE_CODE_VERSION
-from mlops_assets.core.ingestion.landing import sha256_bytes
-from mlops_assets.core.config.spec import DatasetSpec
-from mlops_assets.core.training.trainer import InsufficientDataError
-from mlops_assets.defs.resources import ProjectResource
-
-OWNERS = ["team:ml-platform"]
+from ...core.features.engineering import FEATURE_CODE_VERSION
+from ...core.ingestion.landing import sha256_bytes
+from ...core.training import lifecycle
+from ...core.training.trainer import InsufficientDataError
+from ..resources import PortfolioResource
+from ..scope import OWNERS, ModelScope
 
 
-def build(spec: DatasetSpec, daily: dg.PartitionsDefinition, labeled_examples):
+def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
+    spec = scope.spec
     window = dg.TimeWindowPartitionMapping(start_offset=-(spec.training.window_days - 1))
 
     @dg.asset(
-        partitions_def=daily, group_name="training", owners=OWNERS, kinds={"duckdb", "json"},
-        deps=[dg.AssetDep(labeled_examples, partition_mapping=window)], code_version="training-set-v1",
+        key_prefix=scope.key_prefix, partitions_def=scope.daily, group_name="training", owners=OWNERS,
+        kinds={"duckdb", "json"}, code_version="training-set-v1",
+        deps=[dg.AssetDep(scope.key("labeled_examples"), partition_mapping=window)],
         description=f"The {spec.training.window_days} labeled days up to the as-of date, split by time into train, "
                     f"validation and the {spec.training.benchmark_days} most recent days as the fixed benchmark. "
                     "Stored as a manifest of exact partitions and their data versions.",
     )
-    def training_set(context: dg.AssetExecutionContext, project: ProjectResource) -> dg.MaterializeResult:
+    def training_set(context: dg.AssetExecutionContext, portfolio: PortfolioResource) -> dg.MaterializeResult:
+        project = portfolio.model(scope.name)
         try:
             manifest = lifecycle.plan_training_set(project.store, project.spec, context.partition_key)
         except InsufficientDataError as exc:
@@ -35,16 +36,18 @@ def build(spec: DatasetSpec, daily: dg.PartitionsDefinition, labeled_examples):
         )
 
     @dg.asset(
-        partitions_def=daily, deps=[training_set], group_name="training", owners=OWNERS,
-        kinds={"scikitlearn"}, code_version=f"candidate-v1/{FEATURE_CODE_VERSION}",
-        check_specs=[dg.AssetCheckSpec("candidate_model_reproducible", asset="candidate_model", blocking=True,
+        key_prefix=scope.key_prefix, partitions_def=scope.daily, deps=[training_set], group_name="training",
+        owners=OWNERS, kinds={"scikitlearn"}, code_version=f"candidate-v1/{FEATURE_CODE_VERSION}",
+        check_specs=[dg.AssetCheckSpec("candidate_model_reproducible", asset=scope.key("candidate_model"),
+                                       blocking=True,
                                        description="Retraining from the recorded lineage gives identical "
                                                    "predictions on the benchmark; a mismatch names what differs.")],
         description=f"One model version per as-of date: a scikit-learn Pipeline (the feature module's "
                     f"preprocessing + {spec.training.estimator}) with its lineage: data manifest, parameters, "
                     "seed, library versions, feature code version, git commit.",
     )
-    def candidate_model(context: dg.AssetExecutionContext, project: ProjectResource):
+    def candidate_model(context: dg.AssetExecutionContext, portfolio: PortfolioResource):
+        project = portfolio.model(scope.name)
         manifest = lifecycle.training.TrainingManifest.from_dict(
             project.store.read_json("training_set", context.partition_key))
         record, model = lifecycle.train_candidate(project.store, project.registry.artifacts, project.spec, manifest)
@@ -70,4 +73,4 @@ def build(spec: DatasetSpec, daily: dg.PartitionsDefinition, labeled_examples):
                       "rows_compared": repro.n_rows},
         )
 
-    return training_set, candidate_model
+    return [training_set, candidate_model]

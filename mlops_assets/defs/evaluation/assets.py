@@ -4,12 +4,11 @@ failed one can still be forced through later, with a reason the audit log keeps.
 
 import dagster as dg
 
-from mlops_assets.core.training import lifecycle
-from mlops_assets.core.config.spec import DatasetSpec
-from mlops_assets.defs.metadata import table
-from mlops_assets.defs.resources import ProjectResource
+from ...core.training import lifecycle
+from ..metadata import table
+from ..resources import PortfolioResource
+from ..scope import OWNERS, ModelScope
 
-OWNERS = ["team:ml-platform"]
 GATE_RUNBOOK = (
     "Runbook: read the failing criterion's observed value, threshold and margin in this check's metadata and "
     "the evaluation report's tables and plots. A real regression: leave the champion in place and look at the "
@@ -28,21 +27,24 @@ GATE_DESCRIPTIONS = {
 }
 
 
-def build(spec: DatasetSpec, daily: dg.PartitionsDefinition, candidate_model):
+def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
+    spec = scope.spec
     check_specs = [
-        dg.AssetCheckSpec(name, asset="evaluation_report", blocking=True,
+        dg.AssetCheckSpec(name, asset=scope.key("evaluation_report"), blocking=True,
                           description=f"{GATE_DESCRIPTIONS[name]} {GATE_RUNBOOK}")
         for name in lifecycle.GATE_CHECKS
     ]
 
     @dg.asset(
-        partitions_def=daily, deps=[candidate_model], group_name="evaluation", owners=OWNERS,
+        key_prefix=scope.key_prefix, partitions_def=scope.daily, deps=[scope.key("candidate_model")],
+        group_name="evaluation", owners=OWNERS,
         kinds={"scikitlearn", "json"}, code_version="evaluation-v1", check_specs=check_specs,
         description=f"Candidate vs champion on the candidate's fixed benchmark: metrics ({spec.key_metric} is the "
                     "key), slices, latency, size, bootstrap interval, ROC and calibration plots (residuals for "
                     "regression). The gates are this asset's checks.",
     )
-    def evaluation_report(context: dg.AssetExecutionContext, project: ProjectResource):
+    def evaluation_report(context: dg.AssetExecutionContext, portfolio: PortfolioResource):
+        project = portfolio.model(scope.name)
         registry = project.registry
         record = lifecycle.CandidateRecord.from_dict(project.store.read_json("candidate_model", context.partition_key))
         candidate = lifecycle.load_candidate(registry.artifacts, record)
@@ -81,7 +83,7 @@ def build(spec: DatasetSpec, daily: dg.PartitionsDefinition, candidate_model):
                           "margin": _first(results, "margin")},
             )
 
-    return evaluation_report
+    return [evaluation_report]
 
 
 def _first(results, field):

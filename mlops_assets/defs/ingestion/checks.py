@@ -4,13 +4,13 @@ A failure blocks the day's downstream steps, keeps the landed file in quarantine
 withdraws the raw table, so no later run builds features from a rejected batch. Other days go on.
 """
 
-
 import dagster as dg
 
-from mlops_assets.core.ingestion.ingest import RAW_TABLE, reject_batch
-from mlops_assets.core.ingestion.validation import validate_batch
-from mlops_assets.defs.metadata import table
-from mlops_assets.defs.resources import ProjectResource
+from ...core.ingestion.ingest import RAW_TABLE, reject_batch
+from ...core.ingestion.validation import validate_batch
+from ..metadata import table
+from ..resources import PortfolioResource
+from ..scope import ModelScope
 
 RUNBOOK = (
     "Runbook: open this check's failure table (column, check, count, examples) and the quarantined file "
@@ -20,13 +20,15 @@ RUNBOOK = (
 )
 
 
-def _schema_check(kind: str, asset, daily: dg.PartitionsDefinition):
+def _schema_check(scope: ModelScope, kind: str) -> dg.AssetChecksDefinition:
     @dg.asset_check(
-        asset=asset, name=f"{RAW_TABLE[kind]}_matches_spec", blocking=True, partitions_def=daily,
+        asset=scope.key(RAW_TABLE[kind]), name=f"{RAW_TABLE[kind]}_matches_spec", blocking=True,
+        partitions_def=scope.daily,
         description=f"Every column, dtype, range, category, null, duplicate and timestamp rule of the dataset "
                     f"spec holds for the day's {kind}. {RUNBOOK}",
     )
-    def _check(context: dg.AssetCheckExecutionContext, project: ProjectResource) -> dg.AssetCheckResult:
+    def _check(context: dg.AssetCheckExecutionContext, portfolio: PortfolioResource) -> dg.AssetCheckResult:
+        project = portfolio.model(scope.name)
         partition = context.partition_key
         batch = project.store.read(RAW_TABLE[kind], partition)
         result = validate_batch(batch, project.spec, partition, kind)
@@ -41,5 +43,5 @@ def _schema_check(kind: str, asset, daily: dg.PartitionsDefinition):
     return _check
 
 
-def build(raw_batch, raw_labels, daily):
-    return [_schema_check("features", raw_batch, daily), _schema_check("labels", raw_labels, daily)]
+def build_checks(scope: ModelScope) -> list[dg.AssetChecksDefinition]:
+    return [_schema_check(scope, "features"), _schema_check(scope, "labels")]

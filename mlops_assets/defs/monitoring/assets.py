@@ -4,15 +4,14 @@ check whose severity follows relative thresholds from the spec, and whose descri
 import dagster as dg
 import pandas as pd
 
-from mlops_assets.core.monitoring import reports as monitoring
-from mlops_assets.core.monitoring.drift import drift_report, prediction_drift
-from mlops_assets.core.monitoring.drift_plots import drift_plots, prediction_drift_plot
-from mlops_assets.core.serving.ledger import PredictionLedger
-from mlops_assets.core.config.spec import DatasetSpec
-from mlops_assets.defs.metadata import table
-from mlops_assets.defs.resources import ProjectResource
+from ...core.config.spec import DatasetSpec
+from ...core.monitoring import reports as monitoring
+from ...core.monitoring.drift import drift_report, prediction_drift
+from ...core.monitoring.drift_plots import drift_plots, prediction_drift_plot
+from ..metadata import table
+from ..resources import PortfolioResource
+from ..scope import OWNERS, ModelScope
 
-OWNERS = ["team:ml-platform"]
 SEVERITY = {"WARN": dg.AssetCheckSeverity.WARN, "ERROR": dg.AssetCheckSeverity.ERROR}
 RUNBOOKS = {
     "data_drift_ok": "Runbook: open data_drift_report; the per-feature table ranks drifting features by "
@@ -30,14 +29,14 @@ RUNBOOKS = {
 }
 
 
-def _check(name: str, asset: str, daily):
-    return dg.AssetCheckSpec(name, asset=asset, partitions_def=daily, description=RUNBOOKS[name])
+def _check(scope: ModelScope, name: str, asset: str) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(name, asset=scope.key(asset), partitions_def=scope.daily, description=RUNBOOKS[name])
 
 
-def _served(project: ProjectResource, day: str):
+def _served(project, day: str):
     """The day's acted-on rows of the serving champion (or of a canary serving 100 %), that version and its
     monitoring reference."""
-    rows = PredictionLedger(project.settings.ledger_dir).day(day)
+    rows = project.ledger.day(day)
     champion = rows[rows["route"] == "champion"]
     if champion.empty:  # a canary at 100 % decides every row
         champion = rows[rows["route"] == "canary"]
@@ -52,13 +51,17 @@ def _result(name: str, status: str, metadata: dict) -> dg.AssetCheckResult:
                                metadata={"status": status, **metadata})
 
 
-def build(spec: DatasetSpec, daily: dg.PartitionsDefinition, feature_table, labeled_examples, batch_scoring):
-    @dg.asset(partitions_def=daily, deps=[feature_table, batch_scoring], group_name="monitoring", owners=OWNERS,
-              kinds={"scipy", "json"}, code_version="data-drift-v1", check_specs=[_check("data_drift_ok", "data_drift_report", daily)],
+def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
+    feature_table, labeled_examples = scope.key("feature_table"), scope.key("labeled_examples")
+    batch_scoring, daily = scope.key("batch_scoring"), scope.daily
+
+    @dg.asset(key_prefix=scope.key_prefix, partitions_def=daily, deps=[feature_table, batch_scoring], group_name="monitoring", owners=OWNERS,
+              kinds={"scipy", "json"}, code_version="data-drift-v1", check_specs=[_check(scope, "data_drift_ok", "data_drift_report")],
               description="Per-feature drift of the day's inputs against the serving model's training profile: "
                           "KS / chi-square by type and size, Wasserstein / Jensen-Shannon effect floors, "
                           "Benjamini-Hochberg across features, weighted by the model's permutation importances.")
-    def data_drift_report(context: dg.AssetExecutionContext, project: ProjectResource):
+    def data_drift_report(context: dg.AssetExecutionContext, portfolio: PortfolioResource):
+        project = portfolio.model(scope.name)
         day = context.partition_key
         _, version, reference = _served(project, day)
         profile = monitoring.profile_of(reference)
@@ -81,11 +84,12 @@ def build(spec: DatasetSpec, daily: dg.PartitionsDefinition, feature_table, labe
             "drift_share": report.drift_share, "drifted_features": ", ".join(report.drifted_features) or "(none)",
             "warn_at": project.spec.monitoring.warn_drift_share, "error_at": project.spec.monitoring.error_drift_share})
 
-    @dg.asset(partitions_def=daily, deps=[batch_scoring], group_name="monitoring", owners=OWNERS,
+    @dg.asset(key_prefix=scope.key_prefix, partitions_def=daily, deps=[batch_scoring], group_name="monitoring", owners=OWNERS,
               kinds={"scipy", "json"}, code_version="prediction-drift-v1",
-              check_specs=[_check("prediction_drift_ok", "prediction_drift_report", daily)],
+              check_specs=[_check(scope, "prediction_drift_ok", "prediction_drift_report")],
               description="The champion's score distribution today against its scores on the training data.")
-    def prediction_drift_report(context: dg.AssetExecutionContext, project: ProjectResource):
+    def prediction_drift_report(context: dg.AssetExecutionContext, portfolio: PortfolioResource):
+        project = portfolio.model(scope.name)
         day = context.partition_key
         rows, version, reference = _served(project, day)
         profile = monitoring.profile_of(reference)
@@ -98,12 +102,13 @@ def build(spec: DatasetSpec, daily: dg.PartitionsDefinition, feature_table, labe
             "plot": dg.MetadataValue.md(prediction_drift_plot(profile, rows["score"].to_numpy(float)))})
         yield _result("prediction_drift_ok", status, {"effect_size": result.effect_size, "p_value": result.p_value})
 
-    @dg.asset(partitions_def=daily, deps=[batch_scoring, labeled_examples], group_name="monitoring", owners=OWNERS,
+    @dg.asset(key_prefix=scope.key_prefix, partitions_def=daily, deps=[batch_scoring, labeled_examples], group_name="monitoring", owners=OWNERS,
               kinds={"json"}, code_version="performance-v1",
-              check_specs=[_check("performance_ok", "performance_report", daily)],
+              check_specs=[_check(scope, "performance_ok", "performance_report")],
               description="Realised metrics once the day's labels land (with label coverage); before that, a "
                           "label-free estimate from calibrated scores (confidence-based performance estimation).")
-    def performance_report(context: dg.AssetExecutionContext, project: ProjectResource):
+    def performance_report(context: dg.AssetExecutionContext, portfolio: PortfolioResource):
+        project = portfolio.model(scope.name)
         day, spec_ = context.partition_key, project.spec
         rows, version, reference = _served(project, day)
         labels = None
@@ -123,11 +128,12 @@ def build(spec: DatasetSpec, daily: dg.PartitionsDefinition, feature_table, labe
                                                       "error_at": spec_.monitoring.error_performance_drop,
                                                       "labels": "realised" if labels is not None else "estimated"})
 
-    @dg.asset(partitions_def=daily, deps=[batch_scoring], group_name="monitoring", owners=OWNERS, kinds={"json"},
-              code_version="cost-v1", check_specs=[_check("cost_ok", "cost_report", daily)],
+    @dg.asset(key_prefix=scope.key_prefix, partitions_def=daily, deps=[batch_scoring], group_name="monitoring", owners=OWNERS, kinds={"json"},
+              code_version="cost-v1", check_specs=[_check(scope, "cost_ok", "cost_report")],
               description="Scoring CPU and wall time per 1,000 predictions against the same champion's first "
                           "served days, model size, and retraining count and time so far.")
-    def cost_report(context: dg.AssetExecutionContext, project: ProjectResource):
+    def cost_report(context: dg.AssetExecutionContext, portfolio: PortfolioResource):
+        project = portfolio.model(scope.name)
         day = context.partition_key
         _, version, reference = _served(project, day)
         store = project.store
@@ -142,7 +148,7 @@ def build(spec: DatasetSpec, daily: dg.PartitionsDefinition, feature_table, labe
         yield dg.MaterializeResult(metadata={k: v for k, v in cost.items() if k != "status" and v is not None})
         yield _result("cost_ok", cost["status"], {"wall_ratio_to_baseline": cost["wall_ratio_to_baseline"]})
 
-    return data_drift_report, prediction_drift_report, performance_report, cost_report
+    return [data_drift_report, prediction_drift_report, performance_report, cost_report]
 
 
 def _align(rows: pd.DataFrame, labeled: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:

@@ -1,0 +1,107 @@
+"""The portfolio: every model the code location runs, one per dataset spec, each with its own folders and a
+view of the one shared registry. The Dagster shell, the CLI and the replay all reach a model through here, so
+the specs are loaded once and a model's name means the same thing everywhere."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Callable
+
+from mlops_assets.core.config.settings import MODEL_NAME, ModelPaths, Settings
+from mlops_assets.core.config.spec import DatasetSpec, SpecError, load_spec
+from mlops_assets.core.ingestion.landing import LocalLanding, Quarantine, S3Landing, parse_s3_url
+from mlops_assets.core.io.storage import PartitionStore
+from mlops_assets.core.registry.model_registry import ModelRegistry, open_registry
+from mlops_assets.core.serving.ledger import PredictionLedger
+
+
+class UnknownModel(KeyError):
+    def __str__(self) -> str:  # KeyError quotes its message; this is read by people
+        return str(self.args[0])
+
+
+@dataclass
+class ModelWorkspace:
+    """One model: its spec, its folders, its landing zone and its view of the registry."""
+
+    spec: DatasetSpec
+    paths: ModelPaths
+    settings: Settings
+    shared_registry: Callable[[], ModelRegistry] = field(repr=False)
+    s3_endpoint_url: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @cached_property
+    def store(self) -> PartitionStore:
+        return PartitionStore(self.paths.warehouse_dir)
+
+    @cached_property
+    def quarantine(self) -> Quarantine:
+        return Quarantine(self.paths.quarantine_dir)
+
+    @cached_property
+    def ledger(self) -> PredictionLedger:
+        return PredictionLedger(self.paths.ledger_dir)
+
+    @cached_property
+    def registry(self) -> ModelRegistry:
+        return self.shared_registry().for_model(self.name)
+
+    def monitoring_reference(self, version: str) -> dict:
+        """The drift profile, calibrator and baselines stored with a model version when it was trained."""
+        as_of = self.registry.get(version).lineage["manifest"]["as_of"]
+        return self.store.read_json("model_reference", as_of)
+
+    @cached_property
+    def landing(self):
+        s3_url = self.settings.landing_s3_for(self.name)
+        if s3_url:
+            from dagster_aws.s3 import S3Resource  # only the S3 landing zone needs boto3
+
+            bucket, prefix = parse_s3_url(s3_url)
+            client = S3Resource(endpoint_url=self.s3_endpoint_url or None).get_client()
+            return S3Landing(client, bucket, prefix)
+        return LocalLanding(self.paths.landing_dir)
+
+
+class Portfolio:
+    """The models of `settings.spec_paths`, by name. Two specs with one name, or a name that cannot prefix
+    asset keys, are refused with every such problem listed."""
+
+    def __init__(self, settings: Settings, s3_endpoint_url: str = ""):
+        self.settings = settings
+        specs = [load_spec(path) for path in settings.spec_paths]
+        problems = [f"{s.source}: dataset.name {s.name!r} must match {MODEL_NAME.pattern} (it prefixes asset "
+                    "keys and names jobs)" for s in specs if not MODEL_NAME.fullmatch(s.name)]
+        seen: dict[str, Path] = {}
+        for spec, path in zip(specs, settings.spec_paths):
+            if spec.name in seen:
+                problems.append(f"{path}: dataset.name {spec.name!r} is already used by {seen[spec.name]}")
+            seen.setdefault(spec.name, path)
+        if problems:
+            raise SpecError("the portfolio's specs", problems)
+        self.models: dict[str, ModelWorkspace] = {
+            s.name: ModelWorkspace(s, settings.model_paths(s.name), settings, lambda: self.registry,
+                                   s3_endpoint_url=s3_endpoint_url)
+            for s in specs
+        }
+
+    @cached_property
+    def registry(self) -> ModelRegistry:
+        """The one registry every model shares, unscoped (opened on first use)."""
+        return open_registry(self.settings)
+
+    def model(self, name: str) -> ModelWorkspace:
+        try:
+            return self.models[name]
+        except KeyError:
+            raise UnknownModel(f"no model named {name!r}: this portfolio has {', '.join(self.names)}") from None
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self.models)

@@ -1,0 +1,41 @@
+"""Deployment: what happens to a candidate that passed its gates, and the promote / rollback jobs.
+
+Policy: the first model that passes its floors becomes champion (there is nothing to compare it with);
+later candidates stay candidates unless the spec's [monitoring] auto_canary is on. People promote with the
+`promote_model` job or `mlops promote`, and roll back with the `rollback_model` job or `mlops rollback`."""
+
+import dagster as dg
+
+from ..resources import PortfolioResource
+from ..scope import OWNERS, ModelScope
+
+
+def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
+    @dg.asset(
+        key_prefix=scope.key_prefix, partitions_def=scope.daily, deps=[scope.key("evaluation_report")],
+        group_name="deployment", owners=OWNERS, kinds={"json"},
+        code_version="promotion-v1",
+        description="Applies the promotion policy to a candidate whose gates all passed (a failed gate stops "
+                    "this step): the first model becomes champion; later ones go to canary only if the spec "
+                    "says auto_canary, otherwise they wait for a person.",
+    )
+    def model_promotion(context: dg.AssetExecutionContext, portfolio: PortfolioResource) -> dg.MaterializeResult:
+        project = portfolio.model(scope.name)
+        doc = project.store.read_json("evaluation_report", context.partition_key)
+        registry, version = project.registry, doc["version"]
+        if registry.version_for("champion") is None:
+            registry.promote(version, "champion", actor="policy:first-model",
+                             reason="first model: no champion yet and its floors passed")
+            action = "promoted to champion (first model)"
+        elif project.spec.monitoring.auto_canary and registry.version_for("canary") is None:
+            registry.promote(version, "canary", actor="policy:auto-canary",
+                             reason="gates passed and the spec enables auto_canary")
+            action = "started as canary (auto_canary)"
+        else:
+            action = f"left as candidate: promote with `mlops promote {version} --to canary`"
+        return dg.MaterializeResult(metadata={
+            "version": version, "action": action, "aliases": ", ".join(registry.aliases_of(version)) or "(none)",
+            "champion": registry.version_for("champion") or "(none)",
+        })
+
+    return [model_promotion]

@@ -1,0 +1,48 @@
+"""What every stage's definitions are built from: one model of the portfolio, its spec and its partitions.
+
+Asset keys are prefixed by the model's name (`elec2/raw_batch`) and jobs, sensors and schedules carry it
+(`elec2_train_candidate_job`), so several models live side by side in one code location, grouped by stage."""
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import dagster as dg
+
+from ..core.config.spec import DatasetSpec
+
+OWNERS = ["team:ml-platform"]
+
+
+@dataclass(frozen=True)
+class ModelScope:
+    spec: DatasetSpec
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @cached_property
+    def daily(self) -> dg.DailyPartitionsDefinition:
+        """The daily partitions, from the spec's first (and optional last) day."""
+        return dg.DailyPartitionsDefinition(
+            start_date=self.spec.start_date.isoformat(),
+            end_date=self.spec.end_date.isoformat() if self.spec.end_date else None,
+        )
+
+    @property
+    def key_prefix(self) -> list[str]:
+        return [self.name]
+
+    def key(self, asset: str) -> dg.AssetKey:
+        return dg.AssetKey([self.name, asset])
+
+    def check_key(self, asset: str, check: str) -> dg.AssetCheckKey:
+        return dg.AssetCheckKey(self.key(asset), check)
+
+    def named(self, base: str) -> str:
+        """A job, sensor or schedule name of this model."""
+        return f"{self.name}_{base}"
+
+    def stages(self, *groups: str) -> dg.AssetSelection:
+        """This model's assets in the given stage groups."""
+        return dg.AssetSelection.groups(*groups) & dg.AssetSelection.key_prefixes(self.key_prefix)
