@@ -327,7 +327,7 @@ def ledgers_from_args(args: argparse.Namespace) -> dict:
     from mlops_assets.core.serving.ledger import PredictionLedger
 
     if args.ledger:
-        return {args.model or Path(args.ledger).name: PredictionLedger(Path(args.ledger))}
+        return {args.model: PredictionLedger(Path(args.ledger))}
     models = portfolio()
     if args.model:
         return {args.model: models.model(args.model).ledger}
@@ -373,7 +373,8 @@ def _build_decision(parser: argparse.ArgumentParser) -> Handler:
             found += 1
             acted = rows[rows["acted_on"]]
             deciders = ", ".join(f"{v} ({r})" for v, r in dict.fromkeys(zip(acted["model_version"], acted["route"])))
-            print(f"{model}: entity {args.entity} on {day}: decided by {deciders or 'no model (shadow rows only)'}")
+            label = f"{model}: " if model else ""
+            print(f"{label}entity {args.entity} on {day}: decided by {deciders or 'no model (shadow rows only)'}")
             table = [[str(r.timestamp)[:19], r.model_version, r.route, "yes" if r.acted_on else "no (shadow)",
                       f"{r.score:.4f}", _decision_text(r), str(r.scored_at)[:19]] for r in rows.itertuples()]
             print(format_table(["TIMESTAMP", "VERSION", "ROUTE", "ACTED ON", "SCORE", "DECISION",

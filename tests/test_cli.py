@@ -46,13 +46,17 @@ def test_models_lists_versions_with_aliases_key_metric_and_gates(registry, url, 
     registry.promote("v1", "champion", actor="a")
     code, out, _ = run(capsys, "models", "--registry", url)
     assert code == 0
-    lines = {line.split()[0]: line.split() for line in out.splitlines()[2:]}
-    assert lines["v1"][1:4] == ["champion", "roc_auc=0.8100", "passed"]
-    assert lines["v2"][1:4] == ["candidate", "roc_auc=0.7712", "FAILED"]
+    summary, versions = out.split("\n\n")
+    models = {line.split()[0]: line.split() for line in summary.splitlines()[2:]}
+    assert models["elec2"][1:4] == ["binary_classification", "v1", "-"]  # task, champion, canary
+    lines = {line.split()[1]: line.split() for line in versions.splitlines()[2:]}
+    assert lines["v1"][0] == "elec2"
+    assert lines["v1"][2:5] == ["champion", "roc_auc=0.8100", "passed"]
+    assert lines["v2"][2:5] == ["candidate", "roc_auc=0.7712", "FAILED"]
 
 
 def test_models_json_and_an_empty_registry(registry, url, capsys):
-    assert run(capsys, "models", "--registry", url)[1].strip() == "no model versions registered yet"
+    assert run(capsys, "models", "--registry", url)[1].strip().splitlines()[-1] == "no model versions registered yet"
     add(registry, "v1", 0.8)
     code, out, _ = run(capsys, "models", "--registry", url, "--json")
     assert code == 0 and [r["version"] for r in json.loads(out)] == ["v1"]

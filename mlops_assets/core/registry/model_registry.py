@@ -235,7 +235,7 @@ class ModelRegistry:
             model = self._scope(tx)
             current = self._holder(tx, "champion", model)
             if current is None:
-                raise RegistryError(f"nothing to roll back: no version of {model or 'any model'} is champion")
+                raise RegistryError("nothing to roll back: no version is champion" + (f" of model {model}" if model else ""))
             restored = self._previous_champion(tx, current, model)
             if restored is None:
                 raise RegistryError(f"cannot roll back {current}: there is no previous known-good champion")
