@@ -55,7 +55,7 @@ def build(spec: DatasetSpec, daily: dg.PartitionsDefinition, candidate_model):
             record.version, dataset=project.spec.name, task=project.spec.task, lineage=record.lineage,
             metrics=result.report.to_dict(), gate_report=result.gates.to_dict(), gates_passed=result.gates.passed,
             artifact=record.artifact, run_id=context.run.run_id, actor="dagster:evaluation_report",
-            key_metric=result.report.key_metric,
+            key_metric=result.report.key_metric, reference=record.reference,
         )
         document = {"version": record.version, "champion": champion_version, "gates_passed": result.gates.passed,
                     "report": result.report.to_dict(), "gates": result.gates.to_dict()}

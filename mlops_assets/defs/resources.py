@@ -53,11 +53,6 @@ class ProjectResource(dg.ConfigurableResource):
 
         return open_registry(self.settings)
 
-    def monitoring_reference(self, version: str) -> dict:
-        """The drift profile, calibrator and baselines stored with a model version when it was trained."""
-        as_of = self.registry.get(version).lineage["manifest"]["as_of"]
-        return self.store.read_json("model_reference", as_of)
-
     @cached_property
     def landing(self):
         if self.landing_s3:
