@@ -230,6 +230,8 @@ def _build_show(parser: argparse.ArgumentParser) -> Handler:
             ["gates", _gates_text(record)],
             ["artifact", f"{art.path} ({art.size_bytes} bytes)"],
             ["sha256", art.sha256],
+            ["monitoring reference", f"{record.reference.path} (sha256 {record.reference.sha256})"
+                                     if record.reference else "-"],
         ]))
         for title, section in (("lineage", record.lineage), ("metrics", record.metrics),
                                ("gate report", record.gate_report)):

@@ -38,7 +38,7 @@ def test_reference_weights_follow_importance_and_skip_unmonitored(synthetic_spec
     weights = profile_of(reference).weights
     assert abs(sum(weights.values()) - 1) < 1e-9
     assert max(weights, key=weights.get) in synthetic_spec.feature_names
-    assert 0.5 < reference["baseline"]["accuracy_at_threshold"] < 1 and "calibrator" in reference
+    assert 0.5 < reference.baseline["accuracy_at_threshold"] < 1 and reference.calibrator is not None
 
 
 def test_drift_report_from_reference_flags_the_shifted_feature(synthetic_spec, fitted):
@@ -76,4 +76,4 @@ def test_cost_status_is_relative_to_the_champions_first_days(synthetic_spec, fit
     assert ok["status"] == "OK" and ok["wall_ratio_to_baseline"] == pytest.approx(1.2)
     slow = cost_day(reference, {"rows": 1000, "cpu_seconds": 0.1, "wall_seconds": 0.11}, first, 2, 0.5, policy)
     assert slow["status"] == "ERROR" and slow["wall_ratio_to_baseline"] == pytest.approx(10)
-    assert slow["retrains_to_date"] == 2 and slow["model_bytes"] == reference["artifact_bytes"]
+    assert slow["retrains_to_date"] == 2 and slow["model_bytes"] == reference.cost.artifact_bytes

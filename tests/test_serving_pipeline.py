@@ -8,6 +8,7 @@ import pandas as pd
 
 from conftest import SPECS
 from lifecycle_support import START, Location, synthetic_history
+from mlops_assets.core.monitoring import reports as monitoring
 from mlops_assets.core.training import trainer as training
 from mlops_assets.core.serving.ledger import PredictionLedger
 
@@ -40,17 +41,21 @@ def monitor(loc, i):
 
 
 def register_bad_model(loc, as_of_index=20):
-    """A model trained on inverted labels, registered (its gates would fail) for a forced canary."""
+    """A model trained on inverted labels, registered (its gates would fail) for a forced canary, with its own
+    monitoring reference (its training rows and scores; validated on the next days' true labels)."""
     spec, store = loc.project.spec, loc.project.store
     frame = store.read_many("labeled_examples", [day(i) for i in range(as_of_index - 10, as_of_index)])
     frame[spec.target] = frame[spec.target].map({"0": "1", "1": "0"})
     model = training.train(spec, spec.training, frame)
     artifact = loc.registry.artifacts.save(model.pipeline, spec.name)
+    validation = store.read_many("labeled_examples", [day(i) for i in range(as_of_index, as_of_index + 2)])
+    reference = monitoring.build_reference(spec, model.pipeline, frame, validation, latency_ms_per_1k=1.0)
+    stored_reference = loc.registry.artifacts.save_json(reference.to_dict(), spec.name)
     version = f"{spec.name}-inverted-{artifact.sha256[:8]}"
     champion = loc.registry.get(loc.registry.version_for("champion"))
     loc.registry.register(version, dataset=spec.name, task=spec.task, lineage=champion.lineage, metrics={},
                           gate_report={"passed": False, "failures": ["key_metric_vs_champion"]}, gates_passed=False,
-                          artifact=artifact, run_id="test", actor="test")
+                          artifact=artifact, run_id="test", actor="test", reference=stored_reference)
     return version
 
 

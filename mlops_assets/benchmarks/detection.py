@@ -41,6 +41,7 @@ from mlops_assets.demo import synthetic
 from mlops_assets.core.training import trainer as training
 from mlops_assets.core.io.atomic import write_atomic
 from mlops_assets.core.monitoring.drift import ReferenceProfile, drift_report
+from mlops_assets.core.monitoring.reference import MonitoringReference
 from mlops_assets.core.evaluation.report import latency_ms_per_1k
 from mlops_assets.core.monitoring.retraining import FailedCheck, RetrainState, plan_retrains
 from mlops_assets.core.config.spec import DatasetSpec, load_spec
@@ -59,7 +60,7 @@ POLICIES = ("never", "weekly", "drift", "drift_or_performance")
 class ServingModel:
     as_of: dt.date
     pipeline: object
-    reference: dict
+    reference: MonitoringReference
     profile: ReferenceProfile
     dormant: tuple[str, ...]  # numeric features constant in the training rows: no importance to show
 
@@ -90,7 +91,7 @@ def fit_model(spec: DatasetSpec, frames: dict[dt.date, pd.DataFrame], as_of: dt.
     model = training.train(spec, spec.training, train, git_commit="bench")
     reference = monitoring.build_reference(spec, model.pipeline, train, validation,
                                            latency_ms_per_1k(model.pipeline, spec, validation))
-    profile = monitoring.profile_of(reference)
+    profile = reference.profile
     dormant = tuple(p.name for p in profile.features  # as drift.py judges a constant reference
                     if p.kind == "numeric" and p.count and p.std <= 1e-9 * abs(p.mean))
     return ServingModel(as_of, model.pipeline, reference, profile, dormant)

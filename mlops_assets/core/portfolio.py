@@ -52,11 +52,6 @@ class ModelWorkspace:
     def registry(self) -> ModelRegistry:
         return self.shared_registry().for_model(self.name)
 
-    def monitoring_reference(self, version: str) -> dict:
-        """The drift profile, calibrator and baselines stored with a model version when it was trained."""
-        as_of = self.registry.get(version).lineage["manifest"]["as_of"]
-        return self.store.read_json("model_reference", as_of)
-
     @cached_property
     def landing(self):
         s3_url = self.settings.landing_s3_for(self.name)

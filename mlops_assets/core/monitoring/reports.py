@@ -1,86 +1,37 @@
 """Daily monitoring on four axes — data drift, prediction drift, performance, cost — against a reference
 stored when the model was trained, so a day's cost depends on the day's rows, not on the training data.
 
-The reference holds the drift profile (with the model's permutation importances as feature weights), a
-calibrator fitted on the validation days (so label-free performance estimates start from calibrated
-probabilities), and the baselines the relative thresholds compare with: validation metrics and cost.
+The reference (`MonitoringReference`, reference.py) is the model version's own, loaded from the registry:
+the drift profile (with the model's permutation importances as feature weights), a calibrator fitted on the
+validation days (so label-free performance estimates start from calibrated probabilities), and the baselines
+the relative thresholds compare with: validation metrics and cost.
 """
 
 from __future__ import annotations
 
 import math
-import pickle
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.inspection import permutation_importance
 
-from mlops_assets.core.training import trainer as training
 from mlops_assets.core.monitoring.drift import ReferenceProfile
-from mlops_assets.core.evaluation.report import compute_metrics
-from mlops_assets.core.monitoring.performance_estimation import Calibrator, calibrate, estimate_performance, realised_performance
+from mlops_assets.core.monitoring.performance_estimation import estimate_performance, realised_performance
+from mlops_assets.core.monitoring.reference import MonitoringReference
 from mlops_assets.core.config.spec import DatasetSpec, MonitoringPolicy
 
 DECISION_THRESHOLD = 0.5
 
 
 def build_reference(spec: DatasetSpec, pipeline, train_frame: pd.DataFrame, validation_frame: pd.DataFrame,
-                    latency_ms_per_1k: float) -> dict:
-    """The monitoring reference of one model version, JSON-safe."""
-    cols = spec.feature_names
-    y_val = training.labels(spec, validation_frame)
-    importances = permutation_importance(
-        _FeatureScorer(pipeline, spec), validation_frame[cols], y_val, n_repeats=3,
-        random_state=spec.training.seed, scoring=_score_fn(spec),
-    ).importances_mean
-    monitored = {f.name for f in spec.features if f.monitor}
-    weights = {c: float(w) if c in monitored else 0.0 for c, w in zip(cols, importances)}
-    even = spec.monitoring.even_weight_share
-    if even > 0 and monitored:  # blend with even weights over the monitored features (see MonitoringPolicy)
-        positive = {c: max(w, 0.0) for c, w in weights.items()}
-        total = sum(positive.values())
-        share = {c: positive[c] / total if total > 0 else 1 / len(monitored) for c in monitored}
-        weights = {c: (1 - even) * share[c] + even / len(monitored) if c in monitored else 0.0 for c in cols}
-    train_scores = training.predict_scores(pipeline, spec, train_frame)
-    profile = ReferenceProfile.build(train_frame, spec, importances=weights, scores=train_scores)
-    val_scores = training.predict_scores(pipeline, spec, validation_frame)
-    reference = {
-        "profile": profile.to_dict(),
-        "baseline": compute_metrics(spec.task, y_val, val_scores),
-        "latency_ms_per_1k": float(latency_ms_per_1k),
-        "artifact_bytes": len(pickle.dumps(pipeline)),
-        "unmonitored": sorted(set(cols) - monitored),
-    }
-    if spec.is_classification and len(np.unique(y_val)) == 2:
-        reference["calibrator"] = vars(calibrate(val_scores, y_val, "isotonic"))
-        reference["baseline"]["accuracy_at_threshold"] = float(np.mean((val_scores >= DECISION_THRESHOLD) == y_val))
-    return reference
+                    latency_ms_per_1k: float) -> MonitoringReference:
+    """The monitoring reference of one model version (see reference.py), at this module's decision threshold."""
+    return MonitoringReference.fit(spec, pipeline, train_frame, validation_frame,
+                                   latency_ms_per_1k=latency_ms_per_1k, decision_threshold=DECISION_THRESHOLD)
 
 
-class _FeatureScorer:
-    """Lets permutation_importance permute the spec's raw features while the pipeline does the rest."""
-
-    def __init__(self, pipeline, spec):
-        self.pipeline, self.spec = pipeline, spec
-
-    def fit(self, *_):
-        return self
-
-
-def _score_fn(spec: DatasetSpec):
-    key = "roc_auc" if spec.is_classification else "r2"
-
-    def score(estimator: _FeatureScorer, x: pd.DataFrame, y) -> float:
-        s = training.predict_scores(estimator.pipeline, spec, x)
-        value = compute_metrics(spec.task, np.asarray(y), s)[key]
-        return 0.0 if math.isnan(value) else value
-
-    return score
-
-
-def profile_of(reference: dict) -> ReferenceProfile:
-    return ReferenceProfile.from_dict(reference["profile"])
+def profile_of(reference: MonitoringReference) -> ReferenceProfile:
+    return reference.profile
 
 
 # ------------------------------------------------------------------------------------------- performance
@@ -101,15 +52,15 @@ class PerformanceDay:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-def performance_day(spec: DatasetSpec, reference: dict, scores: np.ndarray, labels: np.ndarray | None,
+def performance_day(spec: DatasetSpec, reference: MonitoringReference, scores: np.ndarray, labels: np.ndarray | None,
                     n_rows: int, policy: MonitoringPolicy) -> PerformanceDay:
     """Realised metrics where labels exist, a confidence-based estimate before they do (classification)."""
     key = "accuracy_at_threshold" if spec.is_classification else "rmse"
-    baseline = float(reference["baseline"].get(key, math.nan))
+    baseline = reference.baseline_metric(key)
     details: dict = {}
     estimated = realised = None
-    if spec.is_classification and "calibrator" in reference and len(scores):
-        probabilities = Calibrator(**_tuples(reference["calibrator"]))(scores)
+    if spec.is_classification and reference.calibrator is not None and len(scores):
+        probabilities = reference.calibrator(scores)
         estimate = estimate_performance(probabilities, DECISION_THRESHOLD, scores=scores)
         estimated = estimate.accuracy
         details["estimated"] = estimate.to_dict()
@@ -131,17 +82,13 @@ def performance_day(spec: DatasetSpec, reference: dict, scores: np.ndarray, labe
     return PerformanceDay(key, baseline, estimated, realised, coverage, float(drop), status, details)
 
 
-def _tuples(raw: dict) -> dict:
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
-
-
 # ----------------------------------------------------------------------------------------------- cost
 
 
 BASELINE_DAYS = 3  # a champion's first served days set its own cost baseline
 
 
-def cost_day(reference: dict, today: dict, history: list[dict], retrains: int, retrain_seconds: float,
+def cost_day(reference: MonitoringReference, today: dict, history: list[dict], retrains: int, retrain_seconds: float,
              policy: MonitoringPolicy) -> dict:
     """Scoring cost per 1,000 predictions against the same champion's first served days (same code path,
     same machine), plus model size and retraining so far. `today`/`history` are scoring stats
@@ -157,7 +104,7 @@ def cost_day(reference: dict, today: dict, history: list[dict], retrains: int, r
     return {
         "cpu_seconds_per_1k": cpu, "wall_seconds_per_1k": wall,
         "baseline_wall_seconds_per_1k": baseline, "baseline_days": len(earlier),
-        "wall_ratio_to_baseline": ratio, "benchmark_latency_ms_per_1k": reference["latency_ms_per_1k"],
-        "model_bytes": reference["artifact_bytes"], "retrains_to_date": retrains,
+        "wall_ratio_to_baseline": ratio, "benchmark_latency_ms_per_1k": reference.cost.latency_ms_per_1k,
+        "model_bytes": reference.cost.artifact_bytes, "retrains_to_date": retrains,
         "retrain_seconds_to_date": retrain_seconds, "status": status, "rows": today["rows"],
     }

@@ -3,11 +3,14 @@
 Unpickling runs arbitrary code, so a file whose bytes differ from the checksum the registry recorded is
 refused *before* `pickle.load` sees it. Files are written atomically (temp file in the same folder, then
 `os.replace`) and named after their sha256, so a saved artifact is never overwritten with other content.
+JSON documents stored with a model (its monitoring reference) go the same way: `save_json` writes
+`<name>/<sha256>.json` beside the pickles, `load_json` parses only bytes that match the recorded checksum.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pickle
 import re
@@ -72,21 +75,30 @@ class ArtifactStore:
 
     def save(self, obj, name: str) -> StoredArtifact:
         """Pickle `obj` to `<name>/<sha256>.pkl` under the root; saving identical content again is a no-op."""
+        return self._write(name, ".pkl", lambda fh: pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def save_json(self, document, name: str) -> StoredArtifact:
+        """Write a JSON document to `<name>/<sha256>.json` (keys sorted, so equal documents give one file)."""
+        data = json.dumps(document, sort_keys=True, indent=1).encode()
+        return self._write(name, ".json", lambda fh: fh.write(data))
+
+    def _write(self, name: str, suffix: str, dump) -> StoredArtifact:
+        """Write through `dump(fh)` to a temp file, hashing the bytes, then move it to `<name>/<sha256><suffix>`."""
         folder = self.root / safe_name(name)
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pkl")
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=suffix)
         try:
             with os.fdopen(fd, "wb") as fh:
                 writer = _HashingWriter(fh)
-                pickle.dump(obj, writer, protocol=pickle.HIGHEST_PROTOCOL)
+                dump(writer)
                 fh.flush()
                 os.fsync(fh.fileno())
             sha = writer.digest.hexdigest()
-            os.replace(tmp, folder / f"{sha}.pkl")
+            os.replace(tmp, folder / f"{sha}{suffix}")
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        return StoredArtifact(path=f"{name}/{sha}.pkl", sha256=sha, size_bytes=writer.size)
+        return StoredArtifact(path=f"{name}/{sha}{suffix}", sha256=sha, size_bytes=writer.size)
 
     def resolve(self, path: str | Path) -> Path:
         """Absolute location of a stored artifact; refuses paths that would leave the root."""
@@ -108,13 +120,20 @@ class ArtifactStore:
 
     def load(self, path: str | Path, expected_sha256: str):
         """Unpickle a stored artifact after verifying its checksum (nothing is unpickled on a mismatch)."""
+        return pickle.loads(self._read_verified(path, expected_sha256))
+
+    def load_json(self, path: str | Path, expected_sha256: str):
+        """Parse a stored JSON document after verifying its checksum (nothing is parsed on a mismatch)."""
+        return json.loads(self._read_verified(path, expected_sha256))
+
+    def _read_verified(self, path: str | Path, expected_sha256: str) -> bytes:
         full = self.resolve(path)
         if not full.is_file():
             raise ArtifactError(f"artifact {path} not found in {self.root}")
-        # Hash the very bytes that get unpickled, so the file cannot change between the check and the load.
+        # Hash the very bytes that get loaded, so the file cannot change between the check and the load.
         data = full.read_bytes()
         _check(path, expected_sha256, hashlib.sha256(data).hexdigest())
-        return pickle.loads(data)
+        return data
 
 
 def _check(path, expected: str, actual: str) -> None:

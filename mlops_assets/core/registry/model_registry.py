@@ -5,6 +5,10 @@ Lifecycle: `register` makes a version the candidate; `promote` moves it to shado
 archived; `rollback` restores the previous known-good champion. A version holds at most one alias at a
 time (its current stage); candidate, shadow, canary and champion are held by one version each, archived by
 any number. Alias tenures are kept in `alias_history` (current = not ended), every transition in `audit_log`.
+
+Each version may carry its monitoring reference (drift profile, calibrator, baselines), a JSON file stored
+beside its artifact whose path and sha256 are recorded with the version; `load_reference` checks the file
+against that checksum before parsing it. Rows registered before references were recorded have NULL there.
 """
 
 from __future__ import annotations
@@ -14,10 +18,14 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mlops_assets.core.registry.artifacts import ArtifactError, ArtifactStore, StoredArtifact
+from mlops_assets.core.registry.artifacts import ArtifactError, ArtifactIntegrityError, ArtifactStore, StoredArtifact
 from mlops_assets.core.registry.database import DuckDBBackend, RegistryError, Transaction, backend_for
 from mlops_assets.core.config.settings import Settings
+
+if TYPE_CHECKING:  # imported when a reference is read: it pulls in scikit-learn, which the CLI need not load
+    from mlops_assets.core.monitoring.reference import MonitoringReference
 
 ALIASES = ("candidate", "shadow", "canary", "champion", "archived")
 EXCLUSIVE_ALIASES = ("candidate", "shadow", "canary", "champion")
@@ -41,9 +49,15 @@ _DDL = (
         id BIGINT PRIMARY KEY, logged_at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, version TEXT,
         from_alias TEXT, to_alias TEXT, reason TEXT NOT NULL, forced BOOLEAN NOT NULL, details TEXT NOT NULL)""",
 )
+# Columns added to model_versions after its first release: added to existing databases when a registry opens
+# them, nullable (versions registered before have none).
+_ADDED_VERSION_COLUMNS = (
+    ("reference_path", "TEXT"), ("reference_sha256", "TEXT"), ("reference_bytes", "BIGINT"),
+)
 _VERSION_COLUMNS = (
     "version, dataset, task, created_at, registered_by, run_id, artifact_path, artifact_sha256, "
-    "artifact_bytes, key_metric, lineage, metrics, gate_report, gates_passed"
+    "artifact_bytes, key_metric, lineage, metrics, gate_report, gates_passed, "
+    "reference_path, reference_sha256, reference_bytes"
 )
 _AUDIT_COLUMNS = "id, logged_at, actor, action, version, from_alias, to_alias, reason, forced, details"
 
@@ -63,6 +77,7 @@ class ModelVersion:
     gate_report: dict
     gates_passed: bool
     aliases: tuple[str, ...] = ()  # current alias(es) when the record was read
+    reference: StoredArtifact | None = None  # its monitoring reference (None: registered without one)
 
 
 @dataclass(frozen=True)
@@ -85,7 +100,7 @@ class AuditEntry:
     id: int
     at: str
     actor: str
-    action: str  # register, supersede, promote, archive, rollback, restore
+    action: str  # register, supersede, promote, archive, rollback, restore, attach_reference (+ `record`'s)
     version: str | None
     from_alias: str | None
     to_alias: str | None
@@ -127,6 +142,12 @@ class ModelRegistry:
         with self._db.transaction(write=True) as tx:
             for statement in _DDL:
                 tx.rows(statement)
+            present = {row[0] for row in tx.rows(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
+                [self._db.schema, "model_versions"])}
+            for column, kind in _ADDED_VERSION_COLUMNS:
+                if column not in present:  # (writers are serialised; IF NOT EXISTS is belt and braces)
+                    tx.rows(f"ALTER TABLE {{s}}.model_versions ADD COLUMN IF NOT EXISTS {column} {kind}")
 
     def for_model(self, model: str) -> "ModelRegistry":
         """The same registry, scoped to one model's versions, aliases and audit entries."""
@@ -148,11 +169,15 @@ class ModelRegistry:
     def register(
         self, version: str, *, dataset: str, task: str, lineage: dict, metrics: dict, gate_report: dict,
         gates_passed: bool, artifact: StoredArtifact, run_id: str, actor: str, key_metric: str = "",
+        reference: StoredArtifact | None = None,
     ) -> ModelVersion:
         """Record a new version and make it the candidate; the same version and checksum again is a no-op.
 
         `lineage` should say how to rebuild the model: data manifest, code version, git commit, parameters,
-        seed and library versions. The artifact's file must match its checksum before it is recorded.
+        seed and library versions. `reference` is the version's monitoring reference, stored as JSON beside
+        the artifact. Both files must match their checksums (and the reference must parse) before they are
+        recorded. Registering an existing version again keeps its recorded reference; it only fills one in
+        for a version registered without any.
         """
         if not isinstance(version, str) or not VERSION_NAME.fullmatch(version):
             raise RegistryError(f"invalid version name {version!r}: use letters, digits and . _ - : +")
@@ -162,23 +187,37 @@ class ModelRegistry:
             self.artifacts.verify(artifact.path, artifact.sha256)
         except ArtifactError as exc:
             raise RegistryError(f"cannot register {version}: {exc}") from exc
+        if reference is not None:
+            self._read_reference(version, reference, "cannot register")
         with self._db.transaction(write=True) as tx:
-            existing = tx.scalar("SELECT artifact_sha256 FROM {s}.model_versions WHERE version = ?", [version])
-            if existing is not None:
-                if existing != artifact.sha256:
+            existing = tx.rows("SELECT artifact_sha256, reference_sha256 FROM {s}.model_versions WHERE version = ?",
+                               [version])
+            if existing:
+                existing_sha, existing_reference = existing[0]
+                if existing_sha != artifact.sha256:
                     raise RegistryError(
-                        f"version {version} is already registered with artifact sha256 {existing}; "
+                        f"version {version} is already registered with artifact sha256 {existing_sha}; "
                         f"refusing to re-register it with {artifact.sha256}"
                     )
+                if existing_reference is None and reference is not None:
+                    tx.rows("UPDATE {s}.model_versions SET reference_path = ?, reference_sha256 = ?, "
+                            "reference_bytes = ? WHERE version = ?",
+                            [reference.path, reference.sha256, reference.size_bytes, version])
+                    audit_id = tx.next_id("audit_log")
+                    tx.rows(f"INSERT INTO {{s}}.audit_log ({_AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            [audit_id, _now(), actor, "attach_reference", version, None, None,
+                             "monitoring reference recorded", False,
+                             _json({"run_id": run_id, "reference_sha256": reference.sha256})])
                 return self._get(tx, version)
             now = _now()
             seq = tx.next_id("model_versions", "seq")
+            ref = (reference.path, reference.sha256, reference.size_bytes) if reference else (None, None, None)
             tx.rows(
                 f"INSERT INTO {{s}}.model_versions (seq, {_VERSION_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [seq, version, dataset, task, now, actor, run_id, artifact.path, artifact.sha256,
                  artifact.size_bytes, key_metric, _json(lineage), _json(metrics), _json(gate_report),
-                 bool(gates_passed)],
+                 bool(gates_passed), *ref],
             )
             previous = self._holder(tx, "candidate", dataset)
             if previous is not None:
@@ -186,6 +225,7 @@ class ModelRegistry:
                            f"replaced as candidate by {version}")
             self._move(tx, version, None, "candidate", actor, now, "register", "",
                        details={"run_id": run_id, "artifact_sha256": artifact.sha256,
+                                "reference_sha256": reference.sha256 if reference else None,
                                 "gates_passed": bool(gates_passed)})
             return self._get(tx, version)
 
@@ -323,6 +363,34 @@ class ModelRegistry:
         record = self.get(version)
         return self.artifacts.load(record.artifact.path, record.artifact.sha256)
 
+    def load_reference(self, version: str) -> MonitoringReference:
+        """A version's own monitoring reference, parsed only after its file matches the recorded checksum.
+
+        Raises RegistryError when the version has no reference recorded, or its file is missing or not a
+        monitoring reference; ArtifactIntegrityError when the file's checksum does not match.
+        """
+        record = self.get(version)
+        if record.reference is None:
+            raise RegistryError(
+                f"model version {version} has no monitoring reference recorded (registered without one); "
+                "retrain its as-of date, or register it again with its reference"
+            )
+        return self._read_reference(version, record.reference, "cannot load the monitoring reference of")
+
+    def _read_reference(self, version: str, reference: StoredArtifact, doing: str) -> MonitoringReference:
+        from mlops_assets.core.monitoring.reference import MonitoringReference
+
+        try:
+            raw = self.artifacts.load_json(reference.path, reference.sha256)
+        except ArtifactIntegrityError as exc:
+            raise ArtifactIntegrityError(f"{doing} {version}: {exc}") from exc
+        except (ArtifactError, ValueError) as exc:  # missing file, path outside the store, not JSON
+            raise RegistryError(f"{doing} {version}: {exc}") from exc
+        try:
+            return MonitoringReference.from_dict(raw)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RegistryError(f"{doing} {version}: {reference.path} is not a monitoring reference ({exc!r})") from exc
+
     # -- helpers, all inside an open transaction
 
     def _get(self, tx: Transaction, version: str) -> ModelVersion:
@@ -379,12 +447,14 @@ class ModelRegistry:
 
 def _version_from_row(row: tuple, aliases: tuple[str, ...]) -> ModelVersion:
     (version, dataset, task, created_at, registered_by, run_id, path, sha, size, key_metric,
-     lineage, metrics, gate_report, gates_passed) = row
+     lineage, metrics, gate_report, gates_passed, ref_path, ref_sha, ref_size) = row
+    reference = (StoredArtifact(path=ref_path, sha256=ref_sha, size_bytes=int(ref_size or 0))
+                 if ref_path is not None and ref_sha is not None else None)
     return ModelVersion(
         version=version, dataset=dataset, task=task, created_at=created_at, registered_by=registered_by,
         run_id=run_id, artifact=StoredArtifact(path=path, sha256=sha, size_bytes=int(size)),
         key_metric=key_metric, lineage=json.loads(lineage), metrics=json.loads(metrics),
-        gate_report=json.loads(gate_report), gates_passed=bool(gates_passed), aliases=aliases,
+        gate_report=json.loads(gate_report), gates_passed=bool(gates_passed), aliases=aliases, reference=reference,
     )
 
 

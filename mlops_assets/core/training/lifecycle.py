@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from mlops_assets.core.monitoring import reports as monitoring
+from mlops_assets.core.monitoring.reference import MonitoringReference
 from mlops_assets.core.training import trainer as training
 from mlops_assets.core.registry.artifacts import ArtifactStore, StoredArtifact
 from mlops_assets.core.evaluation.report import EvaluationReport, evaluate, latency_ms_per_1k
@@ -50,28 +51,35 @@ class CandidateRecord:
     artifact: StoredArtifact
     lineage: dict
     train_seconds: float = 0.0
+    reference: StoredArtifact | None = None  # the version's monitoring reference, stored beside the artifact
 
     def to_dict(self) -> dict:
         return {"version": self.version, "as_of": self.as_of, "artifact": vars(self.artifact), "lineage": self.lineage,
-                "train_seconds": self.train_seconds}
+                "train_seconds": self.train_seconds,
+                "reference": vars(self.reference) if self.reference is not None else None}
 
     @classmethod
     def from_dict(cls, raw: dict) -> "CandidateRecord":
+        reference = raw.get("reference")
         return cls(raw["version"], raw["as_of"], StoredArtifact(**raw["artifact"]), raw["lineage"],
-                   raw.get("train_seconds", 0.0))
+                   raw.get("train_seconds", 0.0), StoredArtifact(**reference) if reference else None)
 
 
 def train_candidate(store: PartitionStore, artifacts: ArtifactStore, spec: DatasetSpec,
                     manifest: training.TrainingManifest) -> tuple[CandidateRecord, training.TrainedModel]:
+    """Train on the manifest's train split, store the pipeline and its monitoring reference (fitted on the
+    same rows, calibrated on the validation split) side by side in the artifact store."""
     started = time.perf_counter()
     model = training.train(spec, spec.training, load_split(store, manifest, "train"), manifest=manifest)
     seconds = time.perf_counter() - started
     artifact = artifacts.save(model.pipeline, spec.name)
     version = f"{spec.name}-{manifest.as_of}-{artifact.sha256[:8]}"
-    return CandidateRecord(version, manifest.as_of, artifact, model.lineage.to_dict(), seconds), model
+    reference = artifacts.save_json(monitoring_reference(store, spec, manifest, model.pipeline).to_dict(), spec.name)
+    return CandidateRecord(version, manifest.as_of, artifact, model.lineage.to_dict(), seconds, reference), model
 
 
-def monitoring_reference(store: PartitionStore, spec: DatasetSpec, manifest: training.TrainingManifest, pipeline) -> dict:
+def monitoring_reference(store: PartitionStore, spec: DatasetSpec, manifest: training.TrainingManifest,
+                         pipeline) -> MonitoringReference:
     """The drift profile, calibrator and baselines monitoring compares each served day with."""
     validation = load_split(store, manifest, "validation")
     latency = latency_ms_per_1k(pipeline, spec, validation)

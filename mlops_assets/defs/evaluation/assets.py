@@ -57,7 +57,7 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
             record.version, dataset=project.spec.name, task=project.spec.task, lineage=record.lineage,
             metrics=result.report.to_dict(), gate_report=result.gates.to_dict(), gates_passed=result.gates.passed,
             artifact=record.artifact, run_id=context.run.run_id, actor="dagster:evaluation_report",
-            key_metric=result.report.key_metric,
+            key_metric=result.report.key_metric, reference=record.reference,
         )
         document = {"version": record.version, "champion": champion_version, "gates_passed": result.gates.passed,
                     "report": result.report.to_dict(), "gates": result.gates.to_dict()}

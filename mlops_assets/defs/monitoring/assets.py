@@ -43,7 +43,7 @@ def _served(project, day: str):
     if champion.empty:
         raise dg.Failure(f"no acted-on predictions in the ledger for {day}: run batch_scoring first")
     version = champion["model_version"].iloc[0]
-    return champion, version, project.monitoring_reference(version)
+    return champion, version, project.registry.load_reference(version)
 
 
 def _result(name: str, status: str, metadata: dict) -> dg.AssetCheckResult:

@@ -92,7 +92,7 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
         labeled = [d for d in window if project.store.exists("labeled_examples", d)]
         labels = (deployment.ledger_labels(project.store.read_many("labeled_examples", labeled), project.spec)
                   if labeled else None)
-        reference = monitoring.profile_of(project.monitoring_reference(canary_version))
+        reference = monitoring.profile_of(registry.load_reference(canary_version))
         decision = rollout.canary_step(state, day, rows, labels, latency_ratio=None, score_reference=reference)
         if decision is None:
             return dg.MaterializeResult(metadata={"action": "wait", "share": state.share,

@@ -51,8 +51,6 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
         manifest = lifecycle.training.TrainingManifest.from_dict(
             project.store.read_json("training_set", context.partition_key))
         record, model = lifecycle.train_candidate(project.store, project.registry.artifacts, project.spec, manifest)
-        project.store.write_json("model_reference", context.partition_key,
-                                 lifecycle.monitoring_reference(project.store, project.spec, manifest, model.pipeline))
         project.store.write_json("candidate_model", context.partition_key, record.to_dict())
         repro = lifecycle.check_reproducible(project.store, project.spec, record, model.pipeline)
         lineage = record.lineage
@@ -60,7 +58,8 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
             data_version=dg.DataVersion(record.artifact.sha256),
             metadata={
                 "version": record.version, "artifact_sha256": record.artifact.sha256,
-                "artifact_bytes": record.artifact.size_bytes, "estimator": lineage["estimator"],
+                "artifact_bytes": record.artifact.size_bytes, "reference_sha256": record.reference.sha256,
+                "estimator": lineage["estimator"],
                 "seed": lineage["seed"], "git_commit": lineage["git_commit"], "train_rows": lineage["n_rows"],
                 "train_seconds": round(record.train_seconds, 3),
                 "library_versions": dg.MetadataValue.json(lineage["library_versions"]),
