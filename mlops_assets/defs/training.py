@@ -6,7 +6,7 @@ from mlops_assets.core.training import lifecycle
 from mlops_assets.core.features.engineering import FEATURE_CODE_VERSION
 from mlops_assets.core.ingestion.landing import sha256_bytes
 from mlops_assets.core.config.spec import DatasetSpec
-from mlops_assets.core.training.trainer import InsufficientDataError
+from mlops_assets.core.training.manifest import InsufficientDataError
 from mlops_assets.defs.resources import ProjectResource
 
 OWNERS = ["team:ml-platform"]

@@ -20,15 +20,15 @@ from mlops_assets.core.training import trainer as training
 from mlops_assets.core.monitoring.drift import ReferenceProfile
 from mlops_assets.core.evaluation.report import compute_metrics
 from mlops_assets.core.monitoring.performance_estimation import Calibrator, calibrate, estimate_performance, realised_performance
+from mlops_assets.core.monitoring.status import status_for
 from mlops_assets.core.config.spec import DatasetSpec, MonitoringPolicy
-
-DECISION_THRESHOLD = 0.5
 
 
 def build_reference(spec: DatasetSpec, pipeline, train_frame: pd.DataFrame, validation_frame: pd.DataFrame,
                     latency_ms_per_1k: float) -> dict:
     """The monitoring reference of one model version, JSON-safe."""
     cols = spec.feature_names
+    threshold = spec.deployment.decision_threshold
     y_val = training.labels(spec, validation_frame)
     importances = permutation_importance(
         _FeatureScorer(pipeline, spec), validation_frame[cols], y_val, n_repeats=3,
@@ -47,14 +47,14 @@ def build_reference(spec: DatasetSpec, pipeline, train_frame: pd.DataFrame, vali
     val_scores = training.predict_scores(pipeline, spec, validation_frame)
     reference = {
         "profile": profile.to_dict(),
-        "baseline": compute_metrics(spec.task, y_val, val_scores),
+        "baseline": compute_metrics(spec.task, y_val, val_scores, threshold=threshold),
         "latency_ms_per_1k": float(latency_ms_per_1k),
         "artifact_bytes": len(pickle.dumps(pipeline)),
         "unmonitored": sorted(set(cols) - monitored),
     }
     if spec.is_classification and len(np.unique(y_val)) == 2:
         reference["calibrator"] = vars(calibrate(val_scores, y_val, "isotonic"))
-        reference["baseline"]["accuracy_at_threshold"] = float(np.mean((val_scores >= DECISION_THRESHOLD) == y_val))
+        reference["baseline"]["accuracy_at_threshold"] = float(np.mean((val_scores >= threshold) == y_val))
     return reference
 
 
@@ -73,7 +73,7 @@ def _score_fn(spec: DatasetSpec):
 
     def score(estimator: _FeatureScorer, x: pd.DataFrame, y) -> float:
         s = training.predict_scores(estimator.pipeline, spec, x)
-        value = compute_metrics(spec.task, np.asarray(y), s)[key]
+        value = compute_metrics(spec.task, np.asarray(y), s, threshold=spec.deployment.decision_threshold)[key]
         return 0.0 if math.isnan(value) else value
 
     return score
@@ -103,19 +103,21 @@ class PerformanceDay:
 
 def performance_day(spec: DatasetSpec, reference: dict, scores: np.ndarray, labels: np.ndarray | None,
                     n_rows: int, policy: MonitoringPolicy) -> PerformanceDay:
-    """Realised metrics where labels exist, a confidence-based estimate before they do (classification)."""
+    """Realised metrics where labels exist, a confidence-based estimate before they do (classification); both
+    decide at the spec's [deployment] decision_threshold, as serving does."""
     key = "accuracy_at_threshold" if spec.is_classification else "rmse"
+    threshold = spec.deployment.decision_threshold
     baseline = float(reference["baseline"].get(key, math.nan))
     details: dict = {}
     estimated = realised = None
     if spec.is_classification and "calibrator" in reference and len(scores):
         probabilities = Calibrator(**_tuples(reference["calibrator"]))(scores)
-        estimate = estimate_performance(probabilities, DECISION_THRESHOLD, scores=scores)
+        estimate = estimate_performance(probabilities, threshold, scores=scores)
         estimated = estimate.accuracy
         details["estimated"] = estimate.to_dict()
     if labels is not None and len(labels):
         if spec.is_classification:
-            actual = realised_performance(scores, labels, DECISION_THRESHOLD)
+            actual = realised_performance(scores, labels, threshold)
             realised = actual.accuracy
             details["realised"] = actual.to_dict()
         else:
@@ -126,7 +128,7 @@ def performance_day(spec: DatasetSpec, reference: dict, scores: np.ndarray, labe
         drop = 0.0
     else:
         drop = (baseline - figure) if spec.is_classification else (figure - baseline) / max(baseline, 1e-9)
-    status = "ERROR" if drop >= policy.error_performance_drop else "WARN" if drop >= policy.warn_performance_drop else "OK"
+    status = status_for(drop, policy.warn_performance_drop, policy.error_performance_drop)
     coverage = (len(labels) / n_rows) if labels is not None and n_rows else 0.0
     return PerformanceDay(key, baseline, estimated, realised, coverage, float(drop), status, details)
 
@@ -153,7 +155,7 @@ def cost_day(reference: dict, today: dict, history: list[dict], retrains: int, r
     earlier = [per_1k(s, "wall_seconds") for s in history[:BASELINE_DAYS] if s["rows"]]
     baseline = float(np.median(earlier)) if earlier else None
     ratio = wall / baseline if baseline else 1.0
-    status = "ERROR" if ratio >= policy.error_cost_ratio else "WARN" if ratio >= policy.warn_cost_ratio else "OK"
+    status = status_for(ratio, policy.warn_cost_ratio, policy.error_cost_ratio)
     return {
         "cpu_seconds_per_1k": cpu, "wall_seconds_per_1k": wall,
         "baseline_wall_seconds_per_1k": baseline, "baseline_days": len(earlier),
