@@ -8,6 +8,7 @@ import json
 import pytest
 
 from mlops_assets import cli
+from mlops_assets.core.evaluation.gates import GateReport, GateResult
 from mlops_assets.core.registry.artifacts import ArtifactStore
 from mlops_assets.core.registry.model_registry import ModelRegistry
 
@@ -29,7 +30,8 @@ def add(registry: ModelRegistry, version: str, auc: float, passed: bool = True):
         version, dataset="elec2", task="binary_classification",
         lineage={"git_commit": f"commit-{version}", "seed": 42, "parameters": {"max_depth": 3}},
         metrics={"key_metric": "roc_auc", "candidate": {"metrics": {"roc_auc": auc, "log_loss": 0.4}}},
-        gate_report={"passed": passed, "failures": [] if passed else ["slices"], "results": []},
+        gate_report=GateReport([GateResult("slice_regression", passed, 0.01, 0.05, 0.04 if passed else -0.04, "test"),
+                                GateResult("latency", True, 10.0, 500.0, 490.0, "test")]).to_dict(),
         gates_passed=passed, artifact=artifact, run_id=f"run-{version}", actor="trainer",
     )
 
@@ -83,7 +85,7 @@ def test_promote_refuses_failed_gates_with_a_one_line_error(registry, url, capsy
     add(registry, "v1", 0.8, passed=False)
     code, out, err = run(capsys, "promote", "v1", "--to", "champion", "--registry", url)
     assert code == 1 and out == ""
-    assert len(err.strip().splitlines()) == 1 and "did not pass its promotion gates (slices)" in err
+    assert len(err.strip().splitlines()) == 1 and "did not pass its promotion gates (slice_regression)" in err
     code, _, err = run(capsys, "promote", "v1", "--to", "champion", "--force", "--registry", url)
     assert code == 1 and "without a reason" in err
     assert registry.version_for("champion") is None

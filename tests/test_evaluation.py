@@ -42,7 +42,7 @@ def labeled(spec, rows, seed):
 def test_classification_metrics_match_hand_computed_values():
     y = np.array([0, 0, 1, 1])
     s = np.array([0.1, 0.6, 0.4, 0.8])
-    m = ev.classification_metrics(y, s)
+    m = ev.classification_metrics(y, s, threshold=0.5)
     assert m["roc_auc"] == pytest.approx(0.75)  # 3 of 4 positive-negative pairs ordered correctly
     assert m["accuracy"] == pytest.approx(0.5)  # predictions 0,1,0,1
     assert m["f1"] == pytest.approx(0.5)  # tp=1, fp=1, fn=1
@@ -63,7 +63,7 @@ def test_classification_metrics_agree_with_scikit_learn_on_random_data():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 300)
     s = np.round(rng.random(300), 2)  # rounded, so there are ties
-    m = ev.classification_metrics(y, s)
+    m = ev.classification_metrics(y, s, threshold=0.5)
     assert m["roc_auc"] == pytest.approx(roc_auc_score(y, s))
     assert m["log_loss"] == pytest.approx(log_loss(y, np.clip(s, 1e-15, 1 - 1e-15)))
     assert m["brier"] == pytest.approx(brier_score_loss(y, s))

@@ -9,6 +9,8 @@ import pytest
 from mlops_assets.core.evaluation import report as ev
 from mlops_assets.core.evaluation import gates
 from mlops_assets.core.training import trainer as training
+from mlops_assets.core.training.manifest import plan_training_window
+from mlops_assets.core.training.reproducibility import compare_predictions, retrain_from_lineage
 from mlops_assets.core.config.spec import GatePolicy, spec_from_dict
 
 
@@ -52,7 +54,7 @@ DAYS = [dt.date(2025, 3, 1) + dt.timedelta(days=i) for i in range(6)]
 @pytest.fixture(scope="module")
 def setup():
     spec = make_spec()
-    window = training.plan_training_window(DAYS[-1], DAYS, spec.training)
+    window = plan_training_window(DAYS[-1], DAYS, spec.training)
     train = frames(spec, window.train_days)
     bench = frames(spec, window.benchmark_days)
     good = training.train(spec, spec.training, train, git_commit="x").pipeline
@@ -186,7 +188,7 @@ def test_leakage_is_detected_from_key_sets(setup):
 
 def test_time_split_window_has_no_leakage_but_a_duplicated_row_does():
     spec = make_spec()
-    window = training.plan_training_window(DAYS[-1], DAYS, spec.training)
+    window = plan_training_window(DAYS[-1], DAYS, spec.training)
     keys = spec.key_columns
     train, bench = frames(spec, window.train_days)[keys], frames(spec, window.benchmark_days)[keys]
     assert gates.leakage_gate(train, bench).passed
@@ -230,7 +232,7 @@ def test_gate_report_is_json_safe(setup):
 def test_regression_task_end_to_end():
     spec = make_spec("regression", floors={"rmse": 2.0, "r2": 0.8})
     days = DAYS
-    window = training.plan_training_window(days[-1], days, spec.training)
+    window = plan_training_window(days[-1], days, spec.training)
     manifest = window.manifest({d: f"v-{d}" for d in days})
     train = frames(spec, window.train_days, seed=1)
     bench = frames(spec, window.benchmark_days, seed=1)
@@ -255,5 +257,5 @@ def test_regression_task_end_to_end():
                                   spec.gates, True, **keys)
     assert better.passed, better.summary()
 
-    rebuilt = training.retrain_from_lineage(spec, model.lineage, lambda ds: frames(spec, ds, seed=1))
-    assert training.compare_predictions(model, rebuilt, bench).identical
+    rebuilt = retrain_from_lineage(spec, model.lineage, lambda ds: frames(spec, ds, seed=1))
+    assert compare_predictions(model, rebuilt, bench).identical

@@ -6,7 +6,7 @@ import dagster as dg
 import pytest
 
 from conftest import SPECS
-from mlops_assets.demo import synthetic
+from mlops_assets.demo import corruptions, synthetic
 from mlops_assets.core.ingestion.landing import features_file_name, labels_file_name
 from mlops_assets.demo.history import deliveries
 
@@ -19,7 +19,7 @@ def synthetic_batches(spec, days, **kw):
 
 
 def deliver_features(pipeline, spec, batch, corruption=None):
-    pipeline.landing.deliver(features_file_name(batch.day), synthetic.features_file_bytes(spec, batch, corruption))
+    pipeline.landing.deliver(features_file_name(batch.day), corruptions.features_file_bytes(spec, batch, corruption))
 
 
 def test_elec2_days_flow_to_labeled_examples(make_pipeline, elec2_spec, elec2_history):
@@ -85,7 +85,7 @@ UNREADABLE = {"empty_file", "header_only", "truncated_csv"}
 
 def test_every_corrupt_case_is_quarantined_and_other_days_go_on(make_pipeline, synthetic_spec):
     pipeline = make_pipeline(SPECS / "synthetic.toml")
-    kinds = list(synthetic.CORRUPTIONS)
+    kinds = list(corruptions.CORRUPTIONS)
     batches = synthetic_batches(synthetic_spec, len(kinds) + 1)
     good = batches[-1]
     for batch, kind in zip(batches, kinds):
@@ -102,7 +102,7 @@ def test_every_corrupt_case_is_quarantined_and_other_days_go_on(make_pipeline, s
         assert record is not None, f"{kind}: not quarantined"
         assert record.file == features_file_name(batch.day) and record.reason, kind
         assert not pipeline.landing.exists(record.file), kind
-        assert (pipeline.project.quarantine.root / record.stored_as).read_bytes() == synthetic.features_file_bytes(
+        assert (pipeline.project.quarantine.root / record.stored_as).read_bytes() == corruptions.features_file_bytes(
             synthetic_spec, batch, kind), kind
         assert not pipeline.store.exists("raw_batch", day), kind
         if kind in UNREADABLE:

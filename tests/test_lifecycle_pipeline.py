@@ -58,6 +58,25 @@ def test_failed_gate_stops_promotion_and_force_needs_a_reason(tmp_path):
     assert entry.forced and entry.reason == "incident 42: ship the fix" and entry.actor == "alice"
 
 
+@pytest.mark.parametrize("auto_canary", [True, False])
+def test_a_passing_candidate_starts_as_canary_only_when_the_deployment_policy_says_auto_canary(tmp_path, auto_canary):
+    spec_path = tmp_path / "spec.toml"
+    spec_path.write_text((SPECS / "synthetic.toml").read_text() + f"\n[deployment]\nauto_canary = {str(auto_canary).lower()}\n")
+    loc = Location(tmp_path, spec_path)
+    assert loc.project.spec.deployment.auto_canary is auto_canary
+    assert loc.train(20).success
+    champion = loc.registry.version_for("champion")
+    assert loc.train(27).success  # this candidate passes its gates against the first (seeded data: always)
+    [second] = [v.version for v in loc.registry.list_versions() if v.version != champion]
+    assert loc.registry.version_for("champion") == champion
+    if auto_canary:
+        assert loc.registry.version_for("canary") == second
+        [start] = [e for e in loc.registry.audit_log(version=second) if e.to_alias == "canary"]
+        assert start.actor == "policy:auto-canary"
+    else:
+        assert loc.registry.version_for("canary") is None and loc.registry.aliases_of(second) == ["candidate"]
+
+
 def test_rollback_job_restores_previous_champion_checksum(tmp_path):
     loc = Location(tmp_path, SPECS / "synthetic.toml")
     assert loc.train(20).success

@@ -66,12 +66,12 @@ def test_isotonic_calibration_repairs_estimates_from_miscalibrated_scores():
 
     ref_scores, ref_labels = draw(50_000)
     scores, labels = draw(100_000)
-    realised = realised_performance(scores, labels)
-    raw = estimate_performance(scores)
+    realised = realised_performance(scores, labels, threshold=0.5)
+    raw = estimate_performance(scores, threshold=0.5)
     # taken at face value the scores mislead: AUC 0.83 expected against 0.90 realised, precision 0.75 vs 0.47
     assert abs(raw.roc_auc - realised.roc_auc) > 0.05 and abs(raw.precision - realised.precision) > 0.2
     calibrator = calibrate(ref_scores, ref_labels, method="isotonic")
-    fixed = estimate_performance(calibrator(scores), scores=scores)
+    fixed = estimate_performance(calibrator(scores), threshold=0.5, scores=scores)
     for metric in METRICS:
         assert abs(getattr(fixed, metric) - getattr(realised, metric)) < 0.015, metric
 
@@ -95,12 +95,12 @@ def test_calibrator_round_trips_through_json(method):
 
 def test_bad_inputs_are_rejected():
     with pytest.raises(ValueError, match="calibrate"):
-        estimate_performance([0.2, 1.7])
+        estimate_performance([0.2, 1.7], threshold=0.5)
     with pytest.raises(ValueError, match="finite"):
-        estimate_performance([0.2, np.nan])
+        estimate_performance([0.2, np.nan], threshold=0.5)
     with pytest.raises(ValueError, match="0 or 1"):
-        realised_performance([0.2, 0.4], [0, 2])
+        realised_performance([0.2, 0.4], [0, 2], threshold=0.5)
     with pytest.raises(ValueError, match="both classes"):
         calibrate([0.2, 0.4], [1, 1])
-    empty = estimate_performance([])
+    empty = estimate_performance([], threshold=0.5)
     assert empty.n == 0 and np.isnan(empty.roc_auc)

@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 
+from mlops_assets.core.evaluation.gates import GateReport, GateResult
 from mlops_assets.core.registry.artifacts import ArtifactIntegrityError, ArtifactStore, StoredArtifact
 from mlops_assets.core.registry.model_registry import ModelRegistry, RegistryError, artifacts_dir_for, open_registry
 from conftest import SPECS
@@ -66,14 +67,21 @@ def registry(registry_url, store):
     return ModelRegistry(registry_url, store)
 
 
+def gate_report(passed: bool) -> dict:
+    """A gate report as the evaluation stores it (GateReport.to_dict()); a failed one fails two criteria."""
+    margin = 0.01 if passed else -0.01
+    return GateReport([GateResult("key_metric_vs_champion", passed, margin, 0.0, margin, "test"),
+                       GateResult("latency", passed, 500 - margin, 500.0, margin, "test"),
+                       GateResult("leakage", True, 0, 0, 0, "test")]).to_dict()
+
+
 def register(registry: ModelRegistry, version: str, *, passed: bool = True, payload=None, actor: str = "trainer"):
     artifact = registry.artifacts.save(payload if payload is not None else {"model": version}, version)
-    gate_report = {"passed": passed, "failures": [] if passed else ["key_metric", "latency"], "results": []}
     return registry.register(
         version, dataset="elec2", task="binary_classification",
         lineage={"data_manifest": {"2024-01-01": "abc"}, "git_commit": "deadbeef", "parameters": {"lr": 0.1},
                  "seed": 7, "library_versions": {"scikit-learn": "1.9.1"}},
-        metrics={"roc_auc": 0.8}, gate_report=gate_report, gates_passed=passed, artifact=artifact,
+        metrics={"roc_auc": 0.8}, gate_report=gate_report(passed), gates_passed=passed, artifact=artifact,
         run_id=f"run-{version}", actor=actor, key_metric="roc_auc",
     )
 

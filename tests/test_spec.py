@@ -82,3 +82,28 @@ def test_no_other_module_names_a_dataset_column():
         offenders += [f"{path.name}: {n}" for n in names if f'"{n}"' in text or f"'{n}'" in text]
     assert not offenders, offenders
     assert mlops_assets
+
+
+def test_auto_canary_lives_under_deployment():
+    assert spec_from_dict(minimal()).deployment.auto_canary is False
+    assert spec_from_dict(minimal(deployment__auto_canary=True)).deployment.auto_canary is True
+    assert load_spec(SPECS / "elec2.toml").deployment.auto_canary is True
+    assert not hasattr(spec_from_dict(minimal()).monitoring, "auto_canary")
+
+
+def test_auto_canary_under_monitoring_is_rejected_naming_its_new_place_with_the_other_mistakes():
+    raw = minimal(monitoring__auto_canary=True, monitoring__colour="blue", deployment__canary_window_days=0)
+    with pytest.raises(SpecError) as err:
+        spec_from_dict(raw, source="old.toml")
+    problems = err.value.problems
+    assert "monitoring.auto_canary: moved to [deployment] auto_canary" in problems
+    assert any(p.startswith("monitoring.colour: unknown key") for p in problems)
+    assert "deployment.canary_window_days: must be at least 1" in problems
+    assert "auto_canary" not in " ".join(p for p in problems if p.startswith("monitoring.colour"))  # not a known key
+
+
+def test_policies_are_importable_from_the_spec_module_and_their_own():
+    from mlops_assets.core.config import policies, spec
+
+    for name in ("TrainingPolicy", "GatePolicy", "MonitoringPolicy", "DeploymentPolicy"):
+        assert getattr(spec, name) is getattr(policies, name)

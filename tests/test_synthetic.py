@@ -13,6 +13,7 @@ from scipy.stats import chi2_contingency
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
+from mlops_assets.demo import corruptions
 from mlops_assets.demo import synthetic as syn
 from mlops_assets.core.features.engineering import engineer, make_preprocessor
 from mlops_assets.core.config.spec import load_spec, spec_from_dict
@@ -82,7 +83,7 @@ def test_column_names_come_from_the_spec():
     truth = syn.ground_truth(spec, cfg)
     assert truth.drifting_features == ("a", "b")
     assert truth.corruptions[0].column == "c"  # the last numeric feature
-    assert "c" not in read_back(syn.features_file_bytes(spec, batches[1], "missing_column")).columns
+    assert "c" not in read_back(corruptions.features_file_bytes(spec, batches[1], "missing_column")).columns
 
 
 def test_stable_data_has_the_intended_base_rate_and_difficulty():
@@ -218,7 +219,7 @@ def batch() -> syn.DayBatch:
 
 
 def test_every_corruption_is_tested():
-    assert set(syn.CORRUPTIONS) == set(CORRUPTION_CHECKS)
+    assert set(corruptions.CORRUPTIONS) == set(CORRUPTION_CHECKS)
 
 
 def _renamed(df, clean, col):
@@ -265,25 +266,25 @@ CORRUPTION_CHECKS = {
 
 @pytest.mark.parametrize("kind", [k for k, check in CORRUPTION_CHECKS.items() if check])
 def test_column_and_row_corruptions_read_back_broken(batch, kind):
-    clean = read_back(syn.features_file_bytes(SPEC, batch))
+    clean = read_back(corruptions.features_file_bytes(SPEC, batch))
     assert list(clean.columns) == SPEC.batch_columns and len(clean) == len(batch.features)
     col = syn.ground_truth(SPEC, config(days=1, corruptions={0: kind})).corruptions[0].column
-    assert (col in NUM) == (kind in syn.COLUMN_CORRUPTIONS)
-    CORRUPTION_CHECKS[kind](read_back(syn.features_file_bytes(SPEC, batch, kind)), clean, col)
+    assert (col in NUM) == (kind in corruptions.COLUMN_CORRUPTIONS)
+    CORRUPTION_CHECKS[kind](read_back(corruptions.features_file_bytes(SPEC, batch, kind)), clean, col)
 
 
 def test_empty_and_header_only_files(batch):
-    assert syn.features_file_bytes(SPEC, batch, "empty_file") == b""
+    assert corruptions.features_file_bytes(SPEC, batch, "empty_file") == b""
     with pytest.raises(pd.errors.EmptyDataError):
         read_back(b"")
-    header = syn.features_file_bytes(SPEC, batch, "header_only")
+    header = corruptions.features_file_bytes(SPEC, batch, "header_only")
     frame = read_back(header)
     assert list(frame.columns) == SPEC.batch_columns and frame.empty and header.count(b"\n") == 1
 
 
 def test_truncated_file_is_cut_mid_row(batch):
-    content = syn.features_file_bytes(SPEC, batch, "truncated_csv")
-    full = syn.features_file_bytes(SPEC, batch)
+    content = corruptions.features_file_bytes(SPEC, batch, "truncated_csv")
+    full = corruptions.features_file_bytes(SPEC, batch)
     assert full.startswith(content) and not content.endswith(b"\n")
     last_line = content.rsplit(b"\n", 1)[1]
     assert 1 < len(last_line.split(b",")) < len(SPEC.batch_columns)
@@ -298,7 +299,7 @@ def test_write_scenario_corrupts_only_the_named_days(tmp_path):
     batches = days_of(cfg)
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == sorted([syn.GROUND_TRUTH_FILE] + [f"{k}_{b.day}.csv" for b in batches for k in ("features", "labels")])
-    assert (tmp_path / f"features_{batches[0].day}.csv").read_bytes() == syn.features_file_bytes(SPEC, batches[0])
+    assert (tmp_path / f"features_{batches[0].day}.csv").read_bytes() == corruptions.features_file_bytes(SPEC, batches[0])
     assert len(read_back((tmp_path / f"features_{batches[1].day}.csv").read_bytes())) > 30
     assert (tmp_path / f"features_{batches[2].day}.csv").stat().st_size == 0
     for b in batches:  # labels are never corrupted

@@ -11,6 +11,8 @@ from sklearn.linear_model import LogisticRegression, Ridge
 
 from mlops_assets.core.features import engineering as features
 from mlops_assets.core.training import trainer as training
+from mlops_assets.core.training.manifest import InsufficientDataError, TrainingManifest, plan_training_window
+from mlops_assets.core.training.reproducibility import compare_predictions, retrain_from_lineage
 from mlops_assets.core.config.spec import TrainingPolicy, load_spec, spec_from_dict
 
 SPECS = Path(__file__).resolve().parents[1] / "data" / "specs"
@@ -55,7 +57,7 @@ def test_window_splits_by_time_with_the_most_recent_days_as_benchmark():
     policy = TrainingPolicy(window_days=7, validation_days=2, benchmark_days=2)
     available = days_from(D0, 12)  # includes days after as_of, which must be ignored
     as_of = D0 + dt.timedelta(days=9)
-    w = training.plan_training_window(as_of, available, policy)
+    w = plan_training_window(as_of, available, policy)
     assert w.benchmark_days == (as_of - dt.timedelta(days=1), as_of)
     assert w.validation_days == (as_of - dt.timedelta(days=3), as_of - dt.timedelta(days=2))
     assert w.train_days == tuple(days_from(as_of - dt.timedelta(days=6), 3))
@@ -66,32 +68,32 @@ def test_window_splits_by_time_with_the_most_recent_days_as_benchmark():
 def test_window_names_how_many_days_are_needed_and_which_are_missing():
     policy = TrainingPolicy(window_days=7, validation_days=2, benchmark_days=2)
     available = [d for d in days_from(D0, 10) if d != D0 + dt.timedelta(days=5)]
-    with pytest.raises(training.InsufficientDataError) as err:
-        training.plan_training_window(D0 + dt.timedelta(days=9), available, policy)
+    with pytest.raises(InsufficientDataError) as err:
+        plan_training_window(D0 + dt.timedelta(days=9), available, policy)
     assert err.value.needed == 7 and err.value.missing == [D0 + dt.timedelta(days=5)]
     assert "needs 7 labeled days" in str(err.value) and "2025-03-06" in str(err.value)
 
-    with pytest.raises(training.InsufficientDataError) as err:  # history too short: the earliest days missing
-        training.plan_training_window(D0 + dt.timedelta(days=3), days_from(D0, 4), policy)
+    with pytest.raises(InsufficientDataError) as err:  # history too short: the earliest days missing
+        plan_training_window(D0 + dt.timedelta(days=3), days_from(D0, 4), policy)
     assert err.value.missing == days_from(D0 - dt.timedelta(days=3), 3)
 
 
 def test_window_rejects_a_policy_that_leaves_no_training_day():
     with pytest.raises(ValueError, match="must exceed"):
-        training.plan_training_window(D0, days_from(D0 - dt.timedelta(days=10), 11),
+        plan_training_window(D0, days_from(D0 - dt.timedelta(days=10), 11),
                                       TrainingPolicy(window_days=4, validation_days=2, benchmark_days=2))
 
 
 def test_manifest_lists_partitions_and_versions_and_round_trips_json():
     policy = TrainingPolicy(window_days=5, validation_days=1, benchmark_days=1)
     days = days_from(D0, 8)
-    w = training.plan_training_window(days[6], days, policy)
+    w = plan_training_window(days[6], days, policy)
     versions = {d: f"hash-{d.isoformat()}" for d in days}
     m = w.manifest(versions)
     assert m.splits["train"] == [d.isoformat() for d in days[2:5]]
     assert m.splits["benchmark"] == [days[6].isoformat()]
     assert set(m.data_versions) == {d.isoformat() for d in days[2:7]}  # only the window's days
-    assert training.TrainingManifest.from_json(m.to_json()) == m
+    assert TrainingManifest.from_json(m.to_json()) == m
     assert m.days("validation") == [days[5]]
     with pytest.raises(ValueError, match=days[3].isoformat()):
         w.manifest({d: "h" for d in days if d != days[3]})
@@ -143,7 +145,7 @@ def test_train_records_lineage_and_fingerprint_ignores_row_order():
     spec = small_spec()
     policy = TrainingPolicy(estimator="logistic_regression", seed=5)
     frame = labeled_days(spec, days_from(D0, 3))
-    manifest = training.TrainingManifest("2025-03-07", {"train": ["2025-03-01"], "validation": [],
+    manifest = TrainingManifest("2025-03-07", {"train": ["2025-03-01"], "validation": [],
                                                         "benchmark": []}, {"2025-03-01": "abc"})
     model = training.train(spec, policy, frame, manifest=manifest, git_commit="deadbeef")
     lin = model.lineage
@@ -156,7 +158,7 @@ def test_train_records_lineage_and_fingerprint_ignores_row_order():
 
     shuffled = training.train(spec, policy, frame.sample(frac=1.0, random_state=1), git_commit="deadbeef")
     assert shuffled.lineage.data_fingerprint == lin.data_fingerprint
-    assert training.compare_predictions(model, shuffled, frame).identical
+    assert compare_predictions(model, shuffled, frame).identical
 
     changed = frame.copy()
     changed.loc[0, "x1"] += 1e-9
@@ -199,7 +201,7 @@ def test_retrain_from_lineage_reproduces_predictions_bit_for_bit(estimator):
     params = {"max_iter": 30} if estimator == "hist_gradient_boosting" else {"n_estimators": 15}
     policy = TrainingPolicy(window_days=7, validation_days=2, benchmark_days=2, estimator=estimator, params=params)
     days = days_from(D0, 7)
-    window = training.plan_training_window(days[-1], days, policy)
+    window = plan_training_window(days[-1], days, policy)
     manifest = window.manifest({d: "v1" for d in days})
     original = training.train(spec, policy, labeled_days(spec, window.train_days), manifest=manifest)
     asked = []
@@ -208,9 +210,9 @@ def test_retrain_from_lineage_reproduces_predictions_bit_for_bit(estimator):
         asked.append(list(ds))
         return labeled_days(spec, ds)
 
-    rebuilt = training.retrain_from_lineage(spec, original.lineage, loader)
+    rebuilt = retrain_from_lineage(spec, original.lineage, loader)
     assert asked == [list(window.train_days)]
-    result = training.compare_predictions(original, rebuilt, labeled_days(spec, window.benchmark_days))
+    result = compare_predictions(original, rebuilt, labeled_days(spec, window.benchmark_days))
     assert result.identical and result.max_abs_diff == 0.0 and result.differences == []
 
 
@@ -218,27 +220,27 @@ def test_changed_seed_or_param_or_data_is_detected_and_named():
     spec = small_spec()
     policy = TrainingPolicy(estimator="random_forest", params={"n_estimators": 10}, seed=1)
     days = days_from(D0, 3)
-    manifest = training.TrainingManifest("x", {"train": [d.isoformat() for d in days]}, {})
+    manifest = TrainingManifest("x", {"train": [d.isoformat() for d in days]}, {})
     original = training.train(spec, policy, labeled_days(spec, days), manifest=manifest)
     bench = labeled_day(spec, D0 + dt.timedelta(days=10))
 
     def loader(ds):
         return labeled_days(spec, ds)
 
-    reseeded = training.retrain_from_lineage(spec, replace(original.lineage, seed=2), loader)
-    r = training.compare_predictions(original, reseeded, bench)
+    reseeded = retrain_from_lineage(spec, replace(original.lineage, seed=2), loader)
+    r = compare_predictions(original, reseeded, bench)
     assert not r.identical and r.max_abs_diff > 0
     assert any(d.startswith("seed: 1 -> 2") for d in r.differences)
     assert "seed" in r.summary()
 
     deeper_params = {"n_estimators": 10, "max_depth": 2}
-    deeper = training.retrain_from_lineage(spec, replace(original.lineage, params=deeper_params), loader)
-    r = training.compare_predictions(original, deeper, bench)
+    deeper = retrain_from_lineage(spec, replace(original.lineage, params=deeper_params), loader)
+    r = compare_predictions(original, deeper, bench)
     assert not r.identical
     assert any(d.startswith("params (max_depth: '<absent>' -> 2)") for d in r.differences)
 
-    other_data = training.retrain_from_lineage(spec, original.lineage, lambda ds: labeled_days(spec, ds, seed=9))
-    r = training.compare_predictions(original, other_data, bench)
+    other_data = retrain_from_lineage(spec, original.lineage, lambda ds: labeled_days(spec, ds, seed=9))
+    r = compare_predictions(original, other_data, bench)
     assert not r.identical and any(d.startswith("data_fingerprint") for d in r.differences)
     assert not any(d.startswith(("seed", "params")) for d in r.differences)
 
@@ -247,7 +249,7 @@ def test_retrain_needs_a_manifest():
     spec = small_spec()
     model = training.train(spec, TrainingPolicy(estimator="logistic_regression"), labeled_day(spec, D0))
     with pytest.raises(ValueError, match="no manifest"):
-        training.retrain_from_lineage(spec, model.lineage, lambda ds: None)
+        retrain_from_lineage(spec, model.lineage, lambda ds: None)
 
 
 def test_bundled_synthetic_spec_trains_its_configured_estimator():

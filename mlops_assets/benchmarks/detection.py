@@ -10,9 +10,10 @@ monitoring reference (`monitoring.build_reference`), the daily `drift_report` an
    stable days, and the realised accuracy before/after onset (concept drift and prior shift).
 2. Elec2 (data/specs/elec2.toml): the Victoria columns are constant until 1997-05-04 (data/elec2/README.md).
    Daily effect sizes before the change, ERROR days before it, and the delay to the first ERROR after it.
-3. Elec2 accuracy at threshold 0.5 of the daily champion: never retrained, retrained weekly on the trailing
-   window, retrained on a drift ERROR (and on drift or performance ERROR, as the retrain sensor does), all
-   with the spec's cooldown. Every retrained model is promoted: the promotion gates are not simulated.
+3. Elec2 accuracy of the daily champion, deciding at the spec's decision_threshold: never retrained, retrained
+   weekly on the trailing window, retrained on a drift ERROR (and on drift or performance ERROR, as the retrain
+   sensor does), all with the spec's cooldown. Every retrained model is promoted: the promotion gates are not
+   simulated.
 
 Options: --quick (one synthetic seed; on Elec2 only the never-retrained and drift-triggered policies),
 --seeds N (default 5), --onset DAY, --served-days N, --only synthetic|elec2, --jobs N (worker processes,
@@ -34,12 +35,15 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from mlops_assets.benchmarks.detection_report import print_elec2, print_synthetic
 from mlops_assets.core.features import engineering as features
 from mlops_assets.core.monitoring import reports as monitoring
 from mlops_assets.demo import history as replay
 from mlops_assets.demo import synthetic
 from mlops_assets.core.training import trainer as training
+from mlops_assets.core.training.manifest import plan_training_window
 from mlops_assets.core.io.atomic import write_atomic
+from mlops_assets.core.io.json_safe import json_safe
 from mlops_assets.core.monitoring.drift import ReferenceProfile, drift_report
 from mlops_assets.core.monitoring.reference import MonitoringReference
 from mlops_assets.core.evaluation.report import latency_ms_per_1k
@@ -74,7 +78,7 @@ class DayRecord:
     flagged: list[str]
     effects: dict[str, float]
     rows: int
-    correct: int  # rows whose decision at 0.5 matched the label
+    correct: int  # rows whose decision (at the spec's decision_threshold) matched the label
     performance_status: str
     performance_drop: float = 0.0  # validation accuracy of the serving model minus today's
     accuracy: float = field(init=False)
@@ -85,7 +89,7 @@ class DayRecord:
 
 def fit_model(spec: DatasetSpec, frames: dict[dt.date, pd.DataFrame], as_of: dt.date) -> ServingModel:
     """Train on the window ending at `as_of` and build its monitoring reference, as candidate_model does."""
-    window = training.plan_training_window(as_of, list(frames), spec.training)
+    window = plan_training_window(as_of, list(frames), spec.training)
     train = pd.concat([frames[d] for d in window.train_days], ignore_index=True)
     validation = pd.concat([frames[d] for d in window.validation_days], ignore_index=True)
     model = training.train(spec, spec.training, train, git_commit="bench")
@@ -102,7 +106,7 @@ def serve_day(spec: DatasetSpec, model: ServingModel, day: dt.date, frame: pd.Da
     scores = training.predict_scores(model.pipeline, spec, frame)
     labels = training.labels(spec, frame)
     perf = monitoring.performance_day(spec, model.reference, scores, labels, len(frame), spec.monitoring)
-    correct = int(np.sum((scores >= monitoring.DECISION_THRESHOLD) == labels))
+    correct = int(np.sum((scores >= spec.deployment.decision_threshold) == labels))
     flagged = [f for f in report.drifted_features if spec.feature(f).monitor]  # unmonitored ones weigh 0
     effects = {f.feature: round(float(f.effect_size), 4) for f in report.features}
     return DayRecord(day.isoformat(), model.as_of.isoformat(), report.status, report.drift_share, flagged, effects,
@@ -237,7 +241,7 @@ def effect_quantiles(records: list[DayRecord], names: list[str]) -> dict:
 
 def in_window_effects(spec: DatasetSpec, frames: dict[dt.date, pd.DataFrame], model: ServingModel) -> dict:
     """Each training day of the model against its own profile: the day-to-day variation an ordinary day has."""
-    window = training.plan_training_window(model.as_of, list(frames), spec.training)
+    window = plan_training_window(model.as_of, list(frames), spec.training)
     records = [DayRecord(d.isoformat(), "", "", 0.0, [], {f.feature: float(f.effect_size) for f in
                          drift_report(model.profile, frames[d], spec.monitoring).features}, 0, 0, "")
                for d in window.train_days]
@@ -310,87 +314,12 @@ def elec2_figures(spec_path: Path, csv_path: Path, policies: tuple[str, ...], po
     return out
 
 
-# ---------------------------------------------------------------------------------------------- report
-
-
-def table(header: list[str], rows: list[list]) -> str:
-    cells = [[_fmt(v) for v in row] for row in [header] + rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in cells]
-    return "\n".join([lines[0], "  ".join("-" * w for w in widths)] + lines[1:])
-
-
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return "nan" if np.isnan(v) else f"{v:.3f}"
-    if isinstance(v, (list, tuple)):
-        return ",".join(str(x) for x in v) or "-"
-    return "-" if v is None else str(v)
-
-
-def print_synthetic(figures: dict, spec: DatasetSpec, onset_day: int) -> None:
-    m = spec.monitoring
-    print(f"\n1. Synthetic scenarios ({Path(spec.source).name}): model on days 0..{spec.training.window_days - 1}, "
-          f"onset day {onset_day}; drift_alpha={m.drift_alpha}, drift_min_effect={m.drift_min_effect}, "
-          f"warn/error share {m.warn_drift_share}/{m.error_drift_share}. One row per seed.")
-    rows = []
-    for scenario, runs in figures.items():
-        for r in runs:
-            post = r["served_days_after_onset"]
-            rows.append([scenario, r["seed"], f'{r["alarm_days_before_onset"]}/{r["served_days_before_onset"]}',
-                         r["wrong_flags_before_onset"], r.get("delay_days"), r.get("status_at_detection"),
-                         r.get("precision"), r.get("recall"), f'{r["alarm_days_after_onset"]}/{post}' if post else None,
-                         r["flagged_after_onset"] if scenario in ("concept_drift", "prior_shift") else None,
-                         r["accuracy_before_onset"], r["accuracy_after_onset"] if post else None,
-                         r["performance_error_days_after_onset"] if post else None])
-    print(table(["scenario", "seed", "alarms pre", "wrong flags pre", "delay", "status", "precision", "recall",
-                 "alarms post", "flagged post", "acc pre", "acc post", "perf ERROR post"], rows))
-
-
-def print_elec2(figures: dict, spec: DatasetSpec) -> None:
-    m = spec.monitoring
-    print(f"\n2. Elec2 ({Path(spec.source).name}): first model as of {figures['first_as_of']}; dormant (constant in "
-          f"training): {', '.join(figures['dormant_features']) or '-'}; change {ELEC2_CHANGE}.\n   drift_min_effect="
-          f"{m.drift_min_effect}, constant_min_effect={m.constant_min_effect}, even_weight_share="
-          f"{m.even_weight_share}, warn/error share {m.warn_drift_share}/{m.error_drift_share}\n   weights of the "
-          f"first model {figures['weights']}")
-    sources = [("first model's own training days", figures["in_window_effects"])]
-    sources += [(f"served before change, {p}", f["effects_before_change"]) for p, f in figures["policies"].items()
-                if p in ("never", "weekly")]
-    sources += [("served 9+ weeks after change, weekly", f["effects_9w_after_change"])
-                for p, f in figures["policies"].items() if p == "weekly"]
-    rows = [[label, name, q["p50"], q["p95"], q["p99"], q["max"]] for label, qs in sources for name, q in qs.items()
-            if name not in figures["dormant_features"] or "after" in label]
-    print("Daily effect size (Wasserstein / reference std) of the monitored features:")
-    print(table(["days", "feature", "p50", "p95", "p99", "max"], rows))
-    rows = [[p, d["days_before_change"], d["error_days_before_change"], d["warn_days_before_change"],
-             d["error_days_90d_before_change"], d["first_error_after_change"], d["delay_days"],
-             d["flagged_at_detection"], d["error_days_first_8_weeks_after_change"]]
-            for p, f in figures["policies"].items() for d in [f["detection"]]]
-    print(table(["policy", "days pre", "ERROR pre", "WARN pre", "ERROR 90d pre", "first ERROR after", "delay",
-                 "flagged then", "ERROR 8w after"], rows))
-    print("\n3. Elec2 accuracy at 0.5 of the daily champion (every retrain promoted; gates not simulated):")
-    rows = [[p, f["retrains"], f["retrains_before_change"], f["accuracy_all"], f["accuracy_before_change"],
-             f["accuracy_from_change"], f["accuracy_1998"],
-             f'{f["performance_error_days_before_change"]}/{f["performance_error_days_from_change"]}', f["seconds"]]
-            for p, f in figures["policies"].items()]
-    print(table(["policy", "retrains", "before change", "acc all", "acc pre-change", "acc from change", "acc 1998",
-                 "perf ERROR pre/post", "seconds"], rows))
-
-
-def _plain(value):
-    """JSON-safe: NaN becomes null (strict JSON has no NaN)."""
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
+# ---------------------------------------------------------------------------------------------- output
 
 
 def write_json(path: Path, payload: dict) -> None:
-    text = json.dumps(_plain(payload), indent=2, default=str, allow_nan=False)
+    """The figures as strict JSON: NaN becomes null, dates become text."""
+    text = json.dumps(json_safe(payload), indent=2, allow_nan=False)
     write_atomic(path, text.encode())
 
 
@@ -418,7 +347,7 @@ def main(argv: list[str] | None = None) -> dict:
             spec_path = DATA / "specs" / "elec2.toml"
             policies = ("never", "drift") if args.quick else POLICIES
             figures["elec2"] = elec2_figures(spec_path, DATA / "elec2" / "elec2_timestamped.csv", policies, pool)
-            print_elec2(figures["elec2"], load_spec(spec_path))
+            print_elec2(figures["elec2"], load_spec(spec_path), ELEC2_CHANGE)
     figures["seconds"] = round(time.perf_counter() - started, 1)
     print(f"\ntotal {figures['seconds']} s")
     if args.out:

@@ -1,10 +1,9 @@
 """Turning core results into Dagster metadata a person can read in the UI."""
 
-
-import math
-
 import dagster as dg
 import pandas as pd
+
+from mlops_assets.core.io.json_safe import json_safe
 
 
 def table(frame: pd.DataFrame, max_rows: int = 50) -> dg.TableMetadataValue:
@@ -25,12 +24,8 @@ def _type_name(col: pd.Series) -> str:
 
 
 def _plain(value):
+    """A table cell: lists joined into one text (a cell holds a scalar); the rest as json_safe makes it."""
     if isinstance(value, (list, tuple)):
         return ", ".join(map(str, value))
-    if hasattr(value, "item"):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, (int, float, bool, str)) or value is None:
-        return value
-    return str(value)
+    value = json_safe(value)
+    return value if value is None or isinstance(value, (int, float, bool, str)) else str(value)

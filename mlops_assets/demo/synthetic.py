@@ -20,13 +20,13 @@ become rows:
   drawn from the stable process and resampled by class. Predictive features' marginals move as a
   consequence; the ground truth lists no drifting features and sets `prior_shift`.
 
-Corruptions break only the written features file (`features_file_bytes`), never the clean frames.
+Corruptions (`corruptions.py`) break only the written features file (`features_file_bytes`), never the clean
+frames.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 import math
 from collections.abc import Iterator, Mapping
@@ -42,18 +42,11 @@ from scipy.special import expit, logit
 from mlops_assets.core.io.atomic import write_atomic
 from mlops_assets.core.ingestion.landing import features_file_name, labels_file_name
 from mlops_assets.core.config.spec import DatasetSpec
+from mlops_assets.demo.corruptions import CORRUPTIONS, DECIMALS, corruption_column, csv_bytes, features_file_bytes
 
 SCENARIOS: tuple[str, ...] = ("stable", "gradual_shift", "abrupt_shift", "concept_drift", "prior_shift")
-CORRUPTIONS: tuple[str, ...] = (
-    "renamed_column", "missing_column", "wrong_dtype", "empty_file", "header_only", "truncated_csv",
-    "nan_flood", "inf_flood", "out_of_range", "duplicated_rows",
-)
-# Corruptions that break one column; the column is recorded in the ground truth.
-COLUMN_CORRUPTIONS = ("renamed_column", "missing_column", "wrong_dtype", "nan_flood", "inf_flood", "out_of_range")
-
 BASE_RATE = 0.30
 SCORE_STD = 1.4  # std of the linear score: gives a logistic model a ROC AUC of about 0.80 on stable data
-DECIMALS = 4  # numeric features are rounded, so a frame and its CSV hold exactly the same values
 GROUND_TRUTH_FILE = "ground_truth.json"
 
 _PROCESS_STREAM, _DAY_STREAM, _POOL_STREAM = 0, 1, 2
@@ -271,7 +264,7 @@ def _check(spec: DatasetSpec, cfg: ScenarioConfig) -> tuple[str, ...]:
     if not spec.is_classification:
         raise ValueError(f"the synthetic generator makes binary-classification data; {spec.name!r} is {spec.task}")
     for index, kind in cfg.corruptions.items():
-        _corruption_column(spec, kind)  # raises when the spec has no column to break
+        corruption_column(spec, kind)  # raises when the spec has no column to break
     return _resolved_drift_features(spec, cfg)
 
 
@@ -339,93 +332,9 @@ def ground_truth(spec: DatasetSpec, cfg: ScenarioConfig) -> GroundTruth:
         base_rate=BASE_RATE,
         shifted_base_rate=shifted_base_rate(cfg.magnitude) if cfg.scenario == "prior_shift" else None,
         corruptions=tuple(
-            CorruptDay(i, cfg.day(i), kind, _corruption_column(spec, kind)) for i, kind in cfg.corruptions.items()
+            CorruptDay(i, cfg.day(i), kind, corruption_column(spec, kind)) for i, kind in cfg.corruptions.items()
         ),
     )
-
-
-# ------------------------------------------------------------------------------------------- corruptions
-
-
-def _corruption_column(spec: DatasetSpec, kind: str) -> str | None:
-    """The column a corruption breaks: the spec's last numeric feature (the default drift features are the
-    first two, so a corrupt day does not hide inside a drifting column); for out_of_range, the last one with
-    a declared bound."""
-    if kind not in COLUMN_CORRUPTIONS:
-        return None
-    candidates = spec.numeric_features
-    if kind == "out_of_range":
-        candidates = [n for n in candidates if spec.feature(n).min is not None or spec.feature(n).max is not None]
-    if not candidates:
-        raise ValueError(f"corruption {kind!r} needs a numeric feature{' with min or max' if kind == 'out_of_range' else ''}"
-                         f" in spec {spec.name!r}")
-    return candidates[-1]
-
-
-def _csv_bytes(frame: pd.DataFrame) -> bytes:
-    buf = io.StringIO()
-    frame.to_csv(buf, index=False, lineterminator="\n")
-    return buf.getvalue().encode("utf-8")
-
-
-def features_file_bytes(spec: DatasetSpec, batch: DayBatch, corruption: str | None = None) -> bytes:
-    """The day's features CSV (header, no index), broken as `corruption` says. Deterministic: the rows a
-    corruption touches follow a fixed pattern, not a random draw."""
-    frame = batch.features.copy()
-    if corruption is None:
-        return _csv_bytes(frame)
-    if corruption not in CORRUPTIONS:
-        raise ValueError(f"unknown corruption {corruption!r}; expected one of {list(CORRUPTIONS)}")
-    col = _corruption_column(spec, corruption)
-    pos = np.arange(len(frame))
-    if corruption == "empty_file":
-        return b""
-    if corruption == "header_only":
-        return _csv_bytes(frame.iloc[:0])
-    if corruption == "truncated_csv":
-        return _truncated(_csv_bytes(frame), len(frame))
-    if corruption == "renamed_column":
-        frame = frame.rename(columns={col: f"{col}_v2"})
-    elif corruption == "missing_column":
-        frame = frame.drop(columns=[col])
-    elif corruption == "wrong_dtype":
-        frame[col] = [f"{v:.{DECIMALS}f}".replace(".", ",") for v in frame[col]]  # decimal commas: text
-    elif corruption == "nan_flood":
-        frame[col] = frame[col].where(pos % 10 == 9, np.nan)  # 90 % missing (all of a day under 10 rows)
-    elif corruption == "inf_flood":
-        frame[col] = frame[col].where(pos % 10 == 9, np.where(pos % 2 == 0, np.inf, -np.inf))
-    elif corruption == "out_of_range":
-        frame[col] = _out_of_range(spec, col, frame[col], pos)
-    elif corruption == "duplicated_rows":
-        frame = pd.concat([frame, frame.iloc[pos % 10 == 0]]).sort_index(kind="stable")  # copies beside originals
-    return _csv_bytes(frame)
-
-
-def _truncated(content: bytes, rows: int) -> bytes:
-    """The file cut inside the middle data row, in its middle field: fewer fields, no final newline."""
-    starts = np.flatnonzero(np.frombuffer(content, dtype=np.uint8) == ord("\n")) + 1  # data row k starts at starts[k]
-    row_start = int(starts[rows // 2])
-    row = content[row_start: int(starts[rows // 2 + 1]) - 1].decode("utf-8")
-    fields = row.split(",")  # generated rows hold no quoted commas
-    middle = len(fields) // 2
-    field_start = sum(len(f) + 1 for f in fields[:middle])
-    cut = field_start + max(1, len(fields[middle]) // 2)
-    return content[: row_start + len(row[:cut].encode("utf-8"))]
-
-
-def _out_of_range(spec: DatasetSpec, col: str, values: pd.Series, pos: np.ndarray) -> pd.Series:
-    """Every fifth row beyond the declared bounds (alternating above max and below min when both exist)."""
-    f = spec.feature(col)
-    span = (f.max - f.min) if f.min is not None and f.max is not None else 10.0
-    above = f.max + span * (1 + np.abs(values.to_numpy())) if f.max is not None else None
-    below = f.min - span * (1 + np.abs(values.to_numpy())) if f.min is not None else None
-    if above is None:
-        beyond = below
-    elif below is None:
-        beyond = above
-    else:
-        beyond = np.where(pos % 10 == 0, above, below)
-    return values.where(pos % 5 != 0, np.round(beyond, DECIMALS))
 
 
 # ---------------------------------------------------------------------------------------------- writing
@@ -440,7 +349,7 @@ def write_features(spec: DatasetSpec, batch: DayBatch, folder: Path, corruption:
 
 def write_labels(spec: DatasetSpec, batch: DayBatch, folder: Path) -> Path:
     """The labels file is named by the day its events happened, whenever it is written (label delay)."""
-    return _atomic_write(Path(folder) / labels_file_name(batch.day), _csv_bytes(batch.labels))
+    return _atomic_write(Path(folder) / labels_file_name(batch.day), csv_bytes(batch.labels))
 
 
 def write_ground_truth(truth: GroundTruth, folder: Path) -> Path:

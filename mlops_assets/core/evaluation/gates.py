@@ -22,7 +22,8 @@ from typing import Iterable
 
 import pandas as pd
 
-from mlops_assets.core.evaluation.report import HIGHER_IS_BETTER, EvaluationReport, json_safe
+from mlops_assets.core.evaluation.report import HIGHER_IS_BETTER, EvaluationReport
+from mlops_assets.core.io.json_safe import json_safe
 from mlops_assets.core.config.spec import GatePolicy
 
 

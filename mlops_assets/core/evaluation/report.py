@@ -1,7 +1,8 @@
 """Evaluation of a candidate against the champion on the fixed benchmark: metrics, slices, cost, uncertainty.
 
 Conventions, stated once:
-- Classification scores are the probability of the positive class; hard predictions threshold at 0.5.
+- Classification scores are the probability of the positive class; hard predictions (F1, accuracy) decide
+  "positive" at or above the spec's [deployment] decision_threshold, the threshold serving decides by.
 - Expected calibration error (ECE) uses 10 *equal-width* bins on [0, 1] (`strategy="quantile"` gives
   equal-mass bins): sum over bins of (bin share of rows) * |observed positive rate - mean score|.
 - Uncertainty comes from a paired, seeded bootstrap: both models are scored on the *same* resampled rows,
@@ -22,6 +23,7 @@ from scipy.stats import rankdata
 from sklearn.metrics import roc_curve
 
 from mlops_assets.core.io import plots
+from mlops_assets.core.io.json_safe import json_safe
 from mlops_assets.core.features.engineering import as_category_strings
 from mlops_assets.core.config.spec import DatasetSpec, GatePolicy
 from mlops_assets.core.training.trainer import labels, predict_scores
@@ -72,9 +74,10 @@ def _calibration_bins(s: np.ndarray, n_bins: int, strategy: str) -> np.ndarray:
     raise ValueError(f"unknown binning strategy {strategy!r}; expected 'uniform' or 'quantile'")
 
 
-def classification_metrics(y: np.ndarray, s: np.ndarray) -> dict[str, float]:
+def classification_metrics(y: np.ndarray, s: np.ndarray, threshold: float) -> dict[str, float]:
+    """Threshold-free metrics (ROC AUC, log loss, Brier, ECE) and F1/accuracy of the decisions s >= threshold."""
     y, s = np.asarray(y, dtype=int), np.asarray(s, dtype=float)
-    pred = (s >= 0.5).astype(int)
+    pred = (s >= threshold).astype(int)
     tp = int(((pred == 1) & (y == 1)).sum())
     fp = int(((pred == 1) & (y == 0)).sum())
     fn = int(((pred == 0) & (y == 1)).sum())
@@ -100,12 +103,16 @@ def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     }
 
 
-def compute_metrics(task: str, y: np.ndarray, s: np.ndarray) -> dict[str, float]:
-    return classification_metrics(y, s) if task == "binary_classification" else regression_metrics(y, s)
+def compute_metrics(task: str, y: np.ndarray, s: np.ndarray, *, threshold: float) -> dict[str, float]:
+    """The task's metrics; `threshold` is the decision threshold (spec.deployment.decision_threshold), which
+    regression ignores."""
+    if task == "binary_classification":
+        return classification_metrics(y, s, threshold)
+    return regression_metrics(y, s)
 
 
-def metric_function(task: str, name: str):
-    """One metric as a function (y, scores) -> float, for the bootstrap."""
+def metric_function(task: str, name: str, *, threshold: float):
+    """One metric as a function (y, scores) -> float, for the bootstrap (decisions at `threshold`)."""
     known = CLASSIFICATION_METRICS if task == "binary_classification" else REGRESSION_METRICS
     if name not in known:
         raise ValueError(f"metric {name!r} is not defined for task {task!r}; choices: {list(known)}")
@@ -113,7 +120,7 @@ def metric_function(task: str, name: str):
         return roc_auc
     if name == "ece":
         return expected_calibration_error
-    return lambda y, s: compute_metrics(task, y, s)[name]
+    return lambda y, s: compute_metrics(task, y, s, threshold=threshold)[name]
 
 
 # ------------------------------------------------------------------------------------------- bootstrap
@@ -253,7 +260,8 @@ def evaluate(spec: DatasetSpec, candidate_pipeline, champion_pipeline, benchmark
     if benchmark_frame.empty:
         raise ValueError("benchmark frame is empty: nothing to evaluate on")
     key = policy.key_metric or ("roc_auc" if spec.is_classification else "rmse")
-    key_fn = metric_function(spec.task, key)
+    threshold = spec.deployment.decision_threshold
+    key_fn = metric_function(spec.task, key, threshold=threshold)
     y = labels(spec, benchmark_frame)
     notes: list[str] = []
     if spec.is_classification and len(np.unique(y)) < 2:
@@ -270,7 +278,7 @@ def evaluate(spec: DatasetSpec, candidate_pipeline, champion_pipeline, benchmark
         if pipe is None:
             continue
         evals[side] = ModelEvaluation(
-            metrics=compute_metrics(spec.task, y, scores[side]),
+            metrics=compute_metrics(spec.task, y, scores[side], threshold=threshold),
             slices=slice_metrics(spec, benchmark_frame, y, scores[side]),
             latency_ms_per_1k=latency_ms_per_1k(pipe, spec, benchmark_frame),
             artifact_bytes=artifact_bytes(pipe),
@@ -288,13 +296,13 @@ def evaluate(spec: DatasetSpec, candidate_pipeline, champion_pipeline, benchmark
 
 
 def slice_metrics(spec: DatasetSpec, frame: pd.DataFrame, y: np.ndarray, s: np.ndarray) -> dict:
-    out = {}
+    out, threshold = {}, spec.deployment.decision_threshold
     for col in spec.slices:
         values = as_category_strings(frame[col].reset_index(drop=True)).fillna("<missing>").to_numpy()
         out[col] = {}
         for value in sorted(set(values)):
             m = values == value
-            out[col][str(value)] = {**compute_metrics(spec.task, y[m], s[m]), "n": int(m.sum())}
+            out[col][str(value)] = {**compute_metrics(spec.task, y[m], s[m], threshold=threshold), "n": int(m.sum())}
     return out
 
 
@@ -334,21 +342,6 @@ def _plots(spec: DatasetSpec, y: np.ndarray, scores: dict[str, np.ndarray], note
         ax.legend(loc="best")
         out["residuals"] = plots.figure_to_markdown(fig, "Residuals")
     return out
-
-
-def json_safe(value):
-    """Plain JSON types only: numpy scalars become Python numbers, NaN and infinities become None."""
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    return value
 
 
 def _fmt(value) -> str:

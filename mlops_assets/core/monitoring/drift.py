@@ -23,13 +23,10 @@ from scipy import stats
 
 from mlops_assets.core.monitoring.drift_profile import MISSING, OTHER, SAMPLE_SIZE, CategoricalProfile, NumericProfile, ReferenceProfile, category_counts, normalise_weights, numeric_values
 from mlops_assets.core.config.spec import MonitoringPolicy
+from mlops_assets.core.io.json_safe import json_safe
+from mlops_assets.core.monitoring.status import status_for
 
 _PSI_FLOOR = 1e-4  # keeps PSI finite when a bin is empty on one side
-
-
-def _finite_float(value) -> float | None:
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 def benjamini_hochberg(p_values) -> np.ndarray:
@@ -64,7 +61,7 @@ class FeatureDrift:
     mean_current: float | None = None
 
     def to_dict(self) -> dict:
-        return {k: (_finite_float(v) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+        return json_safe(asdict(self))
 
 
 def _divergences(ref: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
@@ -174,11 +171,8 @@ class DriftReport:
 
 
 def drift_status(share: float, policy: MonitoringPolicy) -> str:
-    if share > 0 and share >= policy.error_drift_share:
-        return "ERROR"
-    if share > 0 and share >= policy.warn_drift_share:
-        return "WARN"
-    return "OK"
+    """No drifting feature is OK whatever the thresholds (a zero share never warns, even at a 0 threshold)."""
+    return status_for(share, policy.warn_drift_share, policy.error_drift_share) if share > 0 else "OK"
 
 
 def drift_report(profile: ReferenceProfile, current: pd.DataFrame, policy: MonitoringPolicy) -> DriftReport:

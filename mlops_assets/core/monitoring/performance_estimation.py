@@ -21,6 +21,8 @@ import numpy as np
 from scipy import optimize, special
 from sklearn.isotonic import IsotonicRegression
 
+from mlops_assets.core.io.json_safe import json_safe
+
 METRICS = ("roc_auc", "accuracy", "precision", "recall", "f1")
 
 
@@ -37,7 +39,7 @@ class PerformanceEstimate:
     positive_rate: float  # expected (estimate) or actual (realised) share of positive labels
 
     def to_dict(self) -> dict:
-        return {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in asdict(self).items()}
+        return json_safe(asdict(self))
 
 
 def _ratio(num: float, den: float) -> float:
@@ -88,11 +90,12 @@ def _check(name: str, values, n: int | None = None) -> np.ndarray:
     return x
 
 
-def estimate_performance(probabilities, threshold: float = 0.5, scores=None) -> PerformanceEstimate:
+def estimate_performance(probabilities, threshold: float, scores=None) -> PerformanceEstimate:
     """Expected ROC AUC, accuracy, precision, recall and F1 from calibrated probabilities, without labels.
 
-    `scores` are what the model ranks and thresholds by (default: the probabilities themselves); pass them
-    when the probabilities come from a calibrator applied to the scores.
+    A row is predicted positive when its score is at or above `threshold`: the decision threshold serving uses
+    (the spec's [deployment] decision_threshold). `scores` are what the model ranks and thresholds by (default:
+    the probabilities themselves); pass them when the probabilities come from a calibrator applied to the scores.
     """
     p = _check("probabilities", probabilities)
     if ((p < 0) | (p > 1)).any():
@@ -101,8 +104,8 @@ def estimate_performance(probabilities, threshold: float = 0.5, scores=None) -> 
     return _performance(s, p, threshold)
 
 
-def realised_performance(scores, labels, threshold: float = 0.5) -> PerformanceEstimate:
-    """The same metrics from the actual 0/1 labels, for comparison once labels arrive."""
+def realised_performance(scores, labels, threshold: float) -> PerformanceEstimate:
+    """The same metrics from the actual 0/1 labels, for comparison once labels arrive (same `threshold`)."""
     s = _check("scores", scores)
     y = _check("labels", labels, len(s))
     if not np.isin(y, (0.0, 1.0)).all():

@@ -80,7 +80,7 @@ class MonitoringReference:
         train_scores = training.predict_scores(pipeline, spec, train_frame)
         profile = ReferenceProfile.build(train_frame, spec, importances=weights, scores=train_scores)
         val_scores = training.predict_scores(pipeline, spec, validation_frame)
-        baseline = {k: float(v) for k, v in compute_metrics(spec.task, y_val, val_scores).items()}
+        baseline = {k: float(v) for k, v in compute_metrics(spec.task, y_val, val_scores, threshold=decision_threshold).items()}
         calibrator = None
         if spec.is_classification and len(np.unique(y_val)) == 2:
             calibrator = calibrate(val_scores, y_val, "isotonic")
@@ -134,7 +134,7 @@ def _score_fn(spec: DatasetSpec):
 
     def score(estimator: _FeatureScorer, x: pd.DataFrame, y) -> float:
         s = training.predict_scores(estimator.pipeline, spec, x)
-        value = compute_metrics(spec.task, np.asarray(y), s)[key]
+        value = compute_metrics(spec.task, np.asarray(y), s, threshold=spec.deployment.decision_threshold)[key]
         return 0.0 if math.isnan(value) else value
 
     return score

@@ -18,16 +18,15 @@ import pandas as pd
 from mlops_assets.core.monitoring.drift import ReferenceProfile
 from mlops_assets.core.monitoring.performance_estimation import estimate_performance, realised_performance
 from mlops_assets.core.monitoring.reference import MonitoringReference
+from mlops_assets.core.monitoring.status import status_for
 from mlops_assets.core.config.spec import DatasetSpec, MonitoringPolicy
-
-DECISION_THRESHOLD = 0.5
 
 
 def build_reference(spec: DatasetSpec, pipeline, train_frame: pd.DataFrame, validation_frame: pd.DataFrame,
                     latency_ms_per_1k: float) -> MonitoringReference:
-    """The monitoring reference of one model version (see reference.py), at this module's decision threshold."""
-    return MonitoringReference.fit(spec, pipeline, train_frame, validation_frame,
-                                   latency_ms_per_1k=latency_ms_per_1k, decision_threshold=DECISION_THRESHOLD)
+    """The monitoring reference of one model version (see reference.py), at the spec's decision threshold."""
+    return MonitoringReference.fit(spec, pipeline, train_frame, validation_frame, latency_ms_per_1k=latency_ms_per_1k,
+                                   decision_threshold=spec.deployment.decision_threshold)
 
 
 def profile_of(reference: MonitoringReference) -> ReferenceProfile:
@@ -54,19 +53,21 @@ class PerformanceDay:
 
 def performance_day(spec: DatasetSpec, reference: MonitoringReference, scores: np.ndarray, labels: np.ndarray | None,
                     n_rows: int, policy: MonitoringPolicy) -> PerformanceDay:
-    """Realised metrics where labels exist, a confidence-based estimate before they do (classification)."""
+    """Realised metrics where labels exist, a confidence-based estimate before they do (classification); both
+    decide at the spec's [deployment] decision_threshold, as serving does."""
     key = "accuracy_at_threshold" if spec.is_classification else "rmse"
+    threshold = spec.deployment.decision_threshold
     baseline = reference.baseline_metric(key)
     details: dict = {}
     estimated = realised = None
     if spec.is_classification and reference.calibrator is not None and len(scores):
         probabilities = reference.calibrator(scores)
-        estimate = estimate_performance(probabilities, DECISION_THRESHOLD, scores=scores)
+        estimate = estimate_performance(probabilities, threshold, scores=scores)
         estimated = estimate.accuracy
         details["estimated"] = estimate.to_dict()
     if labels is not None and len(labels):
         if spec.is_classification:
-            actual = realised_performance(scores, labels, DECISION_THRESHOLD)
+            actual = realised_performance(scores, labels, threshold)
             realised = actual.accuracy
             details["realised"] = actual.to_dict()
         else:
@@ -77,7 +78,7 @@ def performance_day(spec: DatasetSpec, reference: MonitoringReference, scores: n
         drop = 0.0
     else:
         drop = (baseline - figure) if spec.is_classification else (figure - baseline) / max(baseline, 1e-9)
-    status = "ERROR" if drop >= policy.error_performance_drop else "WARN" if drop >= policy.warn_performance_drop else "OK"
+    status = status_for(drop, policy.warn_performance_drop, policy.error_performance_drop)
     coverage = (len(labels) / n_rows) if labels is not None and n_rows else 0.0
     return PerformanceDay(key, baseline, estimated, realised, coverage, float(drop), status, details)
 
@@ -100,7 +101,7 @@ def cost_day(reference: MonitoringReference, today: dict, history: list[dict], r
     earlier = [per_1k(s, "wall_seconds") for s in history[:BASELINE_DAYS] if s["rows"]]
     baseline = float(np.median(earlier)) if earlier else None
     ratio = wall / baseline if baseline else 1.0
-    status = "ERROR" if ratio >= policy.error_cost_ratio else "WARN" if ratio >= policy.warn_cost_ratio else "OK"
+    status = status_for(ratio, policy.warn_cost_ratio, policy.error_cost_ratio)
     return {
         "cpu_seconds_per_1k": cpu, "wall_seconds_per_1k": wall,
         "baseline_wall_seconds_per_1k": baseline, "baseline_days": len(earlier),

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from mlops_assets.core.registry.artifacts import ArtifactError, ArtifactIntegrityError, ArtifactStore, StoredArtifact
 from mlops_assets.core.registry.database import DuckDBBackend, RegistryError, Transaction, backend_for
 from mlops_assets.core.config.settings import Settings
+from mlops_assets.core.io.json_safe import json_safe
 
 if TYPE_CHECKING:  # imported when a reference is read: it pulls in scikit-learn, which the CLI need not load
     from mlops_assets.core.monitoring.reference import MonitoringReference
@@ -114,14 +115,7 @@ def _now() -> str:
 
 
 def _json(value) -> str:
-    def fallback(obj):
-        if hasattr(obj, "item"):  # numpy scalars
-            return obj.item()
-        if hasattr(obj, "tolist"):
-            return obj.tolist()
-        return str(obj)  # paths, dates
-
-    return json.dumps(value if value is not None else {}, sort_keys=True, default=fallback)
+    return json.dumps(json_safe(value if value is not None else {}), sort_keys=True)
 
 
 # ----------------------------------------------------------------------------------------------- registry
@@ -459,15 +453,8 @@ def _version_from_row(row: tuple, aliases: tuple[str, ...]) -> ModelVersion:
 
 
 def _failed_gates(report: dict) -> list[str]:
-    """Failed gate names from a gate report: GateReport.to_dict() ("failures"/"results") or {name: bool}."""
-    if not isinstance(report, dict):
-        return []
-    if isinstance(report.get("failures"), list):
-        return [str(name) for name in report["failures"]]
-    if isinstance(report.get("results"), list):
-        return [str(r.get("name", "?")) for r in report["results"] if isinstance(r, dict) and r.get("passed") is False]
-    return [name for name, result in report.items()
-            if result is False or (isinstance(result, dict) and result.get("passed") is False)]
+    """Failed gate names from a stored gate report, as GateReport.to_dict() writes it (its "failures")."""
+    return [str(name) for name in (report or {}).get("failures", [])]
 
 
 def artifacts_dir_for(url: str, default: Path) -> Path:

@@ -191,7 +191,8 @@ def shadow_comparison(champion_rows: pd.DataFrame, shadow_rows: pd.DataFrame, la
         if known.any():
             y = pairs.loc[known, "label"].to_numpy(float)
             report["metrics"] = {
-                side: {k: _finite(v) for k, v in compute_metrics(task, y, s[known]).items()}
+                side: {k: _finite(v) for k, v in compute_metrics(task, y, s[known],
+                                                                  threshold=_threshold_of(champion_rows)).items()}
                 for side, s in (("champion", a), ("shadow", b))
             }
     return report
@@ -324,7 +325,7 @@ def canary_evidence(rows: pd.DataFrame, plan: CanaryPlan, share: float, labels: 
                     score_shift_vs_champion=_ks(canary_scores, pairs["score_b"].to_numpy(float)))
     if labels is not None:
         known = pairs["label"].notna().to_numpy()
-        metric = metric_function(_task_of(rows), plan.criteria.key_metric)
+        metric = metric_function(_task_of(rows), plan.criteria.key_metric, threshold=_threshold_of(rows))
         evidence["labelled_rows"] = int(known.sum())
         if known.any():
             y = pairs.loc[known, "label"].to_numpy(float)
@@ -354,6 +355,12 @@ def latency_ratio(spec: DatasetSpec, canary: ServingModel, champion: ServingMode
 
 def _task_of(rows: pd.DataFrame) -> str:
     return "binary_classification" if rows["threshold"].notna().any() else "regression"
+
+
+def _threshold_of(rows: pd.DataFrame) -> float:
+    """The decision threshold score_batch recorded on the rows (the last row's; NaN for regression)."""
+    recorded = rows["threshold"].dropna()
+    return float(recorded.iloc[-1]) if len(recorded) else math.nan
 
 
 def advance(plan: CanaryPlan, evidence: WindowEvidence) -> CanaryDecision:

@@ -4,7 +4,6 @@ evaluate it against the champion and decide what the registry should do. No Dags
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 from dataclasses import dataclass
 
@@ -13,6 +12,8 @@ import pandas as pd
 from mlops_assets.core.monitoring import reports as monitoring
 from mlops_assets.core.monitoring.reference import MonitoringReference
 from mlops_assets.core.training import trainer as training
+from mlops_assets.core.training.manifest import TrainingManifest, plan_training_window
+from mlops_assets.core.training.reproducibility import compare_predictions, retrain_from_lineage
 from mlops_assets.core.registry.artifacts import ArtifactStore, StoredArtifact
 from mlops_assets.core.evaluation.report import EvaluationReport, evaluate, latency_ms_per_1k
 from mlops_assets.core.evaluation.gates import GateReport, evaluate_gates
@@ -22,15 +23,15 @@ from mlops_assets.core.io.storage import PartitionStore, frame_fingerprint
 LABELED = "labeled_examples"
 
 
-def plan_training_set(store: PartitionStore, spec: DatasetSpec, as_of: str) -> training.TrainingManifest:
+def plan_training_set(store: PartitionStore, spec: DatasetSpec, as_of: str) -> TrainingManifest:
     """The manifest of the window ending at `as_of`: exact partitions and their content hashes, no data."""
     available = [dt.date.fromisoformat(p) for p in store.partitions(LABELED)]
-    window = training.plan_training_window(dt.date.fromisoformat(as_of), available, spec.training)
+    window = plan_training_window(dt.date.fromisoformat(as_of), available, spec.training)
     versions = {d.isoformat(): frame_fingerprint(store.read(LABELED, d.isoformat())) for d in window.all_days}
     return window.manifest(versions)
 
 
-def load_split(store: PartitionStore, manifest: training.TrainingManifest, split: str, verify: bool = True) -> pd.DataFrame:
+def load_split(store: PartitionStore, manifest: TrainingManifest, split: str, verify: bool = True) -> pd.DataFrame:
     """The labeled rows of one split; with `verify`, refuses partitions whose content changed since the
     manifest was written (a rebuild must see the same data, or say that it cannot)."""
     frames = []
@@ -66,7 +67,7 @@ class CandidateRecord:
 
 
 def train_candidate(store: PartitionStore, artifacts: ArtifactStore, spec: DatasetSpec,
-                    manifest: training.TrainingManifest) -> tuple[CandidateRecord, training.TrainedModel]:
+                    manifest: TrainingManifest) -> tuple[CandidateRecord, training.TrainedModel]:
     """Train on the manifest's train split, store the pipeline and its monitoring reference (fitted on the
     same rows, calibrated on the validation split) side by side in the artifact store."""
     started = time.perf_counter()
@@ -78,7 +79,7 @@ def train_candidate(store: PartitionStore, artifacts: ArtifactStore, spec: Datas
     return CandidateRecord(version, manifest.as_of, artifact, model.lineage.to_dict(), seconds, reference), model
 
 
-def monitoring_reference(store: PartitionStore, spec: DatasetSpec, manifest: training.TrainingManifest,
+def monitoring_reference(store: PartitionStore, spec: DatasetSpec, manifest: TrainingManifest,
                          pipeline) -> MonitoringReference:
     """The drift profile, calibrator and baselines monitoring compares each served day with."""
     validation = load_split(store, manifest, "validation")
@@ -93,10 +94,10 @@ def load_candidate(artifacts: ArtifactStore, record: CandidateRecord):
 
 def check_reproducible(store: PartitionStore, spec: DatasetSpec, record: CandidateRecord, pipeline):
     lineage = training.Lineage.from_dict(record.lineage)
-    rebuilt = training.retrain_from_lineage(
+    rebuilt = retrain_from_lineage(
         spec, lineage, lambda days: load_split(store, lineage.manifest, "train"), git_commit=lineage.git_commit)
     benchmark = load_split(store, lineage.manifest, "benchmark")
-    return training.compare_predictions(training.TrainedModel(pipeline, lineage), rebuilt, benchmark)
+    return compare_predictions(training.TrainedModel(pipeline, lineage), rebuilt, benchmark)
 
 
 @dataclass
@@ -137,7 +138,3 @@ def gate_checks(gates: GateReport) -> dict[str, list]:
             if result.name.startswith(prefixes):
                 out[name].append(result)
     return out
-
-
-def to_json(value) -> str:
-    return json.dumps(value, sort_keys=True, default=str)

@@ -1,4 +1,5 @@
-"""Training: the data window, the manifest of exactly what was used, the estimator, and reproducible retrains.
+"""Training: the estimator, fitting, lineage and scoring. The data window and its manifest are in `manifest`,
+rebuilding a model from its lineage in `reproducibility`.
 
 Plain functions over DataFrames; the Dagster shell loads the labeled-examples partitions and stores results.
 A trained model carries a `Lineage`: everything needed to rebuild it bit for bit (seed, parameters, library
@@ -7,13 +8,11 @@ and code versions, the exact partitions and their data versions) and to say *why
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import platform
 import subprocess
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -32,9 +31,8 @@ from threadpoolctl import threadpool_limits
 
 from mlops_assets.core.features import engineering as features
 from mlops_assets.core.config.spec import DatasetSpec, TrainingPolicy
+from mlops_assets.core.training.manifest import TrainingManifest
 from mlops_assets.core.io.storage import frame_fingerprint
-
-SPLITS = ("train", "validation", "benchmark")
 
 # name -> (estimator class, defaults that differ from scikit-learn's), per task.
 ESTIMATORS: dict[str, dict[str, tuple[type, dict]]] = {
@@ -49,115 +47,6 @@ ESTIMATORS: dict[str, dict[str, tuple[type, dict]]] = {
         "random_forest_regressor": (RandomForestRegressor, {"n_estimators": 100}),
     },
 }
-
-
-class InsufficientDataError(ValueError):
-    """Too few labeled days for the training window; `needed` and `missing` say what to backfill."""
-
-    def __init__(self, as_of: dt.date, needed: int, missing: list[dt.date]):
-        self.as_of, self.needed, self.missing = as_of, needed, missing
-        shown = ", ".join(d.isoformat() for d in missing[:10])
-        more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
-        super().__init__(
-            f"training as of {as_of.isoformat()} needs {needed} labeled days "
-            f"({(as_of - dt.timedelta(days=needed - 1)).isoformat()} .. {as_of.isoformat()}); "
-            f"{len(missing)} missing: {shown}{more}"
-        )
-
-
-# ------------------------------------------------------------------------------------------------ window
-
-
-@dataclass(frozen=True)
-class TrainingWindow:
-    as_of: dt.date
-    train_days: tuple[dt.date, ...]
-    validation_days: tuple[dt.date, ...]
-    benchmark_days: tuple[dt.date, ...]
-
-    @property
-    def all_days(self) -> tuple[dt.date, ...]:
-        return self.train_days + self.validation_days + self.benchmark_days
-
-    def days(self, split: str) -> tuple[dt.date, ...]:
-        if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; expected one of {list(SPLITS)}")
-        return getattr(self, f"{split}_days")
-
-    def manifest(self, data_versions: dict[dt.date | str, str]) -> "TrainingManifest":
-        return TrainingManifest.from_window(self, data_versions)
-
-
-def plan_training_window(as_of: dt.date, available_days: list[dt.date], policy: TrainingPolicy) -> TrainingWindow:
-    """The `window_days` calendar days ending at `as_of` (inclusive), split by time.
-
-    Oldest days train, the next `validation_days` validate, the most recent `benchmark_days` are the fixed
-    benchmark. Every day in the window must be labeled: a silent gap would change what "the last 28 days"
-    means from one run to the next, so a gap is an error that names the days to backfill.
-    """
-    n, n_val, n_bench = policy.window_days, policy.validation_days, policy.benchmark_days
-    if n_val + n_bench >= n:
-        raise ValueError(
-            f"window_days ({n}) must exceed validation_days ({n_val}) + benchmark_days ({n_bench}) "
-            "so at least one day is left to train on"
-        )
-    window = [as_of - dt.timedelta(days=n - 1 - i) for i in range(n)]
-    have = set(available_days)
-    missing = [d for d in window if d not in have]
-    if missing:
-        raise InsufficientDataError(as_of, n, missing)
-    n_train = n - n_val - n_bench
-    return TrainingWindow(
-        as_of=as_of,
-        train_days=tuple(window[:n_train]),
-        validation_days=tuple(window[n_train:n_train + n_val]),
-        benchmark_days=tuple(window[n_train + n_val:]),
-    )
-
-
-# ---------------------------------------------------------------------------------------------- manifest
-
-
-@dataclass(frozen=True)
-class TrainingManifest:
-    """Which partitions (day keys) went into each split and the data version of each: references, not data."""
-
-    as_of: str
-    splits: dict[str, list[str]]
-    data_versions: dict[str, str]
-
-    @classmethod
-    def from_window(cls, window: TrainingWindow, data_versions: dict[dt.date | str, str]) -> "TrainingManifest":
-        versions = {_day_key(k): str(v) for k, v in data_versions.items()}
-        splits = {s: [d.isoformat() for d in window.days(s)] for s in SPLITS}
-        missing = [d for days in splits.values() for d in days if d not in versions]
-        if missing:
-            raise ValueError(f"no data version given for partitions: {', '.join(missing)}")
-        used = {d for days in splits.values() for d in days}
-        return cls(window.as_of.isoformat(), splits, {d: versions[d] for d in sorted(used)})
-
-    def days(self, split: str) -> list[dt.date]:
-        return [dt.date.fromisoformat(d) for d in self.splits[split]]
-
-    def to_dict(self) -> dict:
-        return {"as_of": self.as_of, "splits": {k: list(v) for k, v in self.splits.items()},
-                "data_versions": dict(self.data_versions)}
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, raw: dict) -> "TrainingManifest":
-        return cls(str(raw["as_of"]), {k: [str(d) for d in v] for k, v in raw["splits"].items()},
-                   {str(k): str(v) for k, v in raw["data_versions"].items()})
-
-    @classmethod
-    def from_json(cls, text: str) -> "TrainingManifest":
-        return cls.from_dict(json.loads(text))
-
-
-def _day_key(day: dt.date | str) -> str:
-    return day.isoformat() if isinstance(day, dt.date) else dt.date.fromisoformat(str(day)).isoformat()
 
 
 # --------------------------------------------------------------------------------------------- estimator
@@ -270,7 +159,7 @@ def labels(spec: DatasetSpec, frame: pd.DataFrame) -> np.ndarray:
 def canonical_frame(spec: DatasetSpec, frame: pd.DataFrame) -> pd.DataFrame:
     """The columns a model trains on, sorted by key: training must not depend on how days were concatenated."""
     cols = list(dict.fromkeys(spec.key_columns + features.model_input_columns(spec) + [spec.target]))
-    _require_columns(frame, cols, "training frame")
+    require_columns(frame, cols, "training frame")
     return frame[cols].sort_values(spec.key_columns, kind="mergesort").reset_index(drop=True)
 
 
@@ -315,100 +204,21 @@ def _json_params(params: dict) -> dict:
 def predict_scores(pipeline: Pipeline, spec: DatasetSpec, frame: pd.DataFrame) -> np.ndarray:
     """Probability of the positive class (classification) or the prediction (regression), one per row."""
     cols = features.model_input_columns(spec)
-    _require_columns(frame, cols, "scoring frame")
-    return _scores(pipeline, frame[cols])
+    require_columns(frame, cols, "scoring frame")
+    return pipeline_scores(pipeline, frame[cols])
 
 
-def _scores(pipeline: Pipeline, x: pd.DataFrame) -> np.ndarray:
+def pipeline_scores(pipeline: Pipeline, x: pd.DataFrame) -> np.ndarray:
+    """Scores of the model inputs `x` (columns already chosen), as `predict_scores` returns them."""
     if is_classifier(pipeline):
         classes = list(pipeline.classes_)
         return np.asarray(pipeline.predict_proba(x)[:, classes.index(1)], dtype=np.float64)
     return np.asarray(pipeline.predict(x), dtype=np.float64)
 
 
-def _require_columns(frame: pd.DataFrame, cols: list[str], what: str) -> None:
+def require_columns(frame: pd.DataFrame, cols: list[str], what: str) -> None:
     missing = [c for c in cols if c not in frame.columns]
     if missing:
         raise ValueError(f"{what} lacks columns {missing} (has {list(frame.columns)})")
 
 
-# -------------------------------------------------------------------------------------- reproducibility
-
-
-def retrain_from_lineage(spec: DatasetSpec, lineage: Lineage,
-                         frames_loader: Callable[[list[dt.date]], pd.DataFrame], *,
-                         git_commit: str | None = None) -> TrainedModel:
-    """Rebuild a model from its lineage: the same train partitions, estimator, parameters and seed.
-
-    `frames_loader(days)` returns the labeled examples of those days. Returns the rebuilt model with a
-    fresh lineage (its `.pipeline` is the rebuilt Pipeline) so `compare_predictions` can say what differs.
-    """
-    if lineage.manifest is None:
-        raise ValueError("lineage has no manifest: the training partitions are unknown, cannot retrain")
-    if lineage.task != spec.task:
-        raise ValueError(f"lineage is for task {lineage.task!r} but the spec's task is {spec.task!r}")
-    frame = frames_loader(lineage.manifest.days("train"))
-    return train(spec, lineage.policy(spec.training), frame, manifest=lineage.manifest, git_commit=git_commit)
-
-
-@dataclass
-class ReproducibilityResult:
-    identical: bool
-    max_abs_diff: float
-    n_rows: int
-    differences: list[str] = field(default_factory=list)  # lineage fields that differ, "field: a -> b"
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def summary(self) -> str:
-        head = ("predictions bit-identical" if self.identical
-                else f"predictions differ (max abs diff {self.max_abs_diff:.3g} over {self.n_rows} rows)")
-        if not self.differences:
-            return head + ("" if self.identical else "; lineage identical, so the cause is outside it")
-        return head + "; lineage differs in: " + "; ".join(self.differences)
-
-
-_COMPARED_FIELDS = ("estimator", "params", "seed", "estimator_params", "feature_columns", "feature_code_version",
-                    "library_versions", "data_fingerprint", "n_rows", "git_commit")
-
-
-def compare_predictions(a: TrainedModel | Pipeline, b: TrainedModel | Pipeline, frame: pd.DataFrame
-                        ) -> ReproducibilityResult:
-    """Score `frame` with both models; when both carry lineage, name every lineage field that differs."""
-    pa, pb = (m.pipeline if isinstance(m, TrainedModel) else m for m in (a, b))
-    cols = list(pa.feature_names_in_)
-    _require_columns(frame, cols, "comparison frame")
-    sa, sb = _scores(pa, frame[cols]), _scores(pb, frame[cols])
-    same_shape = sa.shape == sb.shape
-    max_diff = float(np.max(np.abs(sa - sb))) if same_shape and sa.size else (0.0 if same_shape else float("inf"))
-    diffs = []
-    if isinstance(a, TrainedModel) and isinstance(b, TrainedModel):
-        diffs = lineage_differences(a.lineage, b.lineage)
-    return ReproducibilityResult(bool(same_shape and np.array_equal(sa, sb)), max_diff, len(frame), diffs)
-
-
-def lineage_differences(a: Lineage, b: Lineage) -> list[str]:
-    out = []
-    for name in _COMPARED_FIELDS:
-        va, vb = getattr(a, name), getattr(b, name)
-        if va == vb:
-            continue
-        if isinstance(va, dict) and isinstance(vb, dict):
-            keys = sorted(set(va) | set(vb))
-            parts = [f"{k}: {va.get(k, '<absent>')!r} -> {vb.get(k, '<absent>')!r}"
-                     for k in keys if va.get(k, "<absent>") != vb.get(k, "<absent>")]
-            out.append(f"{name} ({', '.join(parts)})")
-        else:
-            out.append(f"{name}: {_short(va)} -> {_short(vb)}")
-    ma, mb = a.manifest, b.manifest
-    if (ma and ma.data_versions) != (mb and mb.data_versions):
-        va, vb = (ma.data_versions if ma else {}), (mb.data_versions if mb else {})
-        changed = sorted(d for d in set(va) | set(vb) if va.get(d) != vb.get(d))
-        out.append(f"manifest data versions ({len(changed)} partitions: {', '.join(changed[:5])})")
-    return out
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."

@@ -1,7 +1,7 @@
 """Deployment: what happens to a candidate that passed its gates, and the promote / rollback jobs.
 
 Policy: the first model that passes its floors becomes champion (there is nothing to compare it with);
-later candidates stay candidates unless the spec's [monitoring] auto_canary is on. People promote with the
+later candidates stay candidates unless the spec's [deployment] auto_canary is on. People promote with the
 `promote_model` job or `mlops promote`, and roll back with the `rollback_model` job or `mlops rollback`."""
 
 import dagster as dg
@@ -27,7 +27,7 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
             registry.promote(version, "champion", actor="policy:first-model",
                              reason="first model: no champion yet and its floors passed")
             action = "promoted to champion (first model)"
-        elif project.spec.monitoring.auto_canary and registry.version_for("canary") is None:
+        elif project.spec.deployment.auto_canary and registry.version_for("canary") is None:
             registry.promote(version, "canary", actor="policy:auto-canary",
                              reason="gates passed and the spec enables auto_canary")
             action = "started as canary (auto_canary)"

@@ -5,7 +5,7 @@ import dagster as dg
 from ...core.features.engineering import FEATURE_CODE_VERSION
 from ...core.ingestion.landing import sha256_bytes
 from ...core.training import lifecycle
-from ...core.training.trainer import InsufficientDataError
+from ...core.training.manifest import InsufficientDataError, TrainingManifest
 from ..resources import PortfolioResource
 from ..scope import OWNERS, ModelScope
 
@@ -48,7 +48,7 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
     )
     def candidate_model(context: dg.AssetExecutionContext, portfolio: PortfolioResource):
         project = portfolio.model(scope.name)
-        manifest = lifecycle.training.TrainingManifest.from_dict(
+        manifest = TrainingManifest.from_dict(
             project.store.read_json("training_set", context.partition_key))
         record, model = lifecycle.train_candidate(project.store, project.registry.artifacts, project.spec, manifest)
         project.store.write_json("candidate_model", context.partition_key, record.to_dict())

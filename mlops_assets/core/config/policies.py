@@ -1,0 +1,104 @@
+"""The policies of a dataset spec: how candidates are trained, gated, monitored and deployed.
+
+Each is a frozen dataclass whose defaults are the documented defaults; `spec.py` loads them from the spec's
+[training], [gates], [monitoring] and [deployment] tables (a key's type is its default's type) and runs the
+checks below, which need more than a type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class TrainingPolicy:
+    """How candidates are trained: the data window, the estimator and its parameters, the seed."""
+
+    window_days: int = 28
+    validation_days: int = 3
+    benchmark_days: int = 3
+    estimator: str = "hist_gradient_boosting"
+    params: dict = field(default_factory=dict)
+    seed: int = 42
+
+
+@dataclass(frozen=True)
+class GatePolicy:
+    """Promotion gates, fixed in the spec so they are known before any candidate is trained."""
+
+    key_metric: str = ""  # default: roc_auc for classification, rmse for regression
+    min_improvement: float = 0.0  # candidate must beat champion by this much beyond the CI noise
+    max_slice_drop: float = 0.05  # no slice's key metric may be worse than the champion's by more
+    max_latency_ms_per_1k: float = 500.0
+    max_artifact_mb: float = 50.0
+    max_calibration_error: float = 0.1  # expected calibration error (classification)
+    floors: dict = field(default_factory=dict)  # absolute floors for the first model, e.g. {roc_auc = 0.6}
+    bootstrap_samples: int = 200
+    min_slice_rows: int = 30  # slices with fewer benchmark rows are reported but not gated (too noisy)
+
+
+@dataclass(frozen=True)
+class MonitoringPolicy:
+    """Thresholds for the daily monitoring reports; WARN below `error_*`, ERROR at or above."""
+
+    drift_alpha: float = 0.05  # false-discovery rate across features
+    drift_min_effect: float = 0.1  # effect floor: Wasserstein in reference stds (numeric), Jensen-Shannon (categorical)
+    # Floor for a numeric feature that was constant in the reference (e.g. an imputed source): it has no std,
+    # so its effect is relative to the constant, and drift_min_effect (in stds) does not fit it.
+    constant_min_effect: float = 0.1
+    # Share of the drift weight spread evenly over the monitored features; the rest follows permutation
+    # importance. A feature the model ignores (e.g. constant during training) still counts when it moves.
+    even_weight_share: float = 0.0
+    warn_drift_share: float = 0.1  # weighted share of drifting features that warns
+    error_drift_share: float = 0.3
+    warn_performance_drop: float = 0.03
+    error_performance_drop: float = 0.08
+    warn_cost_ratio: float = 2.0
+    error_cost_ratio: float = 5.0
+    retrain_cooldown_days: int = 7
+
+
+@dataclass(frozen=True)
+class DeploymentPolicy:
+    """How a new version reaches traffic: the decision threshold, the canary ramp and the guardrails that stop
+    it. A canary copies these when it starts, so editing the spec later does not move a running canary's goalposts."""
+
+    # Classification: a score at or above it decides "positive". The one threshold: serving decides by it, and
+    # evaluation (F1, accuracy) and monitoring (baseline, estimated and realised accuracy) count decisions at it.
+    decision_threshold: float = 0.5
+    canary_steps: list = field(default_factory=lambda: [0.05, 0.25, 0.5, 1.0])  # shares of entities, ending at 1
+    canary_window_days: int = 2  # days of traffic judged at each step
+    max_metric_drop: float = 0.02  # realised key metric: how far the canary may trail the champion
+    max_score_shift: float = 0.25  # KS, the canary's live scores vs its own training scores: serving skew
+    max_latency_ratio: float = 1.5  # canary scoring time / champion scoring time
+    min_rows_per_step: int = 200  # fewer compared rows and the step holds: too little evidence to judge
+    auto_canary: bool = False  # a candidate that passes its gates starts as a canary without a person
+
+
+# ------------------------------------------------------------------------------------------- checks
+
+
+def training_problems(policy: TrainingPolicy) -> list[str]:
+    if policy.validation_days + policy.benchmark_days >= policy.window_days:
+        return ["training: window_days must exceed validation_days + benchmark_days"]
+    return []
+
+
+def monitoring_problems(policy: MonitoringPolicy) -> list[str]:
+    if policy.even_weight_share > 1:
+        return [f"monitoring.even_weight_share: a share in [0, 1], got {policy.even_weight_share}"]
+    return []
+
+
+def deployment_problems(policy: DeploymentPolicy) -> list[str]:
+    steps = policy.canary_steps
+    out = []
+    if not steps or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in steps):
+        out.append(f"deployment.canary_steps: expected a non-empty list of shares, got {steps!r}")
+    elif not (all(0 < x <= 1 for x in steps) and all(a < b for a, b in zip(steps, steps[1:])) and steps[-1] == 1):
+        out.append(f"deployment.canary_steps: shares must rise strictly within (0, 1] and end at 1, got {steps!r}")
+    if policy.decision_threshold > 1:
+        out.append(f"deployment.decision_threshold: a probability threshold in [0, 1], got {policy.decision_threshold!r}")
+    if policy.canary_window_days < 1:
+        out.append("deployment.canary_window_days: must be at least 1")
+    return out
