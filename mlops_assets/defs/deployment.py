@@ -8,6 +8,7 @@ import getpass
 
 import dagster as dg
 
+from mlops_assets.core.deployment.promotion import decide_promotion
 from mlops_assets.core.registry.model_registry import RegistryError
 from mlops_assets.core.config.spec import DatasetSpec
 from mlops_assets.defs.resources import ProjectResource
@@ -26,18 +27,14 @@ def build(spec: DatasetSpec, daily: dg.PartitionsDefinition, evaluation_report):
     def model_promotion(context: dg.AssetExecutionContext, project: ProjectResource) -> dg.MaterializeResult:
         doc = project.store.read_json("evaluation_report", context.partition_key)
         registry, version = project.registry, doc["version"]
-        if registry.version_for("champion") is None:
-            registry.promote(version, "champion", actor="policy:first-model",
-                             reason="first model: no champion yet and its floors passed")
-            action = "promoted to champion (first model)"
-        elif project.spec.monitoring.auto_canary and registry.version_for("canary") is None:
-            registry.promote(version, "canary", actor="policy:auto-canary",
-                             reason="gates passed and the spec enables auto_canary")
-            action = "started as canary (auto_canary)"
-        else:
-            action = f"left as candidate: promote with `mlops promote {version} --to canary`"
+        decision = decide_promotion(version, champion=registry.version_for("champion"),
+                                    canary=registry.version_for("canary"),
+                                    auto_canary=project.spec.monitoring.auto_canary)
+        if decision.target is not None:
+            registry.promote(version, decision.target, actor=decision.actor, reason=decision.reason)
         return dg.MaterializeResult(metadata={
-            "version": version, "action": action, "aliases": ", ".join(registry.aliases_of(version)) or "(none)",
+            "version": version, "action": decision.action, "reason": decision.reason,
+            "aliases": ", ".join(registry.aliases_of(version)) or "(none)",
             "champion": registry.version_for("champion") or "(none)",
         })
 

@@ -4,6 +4,7 @@ failed one can still be forced through later, with a reason the audit log keeps.
 
 import dagster as dg
 
+from mlops_assets.core.evaluation.gates import comparison_champion
 from mlops_assets.core.training import lifecycle
 from mlops_assets.core.config.spec import DatasetSpec
 from mlops_assets.defs.metadata import table
@@ -46,9 +47,7 @@ def build(spec: DatasetSpec, daily: dg.PartitionsDefinition, candidate_model):
         registry = project.registry
         record = lifecycle.CandidateRecord.from_dict(project.store.read_json("candidate_model", context.partition_key))
         candidate = lifecycle.load_candidate(registry.artifacts, record)
-        champion_version = registry.version_for("champion")
-        if champion_version == record.version:
-            champion_version = None  # re-evaluating the champion itself: judge it on floors
+        champion_version = comparison_champion(record.version, registry.version_for("champion"))
         champion = registry.load_model(champion_version) if champion_version else None
         result = lifecycle.evaluate_candidate(project.store, project.spec, record, candidate, champion_version, champion)
         registry.register(
