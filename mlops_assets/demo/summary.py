@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from mlops_assets.core.training import trainer as training
-from mlops_assets.core.serving.deployment import ledger_labels
+from mlops_assets.core.serving.scoring import ledger_labels
 from mlops_assets.core.serving.ledger import PredictionLedger
 from mlops_assets.core.registry.model_registry import ModelRegistry
 from mlops_assets.core.config.spec import DatasetSpec

@@ -67,6 +67,12 @@ class GateReport:
         return text + (" Notes: " + " ".join(self.notes) if self.notes else "")
 
 
+def comparison_champion(candidate_version: str, champion_version: str | None) -> str | None:
+    """The champion a candidate is compared with; None (judge it on the floors) when there is none, or when
+    the candidate *is* the champion, re-evaluated: a model is no baseline for itself."""
+    return None if champion_version == candidate_version else champion_version
+
+
 def evaluate_gates(report: EvaluationReport, policy: GatePolicy, has_champion: bool, *,
                    training_keys: Iterable[tuple] | pd.DataFrame | None = None,
                    benchmark_keys: Iterable[tuple] | pd.DataFrame | None = None) -> GateReport:

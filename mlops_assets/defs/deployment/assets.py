@@ -6,6 +6,7 @@ later candidates stay candidates unless the spec's [deployment] auto_canary is o
 
 import dagster as dg
 
+from ...core.deployment.promotion import decide_promotion
 from ..resources import PortfolioResource
 from ..scope import OWNERS, ModelScope
 
@@ -23,18 +24,14 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
         project = portfolio.model(scope.name)
         doc = project.store.read_json("evaluation_report", context.partition_key)
         registry, version = project.registry, doc["version"]
-        if registry.version_for("champion") is None:
-            registry.promote(version, "champion", actor="policy:first-model",
-                             reason="first model: no champion yet and its floors passed")
-            action = "promoted to champion (first model)"
-        elif project.spec.deployment.auto_canary and registry.version_for("canary") is None:
-            registry.promote(version, "canary", actor="policy:auto-canary",
-                             reason="gates passed and the spec enables auto_canary")
-            action = "started as canary (auto_canary)"
-        else:
-            action = f"left as candidate: promote with `mlops promote {version} --to canary`"
+        decision = decide_promotion(version, champion=registry.version_for("champion"),
+                                    canary=registry.version_for("canary"),
+                                    auto_canary=project.spec.deployment.auto_canary)
+        if decision.target is not None:
+            registry.promote(version, decision.target, actor=decision.actor, reason=decision.reason)
         return dg.MaterializeResult(metadata={
-            "version": version, "action": action, "aliases": ", ".join(registry.aliases_of(version)) or "(none)",
+            "version": version, "action": decision.action, "reason": decision.reason,
+            "aliases": ", ".join(registry.aliases_of(version)) or "(none)",
             "champion": registry.version_for("champion") or "(none)",
         })
 

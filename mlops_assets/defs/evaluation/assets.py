@@ -4,6 +4,7 @@ failed one can still be forced through later, with a reason the audit log keeps.
 
 import dagster as dg
 
+from ...core.evaluation.gates import comparison_champion
 from ...core.training import lifecycle
 from ..metadata import table
 from ..resources import PortfolioResource
@@ -48,9 +49,7 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
         registry = project.registry
         record = lifecycle.CandidateRecord.from_dict(project.store.read_json("candidate_model", context.partition_key))
         candidate = lifecycle.load_candidate(registry.artifacts, record)
-        champion_version = registry.version_for("champion")
-        if champion_version == record.version:
-            champion_version = None  # re-evaluating the champion itself: judge it on floors
+        champion_version = comparison_champion(record.version, registry.version_for("champion"))
         champion = registry.load_model(champion_version) if champion_version else None
         result = lifecycle.evaluate_candidate(project.store, project.spec, record, candidate, champion_version, champion)
         registry.register(

@@ -2,12 +2,11 @@
 check whose severity follows relative thresholds from the spec, and whose description is its runbook."""
 
 import dagster as dg
-import pandas as pd
 
-from ...core.config.spec import DatasetSpec
 from ...core.monitoring import reports as monitoring
 from ...core.monitoring.drift import drift_report, prediction_drift
 from ...core.monitoring.drift_plots import drift_plots, prediction_drift_plot
+from ...core.monitoring.served import NothingServed, cost_history, labelled_rows, served_rows
 from ..metadata import table
 from ..resources import PortfolioResource
 from ..scope import OWNERS, ModelScope
@@ -34,16 +33,12 @@ def _check(scope: ModelScope, name: str, asset: str) -> dg.AssetCheckSpec:
 
 
 def _served(project, day: str):
-    """The day's acted-on rows of the serving champion (or of a canary serving 100 %), that version and its
-    monitoring reference."""
-    rows = project.ledger.day(day)
-    champion = rows[rows["route"] == "champion"]
-    if champion.empty:  # a canary at 100 % decides every row
-        champion = rows[rows["route"] == "canary"]
-    if champion.empty:
-        raise dg.Failure(f"no acted-on predictions in the ledger for {day}: run batch_scoring first")
-    version = champion["model_version"].iloc[0]
-    return champion, version, project.registry.load_reference(version)
+    """The day's acted-on rows of the serving model, that version and its monitoring reference."""
+    try:
+        served = served_rows(project.ledger.day(day), day)
+    except NothingServed as exc:
+        raise dg.Failure(f"{exc}: run batch_scoring first") from None
+    return served.rows, served.version, project.registry.load_reference(served.version)
 
 
 def _result(name: str, status: str, metadata: dict) -> dg.AssetCheckResult:
@@ -114,7 +109,7 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
         labels = None
         if project.store.exists("labeled_examples", day):
             labeled = project.store.read("labeled_examples", day)
-            rows = _align(rows, labeled, spec_)
+            rows = labelled_rows(rows, labeled, spec_)
             labels = rows["label"].to_numpy(float)
         perf = monitoring.performance_day(spec_, reference, rows["score"].to_numpy(float), labels,
                                           n_rows=len(rows), policy=spec_.monitoring)
@@ -138,24 +133,13 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
         _, version, reference = _served(project, day)
         store = project.store
         stats = store.read_json("scoring_stats", day)
-        history = [s for s in (store.read_json("scoring_stats", d) for d in store.documents("scoring_stats") if d < day)
-                   if s.get("champion") == version]
-        trained = [store.read_json("candidate_model", p) for p in store.documents("candidate_model") if p <= day]
-        cost = monitoring.cost_day(reference, stats, history, retrains=len(trained),
-                                   retrain_seconds=float(sum(t.get("train_seconds", 0.0) for t in trained)),
-                                   policy=project.spec.monitoring)
+        history = cost_history(version, day,
+                               {d: store.read_json("scoring_stats", d) for d in store.documents("scoring_stats")},
+                               {p: store.read_json("candidate_model", p) for p in store.documents("candidate_model")})
+        cost = monitoring.cost_day(reference, stats, history.scoring, retrains=history.retrains,
+                                   retrain_seconds=history.retrain_seconds, policy=project.spec.monitoring)
         project.store.write_json("cost_report", day, {"model_version": version, **cost})
         yield dg.MaterializeResult(metadata={k: v for k, v in cost.items() if k != "status" and v is not None})
         yield _result("cost_ok", cost["status"], {"wall_ratio_to_baseline": cost["wall_ratio_to_baseline"]})
 
     return [data_drift_report, prediction_drift_report, performance_report, cost_report]
-
-
-def _align(rows: pd.DataFrame, labeled: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
-    """The ledger's champion rows that have a label, with the label (1/0 or the value) as `label`."""
-    from mlops_assets.core.serving.deployment import ledger_labels
-
-    labels = ledger_labels(labeled, spec)
-    labels["timestamp"] = labels["timestamp"].astype("datetime64[us]")
-    rows = rows.assign(timestamp=pd.to_datetime(rows["timestamp"]).astype("datetime64[us]"))
-    return rows.merge(labels, on=["entity", "timestamp"], how="inner")
