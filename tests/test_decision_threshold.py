@@ -11,7 +11,8 @@ from mlops_assets.core.config.spec import spec_from_dict
 from mlops_assets.core.evaluation.report import evaluate
 from mlops_assets.core.monitoring.performance_estimation import Calibrator
 from mlops_assets.core.monitoring.reports import build_reference, performance_day
-from mlops_assets.core.serving.deployment import ServingModel, ledger_labels, score_batch, shadow_comparison
+from mlops_assets.core.serving.scoring import ServingModel, ledger_labels, score_batch
+from mlops_assets.core.serving.shadow import shadow_comparison
 from mlops_assets.core.training.trainer import labels, predict_scores, train
 
 THRESHOLD = 0.3
