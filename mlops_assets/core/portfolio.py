@@ -56,10 +56,10 @@ class ModelWorkspace:
     def landing(self):
         s3_url = self.settings.landing_s3_for(self.name)
         if s3_url:
-            from dagster_aws.s3 import S3Resource  # only the S3 landing zone needs boto3
+            import boto3  # installed with dagster-aws; only the S3 landing zone needs it
 
             bucket, prefix = parse_s3_url(s3_url)
-            client = S3Resource(endpoint_url=self.s3_endpoint_url or None).get_client()
+            client = boto3.client("s3", endpoint_url=self.s3_endpoint_url or None)  # credentials: the AWS variables
             return S3Landing(client, bucket, prefix)
         return LocalLanding(self.paths.landing_dir)
 
