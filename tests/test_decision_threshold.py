@@ -9,7 +9,6 @@ import pytest
 
 from mlops_assets.core.config.spec import spec_from_dict
 from mlops_assets.core.evaluation.report import evaluate
-from mlops_assets.core.monitoring.performance_estimation import Calibrator
 from mlops_assets.core.monitoring.reports import build_reference, performance_day
 from mlops_assets.core.serving.scoring import ServingModel, ledger_labels, score_batch
 from mlops_assets.core.serving.shadow import shadow_comparison
@@ -77,14 +76,14 @@ def test_monitoring_baseline_estimate_and_realised_accuracy_decide_at_the_spec_t
     figures = {}
     for t, spec in specs.items():
         reference = build_reference(spec, pipeline, train_frame, validation, latency_ms_per_1k=1.0)
-        baseline = reference["baseline"]
+        baseline = reference.baseline
         assert baseline["accuracy_at_threshold"] == pytest.approx(by_hand(y_val, scores["validation"], t)["accuracy"])
         assert baseline["accuracy"] == pytest.approx(baseline["accuracy_at_threshold"])
         assert baseline["f1"] == pytest.approx(by_hand(y_val, scores["validation"], t)["f1"])
 
         estimated = performance_day(spec, reference, scores["day"], None, len(day), spec.monitoring)
         realised = performance_day(spec, reference, scores["day"], y_day, len(day), spec.monitoring)
-        p = Calibrator.from_dict(reference["calibrator"])(scores["day"])
+        p = reference.calibrator(scores["day"])
         decided = scores["day"] >= t
         assert estimated.estimated == pytest.approx(np.mean(np.where(decided, p, 1 - p)))  # expected accuracy
         assert realised.realised == pytest.approx(by_hand(y_day, scores["day"], t)["accuracy"])

@@ -2,11 +2,13 @@
 
 import math
 from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 
 from mlops_assets.core.config.spec import MonitoringPolicy
 from mlops_assets.core.monitoring.drift import drift_status
+from mlops_assets.core.monitoring.reference import CostBaseline
 from mlops_assets.core.monitoring.reports import cost_day
 from mlops_assets.core.monitoring.status import status_for
 
@@ -36,7 +38,7 @@ def test_drift_share_uses_the_rule_but_no_drift_is_never_an_alarm():
 
 def test_cost_status_uses_the_rule_on_the_wall_time_ratio():
     policy = MonitoringPolicy(warn_cost_ratio=2.0, error_cost_ratio=5.0)
-    reference = {"latency_ms_per_1k": 1.0, "artifact_bytes": 10}
+    reference = SimpleNamespace(cost=CostBaseline(latency_ms_per_1k=1.0, artifact_bytes=10))
     first = [{"rows": 1000, "cpu_seconds": 0.01, "wall_seconds": 0.01}]
     for wall, expected in ((0.019, "OK"), (0.02, "WARN"), (0.05, "ERROR")):
         today = {"rows": 1000, "cpu_seconds": 0.01, "wall_seconds": wall}
