@@ -204,7 +204,7 @@ def test_an_existing_database_gets_the_reference_columns(registry_url, store, fi
     model, reference, _ = fitted
     artifact = store.save(model.pipeline, "synthetic")
     with backend_for(registry_url).transaction(write=True) as tx:
-        for statement in model_registry._DDL:  # the original tables, without the reference columns
+        for statement in model_registry.DDL:  # the original tables, without the reference columns
             tx.rows(statement)
         tx.rows("INSERT INTO {s}.model_versions (seq, version, dataset, task, created_at, registered_by, run_id, "
                 "artifact_path, artifact_sha256, artifact_bytes, key_metric, lineage, metrics, gate_report, "

@@ -1,6 +1,6 @@
 """The model registry: versions, their lifecycle aliases, and an append-only audit log, on DuckDB or PostgreSQL.
 
-One code path serves both databases (see registry_db for the adapter); every operation is one transaction.
+One code path serves both databases (see database.py for the adapter; records.py for what is stored); every operation is one transaction.
 Lifecycle: `register` makes a version the candidate; `promote` moves it to shadow, canary, champion or
 archived; `rollback` restores the previous known-good champion. A version holds at most one alias at a
 time (its current stage); candidate, shadow, canary and champion are held by one version each, archived by
@@ -14,109 +14,18 @@ against that checksum before parsing it. Rows registered before references were 
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlops_assets.core.registry.artifacts import ArtifactError, ArtifactIntegrityError, ArtifactStore, StoredArtifact
 from mlops_assets.core.registry.database import DuckDBBackend, RegistryError, Transaction, backend_for
 from mlops_assets.core.config.settings import Settings
-from mlops_assets.core.io.json_safe import json_safe
+from mlops_assets.core.registry.records import (  # noqa: F401  (re-exported: the registry's public names)
+    ADDED_VERSION_COLUMNS, AUDIT_COLUMNS, DDL, EXCLUSIVE_ALIASES, GATED_ALIASES, PROMOTION_TARGETS, VERSION_COLUMNS,
+    VERSION_NAME, AliasTenure, AuditEntry, ModelVersion, failed_gates, json_text, utc_now, version_from_row)
 
 if TYPE_CHECKING:  # imported when a reference is read: it pulls in scikit-learn, which the CLI need not load
     from mlops_assets.core.monitoring.reference import MonitoringReference
-
-ALIASES = ("candidate", "shadow", "canary", "champion", "archived")
-EXCLUSIVE_ALIASES = ("candidate", "shadow", "canary", "champion")
-GATED_ALIASES = ("shadow", "canary", "champion")  # serve (or shadow) traffic: gates must have passed
-PROMOTION_TARGETS = ("shadow", "canary", "champion", "archived")
-VERSION_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:+\-]{0,127}")
-
-_DDL = (
-    "CREATE SCHEMA IF NOT EXISTS {s}",
-    """CREATE TABLE IF NOT EXISTS {s}.model_versions (
-        version TEXT PRIMARY KEY, seq BIGINT NOT NULL, dataset TEXT NOT NULL, task TEXT NOT NULL,
-        created_at TEXT NOT NULL, registered_by TEXT NOT NULL, run_id TEXT NOT NULL,
-        artifact_path TEXT NOT NULL, artifact_sha256 TEXT NOT NULL, artifact_bytes BIGINT NOT NULL,
-        key_metric TEXT NOT NULL, lineage TEXT NOT NULL, metrics TEXT NOT NULL, gate_report TEXT NOT NULL,
-        gates_passed BOOLEAN NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS {s}.alias_history (
-        id BIGINT PRIMARY KEY, version TEXT NOT NULL, alias TEXT NOT NULL,
-        started_at TEXT NOT NULL, started_by TEXT NOT NULL,
-        ended_at TEXT, ended_by TEXT, end_action TEXT)""",
-    """CREATE TABLE IF NOT EXISTS {s}.audit_log (
-        id BIGINT PRIMARY KEY, logged_at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, version TEXT,
-        from_alias TEXT, to_alias TEXT, reason TEXT NOT NULL, forced BOOLEAN NOT NULL, details TEXT NOT NULL)""",
-)
-# Columns added to model_versions after its first release: added to existing databases when a registry opens
-# them, nullable (versions registered before have none).
-_ADDED_VERSION_COLUMNS = (
-    ("reference_path", "TEXT"), ("reference_sha256", "TEXT"), ("reference_bytes", "BIGINT"),
-)
-_VERSION_COLUMNS = (
-    "version, dataset, task, created_at, registered_by, run_id, artifact_path, artifact_sha256, "
-    "artifact_bytes, key_metric, lineage, metrics, gate_report, gates_passed, "
-    "reference_path, reference_sha256, reference_bytes"
-)
-_AUDIT_COLUMNS = "id, logged_at, actor, action, version, from_alias, to_alias, reason, forced, details"
-
-
-@dataclass(frozen=True)
-class ModelVersion:
-    version: str
-    dataset: str
-    task: str
-    created_at: str  # ISO-8601, UTC
-    registered_by: str
-    run_id: str
-    artifact: StoredArtifact
-    key_metric: str
-    lineage: dict
-    metrics: dict
-    gate_report: dict
-    gates_passed: bool
-    aliases: tuple[str, ...] = ()  # current alias(es) when the record was read
-    reference: StoredArtifact | None = None  # its monitoring reference (None: registered without one)
-
-
-@dataclass(frozen=True)
-class AliasTenure:
-    version: str
-    alias: str
-    started_at: str
-    started_by: str
-    ended_at: str | None
-    ended_by: str | None
-    end_action: str | None  # the audit action that ended it, e.g. "promote", "rollback"
-
-    @property
-    def rolled_back(self) -> bool:
-        return self.end_action == "rollback"
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    id: int
-    at: str
-    actor: str
-    action: str  # register, supersede, promote, archive, rollback, restore, attach_reference (+ `record`'s)
-    version: str | None
-    from_alias: str | None
-    to_alias: str | None
-    reason: str
-    forced: bool
-    details: dict
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
-
-
-def _json(value) -> str:
-    return json.dumps(json_safe(value if value is not None else {}), sort_keys=True)
-
 
 # ----------------------------------------------------------------------------------------------- registry
 
@@ -134,12 +43,12 @@ class ModelRegistry:
             return
         self._db = backend_for(url)
         with self._db.transaction(write=True) as tx:
-            for statement in _DDL:
+            for statement in DDL:
                 tx.rows(statement)
             present = {row[0] for row in tx.rows(
                 "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
                 [self._db.schema, "model_versions"])}
-            for column, kind in _ADDED_VERSION_COLUMNS:
+            for column, kind in ADDED_VERSION_COLUMNS:
                 if column not in present:  # (writers are serialised; IF NOT EXISTS is belt and braces)
                     tx.rows(f"ALTER TABLE {{s}}.model_versions ADD COLUMN IF NOT EXISTS {column} {kind}")
 
@@ -198,19 +107,19 @@ class ModelRegistry:
                             "reference_bytes = ? WHERE version = ?",
                             [reference.path, reference.sha256, reference.size_bytes, version])
                     audit_id = tx.next_id("audit_log")
-                    tx.rows(f"INSERT INTO {{s}}.audit_log ({_AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            [audit_id, _now(), actor, "attach_reference", version, None, None,
+                    tx.rows(f"INSERT INTO {{s}}.audit_log ({AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            [audit_id, utc_now(), actor, "attach_reference", version, None, None,
                              "monitoring reference recorded", False,
-                             _json({"run_id": run_id, "reference_sha256": reference.sha256})])
+                             json_text({"run_id": run_id, "reference_sha256": reference.sha256})])
                 return self._get(tx, version)
-            now = _now()
+            now = utc_now()
             seq = tx.next_id("model_versions", "seq")
             ref = (reference.path, reference.sha256, reference.size_bytes) if reference else (None, None, None)
             tx.rows(
-                f"INSERT INTO {{s}}.model_versions (seq, {_VERSION_COLUMNS}) "
+                f"INSERT INTO {{s}}.model_versions (seq, {VERSION_COLUMNS}) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [seq, version, dataset, task, now, actor, run_id, artifact.path, artifact.sha256,
-                 artifact.size_bytes, key_metric, _json(lineage), _json(metrics), _json(gate_report),
+                 artifact.size_bytes, key_metric, json_text(lineage), json_text(metrics), json_text(gate_report),
                  bool(gates_passed), *ref],
             )
             previous = self._holder(tx, "candidate", dataset)
@@ -237,7 +146,7 @@ class ModelRegistry:
                 return None
             forced = False
             if to in GATED_ALIASES and not record.gates_passed:
-                failed = ", ".join(_failed_gates(record.gate_report)) or "see its gate report"
+                failed = ", ".join(failed_gates(record.gate_report)) or "see its gate report"
                 if not force:
                     raise RegistryError(
                         f"refusing to promote {version} to {to}: it did not pass its promotion gates ({failed}); "
@@ -250,7 +159,7 @@ class ModelRegistry:
                 raise RegistryError(
                     f"refusing to archive the champion {version}: promote another version or roll back instead"
                 )
-            now = _now()
+            now = utc_now()
             details = {"gates_passed": record.gates_passed}
             holder = self._holder(tx, to, record.dataset) if to in EXCLUSIVE_ALIASES else None
             if holder is not None:
@@ -273,7 +182,7 @@ class ModelRegistry:
             restored = self._previous_champion(tx, current, model)
             if restored is None:
                 raise RegistryError(f"cannot roll back {current}: there is no previous known-good champion")
-            now = _now()
+            now = utc_now()
             restored_from = tx.scalar(
                 "SELECT alias FROM {s}.alias_history WHERE version = ? AND ended_at IS NULL", [restored]
             )
@@ -289,8 +198,8 @@ class ModelRegistry:
         with self._db.transaction(write=True) as tx:
             self._get(tx, version)  # an entry about an unknown version is refused
             audit_id = tx.next_id("audit_log")
-            tx.rows(f"INSERT INTO {{s}}.audit_log ({_AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [audit_id, _now(), actor, action, version, None, None, reason or "", False, _json(details)])
+            tx.rows(f"INSERT INTO {{s}}.audit_log ({AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [audit_id, utc_now(), actor, action, version, None, None, reason or "", False, json_text(details)])
 
     # -- queries
 
@@ -302,8 +211,8 @@ class ModelRegistry:
         where, params = ("WHERE dataset = ?", [self.model]) if self.model else ("", [])
         with self._db.transaction(write=False) as tx:
             current = dict(tx.rows("SELECT version, alias FROM {s}.alias_history WHERE ended_at IS NULL"))
-            rows = tx.rows(f"SELECT {_VERSION_COLUMNS} FROM {{s}}.model_versions {where} ORDER BY seq", params)
-        return [_version_from_row(row, (current[row[0]],) if row[0] in current else ()) for row in rows]
+            rows = tx.rows(f"SELECT {VERSION_COLUMNS} FROM {{s}}.model_versions {where} ORDER BY seq", params)
+        return [version_from_row(row, (current[row[0]],) if row[0] in current else ()) for row in rows]
 
     def version_for(self, alias: str) -> str | None:
         if alias not in EXCLUSIVE_ALIASES:
@@ -345,7 +254,7 @@ class ModelRegistry:
             conditions.append("version IN (SELECT version FROM {s}.model_versions WHERE dataset = ?)")
             params.append(self.model)
         where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
-        sql = f"SELECT {_AUDIT_COLUMNS} FROM {{s}}.audit_log {where} ORDER BY id DESC"
+        sql = f"SELECT {AUDIT_COLUMNS} FROM {{s}}.audit_log {where} ORDER BY id DESC"
         if limit is not None:
             sql, params = sql + " LIMIT ?", params + [int(limit)]
         with self._db.transaction(write=False) as tx:
@@ -388,13 +297,13 @@ class ModelRegistry:
     # -- helpers, all inside an open transaction
 
     def _get(self, tx: Transaction, version: str) -> ModelVersion:
-        rows = tx.rows(f"SELECT {_VERSION_COLUMNS} FROM {{s}}.model_versions WHERE version = ?", [version])
+        rows = tx.rows(f"SELECT {VERSION_COLUMNS} FROM {{s}}.model_versions WHERE version = ?", [version])
         if not rows:
             raise RegistryError(f"unknown model version {version!r}")
         if self.model is not None and rows[0][1] != self.model:
             raise RegistryError(f"version {version!r} belongs to model {rows[0][1]!r}, not {self.model!r}")
         aliases = tx.rows("SELECT alias FROM {s}.alias_history WHERE version = ? AND ended_at IS NULL", [version])
-        return _version_from_row(rows[0], tuple(a[0] for a in aliases))
+        return version_from_row(rows[0], tuple(a[0] for a in aliases))
 
     def _scope(self, tx: Transaction) -> str | None:
         """The model an alias question is about: this view's, else the registry's only model."""
@@ -435,26 +344,8 @@ class ModelRegistry:
             tx.rows("INSERT INTO {s}.alias_history (id, version, alias, started_at, started_by) VALUES (?, ?, ?, ?, ?)",
                     [tenure_id, version, to_alias, now, actor])
         audit_id = tx.next_id("audit_log")
-        tx.rows(f"INSERT INTO {{s}}.audit_log ({_AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [audit_id, now, actor, action, version, from_alias, to_alias, reason or "", forced, _json(details)])
-
-
-def _version_from_row(row: tuple, aliases: tuple[str, ...]) -> ModelVersion:
-    (version, dataset, task, created_at, registered_by, run_id, path, sha, size, key_metric,
-     lineage, metrics, gate_report, gates_passed, ref_path, ref_sha, ref_size) = row
-    reference = (StoredArtifact(path=ref_path, sha256=ref_sha, size_bytes=int(ref_size or 0))
-                 if ref_path is not None and ref_sha is not None else None)
-    return ModelVersion(
-        version=version, dataset=dataset, task=task, created_at=created_at, registered_by=registered_by,
-        run_id=run_id, artifact=StoredArtifact(path=path, sha256=sha, size_bytes=int(size)),
-        key_metric=key_metric, lineage=json.loads(lineage), metrics=json.loads(metrics),
-        gate_report=json.loads(gate_report), gates_passed=bool(gates_passed), aliases=aliases, reference=reference,
-    )
-
-
-def _failed_gates(report: dict) -> list[str]:
-    """Failed gate names from a stored gate report, as GateReport.to_dict() writes it (its "failures")."""
-    return [str(name) for name in (report or {}).get("failures", [])]
+        tx.rows(f"INSERT INTO {{s}}.audit_log ({AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [audit_id, now, actor, action, version, from_alias, to_alias, reason or "", forced, json_text(details)])
 
 
 def artifacts_dir_for(url: str, default: Path) -> Path:
