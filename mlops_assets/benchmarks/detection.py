@@ -44,7 +44,8 @@ from mlops_assets.core.training import trainer as training
 from mlops_assets.core.training.manifest import plan_training_window
 from mlops_assets.core.io.atomic import write_atomic
 from mlops_assets.core.io.json_safe import json_safe
-from mlops_assets.core.monitoring.drift import ReferenceProfile, drift_report
+from mlops_assets.core.monitoring.drift import drift_report
+from mlops_assets.core.monitoring.drift_profile import ReferenceProfile
 from mlops_assets.core.monitoring.reference import MonitoringReference
 from mlops_assets.core.evaluation.report import latency_ms_per_1k
 from mlops_assets.core.monitoring.retraining import FailedCheck, RetrainState, plan_retrains

@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from mlops_assets.core.monitoring.drift import ReferenceProfile, drift_report
+from mlops_assets.core.monitoring.drift import drift_report
+from mlops_assets.core.monitoring.drift_profile import ReferenceProfile
 from mlops_assets.core.monitoring.performance_estimation import estimate_performance, realised_performance
 from mlops_assets.core.config.spec import DatasetSpec, MonitoringPolicy, spec_from_dict
 

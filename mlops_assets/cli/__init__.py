@@ -123,6 +123,6 @@ def format_table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 # The commands register themselves with @subcommand when their modules are imported.
-from mlops_assets.cli import registry_commands, ledger_commands  # noqa: E402,F401,I001  (this order is --help's)
+from mlops_assets.cli import registry_commands, ledger_commands  # noqa: E402,F401,I001  (--help lists them in this order)
 
 

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from mlops_assets.core.ingestion.landing import Quarantine, QuarantineRecord, features_file_name, labels_file_name, move_to_quarantine, sha256_bytes
+from mlops_assets.core.ingestion.landing import (Quarantine, QuarantineRecord, features_file_name, labels_file_name,
+                                                 move_to_quarantine, sha256_bytes)
 from mlops_assets.core.config.spec import DatasetSpec
 from mlops_assets.core.io.storage import PartitionStore
 from mlops_assets.core.ingestion.validation import BatchRejected, ValidationResult, read_batch

@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from mlops_assets.core.monitoring.drift_profile import MISSING, OTHER, SAMPLE_SIZE, CategoricalProfile, NumericProfile, ReferenceProfile, category_counts, normalise_weights, numeric_values
+from mlops_assets.core.monitoring.drift_profile import (CategoricalProfile, NumericProfile, ReferenceProfile,
+                                                      category_counts, numeric_values)
 from mlops_assets.core.config.spec import MonitoringPolicy
 from mlops_assets.core.io.json_safe import json_safe
 from mlops_assets.core.monitoring.status import status_for

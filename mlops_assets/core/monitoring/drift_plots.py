@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mlops_assets.core.monitoring.drift_profile import MISSING, OTHER, CategoricalProfile, NumericProfile, ReferenceProfile, category_counts, numeric_values
+from mlops_assets.core.monitoring.drift_profile import (MISSING, OTHER, CategoricalProfile, NumericProfile,
+                                                        ReferenceProfile, category_counts, numeric_values)
 from mlops_assets.core.io.plots import figure_to_markdown, new_figure
 
 _LABELS = {OTHER: "(other)", MISSING: "(missing)"}

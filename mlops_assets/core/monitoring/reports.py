@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mlops_assets.core.monitoring.drift import ReferenceProfile
+from mlops_assets.core.monitoring.drift_profile import ReferenceProfile
 from mlops_assets.core.monitoring.performance_estimation import estimate_performance, realised_performance
 from mlops_assets.core.monitoring.reference import MonitoringReference
 from mlops_assets.core.monitoring.status import status_for

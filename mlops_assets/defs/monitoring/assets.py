@@ -1,6 +1,8 @@
 """Monitoring: one report per day and axis — data drift, prediction drift, performance, cost — each with a
 check whose severity follows relative thresholds from the spec, and whose description is its runbook."""
 
+import functools
+
 import dagster as dg
 
 from ...core.monitoring import reports as monitoring
@@ -48,13 +50,16 @@ def _result(name: str, status: str, metadata: dict) -> dg.AssetCheckResult:
 
 def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
     feature_table, labeled_examples = scope.key("feature_table"), scope.key("labeled_examples")
-    batch_scoring, daily = scope.key("batch_scoring"), scope.daily
+    batch_scoring = scope.key("batch_scoring")
+    # Every report: one per day of this model, in the monitoring group.
+    report = functools.partial(dg.asset, key_prefix=scope.key_prefix, partitions_def=scope.daily,
+                               group_name="monitoring", owners=OWNERS)
 
-    @dg.asset(key_prefix=scope.key_prefix, partitions_def=daily, deps=[feature_table, batch_scoring], group_name="monitoring", owners=OWNERS,
-              kinds={"scipy", "json"}, code_version="data-drift-v1", check_specs=[_check(scope, "data_drift_ok", "data_drift_report")],
-              description="Per-feature drift of the day's inputs against the serving model's training profile: "
-                          "KS / chi-square by type and size, Wasserstein / Jensen-Shannon effect floors, "
-                          "Benjamini-Hochberg across features, weighted by the model's permutation importances.")
+    @report(deps=[feature_table, batch_scoring], kinds={"scipy", "json"}, code_version="data-drift-v1",
+            check_specs=[_check(scope, "data_drift_ok", "data_drift_report")],
+            description="Per-feature drift of the day's inputs against the serving model's training profile: "
+                        "KS / chi-square by type and size, Wasserstein / Jensen-Shannon effect floors, "
+                        "Benjamini-Hochberg across features, weighted by the model's permutation importances.")
     def data_drift_report(context: dg.AssetExecutionContext, portfolio: PortfolioResource):
         project = portfolio.model(scope.name)
         day = context.partition_key
@@ -79,10 +84,10 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
             "drift_share": report.drift_share, "drifted_features": ", ".join(report.drifted_features) or "(none)",
             "warn_at": project.spec.monitoring.warn_drift_share, "error_at": project.spec.monitoring.error_drift_share})
 
-    @dg.asset(key_prefix=scope.key_prefix, partitions_def=daily, deps=[batch_scoring], group_name="monitoring", owners=OWNERS,
-              kinds={"scipy", "json"}, code_version="prediction-drift-v1",
-              check_specs=[_check(scope, "prediction_drift_ok", "prediction_drift_report")],
-              description="The champion's score distribution today against its scores on the training data.")
+    @report(deps=[batch_scoring],
+            kinds={"scipy", "json"}, code_version="prediction-drift-v1",
+            check_specs=[_check(scope, "prediction_drift_ok", "prediction_drift_report")],
+            description="The champion's score distribution today against its scores on the training data.")
     def prediction_drift_report(context: dg.AssetExecutionContext, portfolio: PortfolioResource):
         project = portfolio.model(scope.name)
         day = context.partition_key
@@ -97,11 +102,11 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
             "plot": dg.MetadataValue.md(prediction_drift_plot(profile, rows["score"].to_numpy(float)))})
         yield _result("prediction_drift_ok", status, {"effect_size": result.effect_size, "p_value": result.p_value})
 
-    @dg.asset(key_prefix=scope.key_prefix, partitions_def=daily, deps=[batch_scoring, labeled_examples], group_name="monitoring", owners=OWNERS,
-              kinds={"json"}, code_version="performance-v1",
-              check_specs=[_check(scope, "performance_ok", "performance_report")],
-              description="Realised metrics once the day's labels land (with label coverage); before that, a "
-                          "label-free estimate from calibrated scores (confidence-based performance estimation).")
+    @report(deps=[batch_scoring, labeled_examples],
+            kinds={"json"}, code_version="performance-v1",
+            check_specs=[_check(scope, "performance_ok", "performance_report")],
+            description="Realised metrics once the day's labels land (with label coverage); before that, a "
+                        "label-free estimate from calibrated scores (confidence-based performance estimation).")
     def performance_report(context: dg.AssetExecutionContext, portfolio: PortfolioResource):
         project = portfolio.model(scope.name)
         day, spec_ = context.partition_key, project.spec
@@ -123,10 +128,10 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
                                                       "error_at": spec_.monitoring.error_performance_drop,
                                                       "labels": "realised" if labels is not None else "estimated"})
 
-    @dg.asset(key_prefix=scope.key_prefix, partitions_def=daily, deps=[batch_scoring], group_name="monitoring", owners=OWNERS, kinds={"json"},
-              code_version="cost-v1", check_specs=[_check(scope, "cost_ok", "cost_report")],
-              description="Scoring CPU and wall time per 1,000 predictions against the same champion's first "
-                          "served days, model size, and retraining count and time so far.")
+    @report(deps=[batch_scoring], kinds={"json"},
+            code_version="cost-v1", check_specs=[_check(scope, "cost_ok", "cost_report")],
+            description="Scoring CPU and wall time per 1,000 predictions against the same champion's first "
+                        "served days, model size, and retraining count and time so far.")
     def cost_report(context: dg.AssetExecutionContext, portfolio: PortfolioResource):
         project = portfolio.model(scope.name)
         day = context.partition_key

@@ -9,7 +9,8 @@ from scipy import stats
 
 from mlops_assets.core.monitoring import drift
 from mlops_assets.core.monitoring import drift_profile
-from mlops_assets.core.monitoring.drift import MISSING, OTHER, NumericProfile, ReferenceProfile, benjamini_hochberg, category_counts, drift_report, prediction_drift
+from mlops_assets.core.monitoring.drift import benjamini_hochberg, drift_report, prediction_drift
+from mlops_assets.core.monitoring.drift_profile import MISSING, OTHER, NumericProfile, ReferenceProfile, category_counts
 from mlops_assets.core.monitoring.drift_plots import drift_plots, prediction_drift_plot
 from mlops_assets.core.config.spec import MonitoringPolicy, spec_from_dict
 

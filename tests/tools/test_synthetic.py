@@ -18,7 +18,7 @@ from mlops_assets.demo import synthetic as syn
 from mlops_assets.core.features.engineering import engineer, make_preprocessor
 from mlops_assets.core.config.spec import load_spec, spec_from_dict
 
-SPEC = load_spec(Path(__file__).resolve().parents[1] / "data" / "specs" / "synthetic.toml")
+SPEC = load_spec(Path(__file__).resolve().parents[2] / "data" / "specs" / "synthetic.toml")
 START = dt.date(2025, 1, 1)
 NUM = SPEC.numeric_features
 DRIFT = tuple(NUM[:2])  # the default drift features

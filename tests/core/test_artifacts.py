@@ -7,7 +7,8 @@ import pickle
 
 import pytest
 
-from mlops_assets.core.registry.artifacts import ArtifactError, ArtifactIntegrityError, ArtifactStore, StoredArtifact, sha256_file
+from mlops_assets.core.registry.artifacts import (ArtifactError, ArtifactIntegrityError, ArtifactStore,
+                                                  StoredArtifact, sha256_file)
 
 UNPICKLED: list[str] = []
 

@@ -7,10 +7,9 @@ import dagster as dg
 import pandas as pd
 
 from conftest import SPECS
-from lifecycle_support import START, Location, synthetic_history
+from harness import START, Location, synthetic_history
 from mlops_assets.core.monitoring import reports as monitoring
 from mlops_assets.core.training import trainer as training
-from mlops_assets.core.serving.ledger import PredictionLedger
 
 CANARY_SPEC = """
 [deployment]

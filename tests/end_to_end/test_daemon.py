@@ -13,10 +13,9 @@ import dagster as dg
 import pytest
 
 from conftest import REPO, SPECS
-from lifecycle_support import START, synthetic_history
+from harness import START, synthetic_history
 from mlops_assets.demo.history import load_labeled_days
 from mlops_assets.core.config.settings import Settings
-from mlops_assets.core.config.spec import load_spec
 from mlops_assets.defs import build_definitions
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}

@@ -2,7 +2,6 @@
 forced promotion with a reason, rollback, tampered artifacts, reproducibility, and a regression task."""
 
 
-import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,7 +10,7 @@ from conftest import SPECS
 from mlops_assets.core.training import lifecycle
 from mlops_assets.core.registry.artifacts import ArtifactIntegrityError
 
-from lifecycle_support import QUIET, Location, spec_with, synthetic_history  # noqa: E402
+from harness import QUIET, Location, spec_with, synthetic_history  # noqa: E402
 
 
 def test_first_model_becomes_champion_with_lineage(tmp_path):

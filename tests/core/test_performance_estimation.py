@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
 
-from mlops_assets.core.monitoring.performance_estimation import METRICS, Calibrator, calibrate, estimate_performance, expected_roc_auc, realised_performance
+from mlops_assets.core.monitoring.performance_estimation import (METRICS, Calibrator, calibrate, estimate_performance,
+                                                                 expected_roc_auc, realised_performance)
 
 
 def test_estimates_match_realised_metrics_for_a_calibrated_model():

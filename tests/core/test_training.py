@@ -15,7 +15,7 @@ from mlops_assets.core.training.manifest import InsufficientDataError, TrainingM
 from mlops_assets.core.training.reproducibility import compare_predictions, retrain_from_lineage
 from mlops_assets.core.config.spec import TrainingPolicy, load_spec, spec_from_dict
 
-SPECS = Path(__file__).resolve().parents[1] / "data" / "specs"
+SPECS = Path(__file__).resolve().parents[2] / "data" / "specs"
 D0 = dt.date(2025, 3, 1)
 
 

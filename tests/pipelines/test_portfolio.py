@@ -3,47 +3,25 @@ independently, share one registry, and a drift alert on one never requests the o
 
 import datetime as dt
 
-import dagster as dg
 import pytest
 
 from conftest import SPECS
-from lifecycle_support import QUIET, START, synthetic_history
+from harness import START, CodeLocation, synthetic_history
 from mlops_assets import cli
 from mlops_assets.core.config.settings import Settings
 from mlops_assets.core.config.spec import SpecError
 from mlops_assets.core.portfolio import Portfolio
-from mlops_assets.defs import build_definitions
-from mlops_assets.demo.history import load_labeled_days
 
 ELEC2_AS_OF = dt.date(1996, 7, 10)  # 56 labeled days from 1996-05-07 make a full training window
 SYNTH_AS_OF, SYNTH_ONSET = 20, 24
 
 
-class Portfolio2:
-    def __init__(self, tmp_path, elec2_history):
-        self.settings = Settings.for_data_dir(tmp_path / "data", SPECS / "elec2.toml", SPECS / "synthetic.toml")
-        self.defs = build_definitions(self.settings)
-        self.portfolio = self.defs.resources["portfolio"].portfolio
-        self.instance = dg.DagsterInstance.ephemeral()
-        elec2, synthetic = self.model("elec2"), self.model("synthetic")
-        days = sorted(d for d in elec2_history if d <= ELEC2_AS_OF + dt.timedelta(days=2))
-        load_labeled_days(elec2.store, elec2.spec, elec2_history, days)
-        history = synthetic_history(synthetic.spec, 28, scenario="abrupt_shift", rows_per_day=300,
-                                    onset_day=SYNTH_ONSET, magnitude=2.0)
-        load_labeled_days(synthetic.store, synthetic.spec, history, sorted(history))
-
-    def model(self, name):
-        return self.portfolio.model(name)
-
-    def run(self, model, job, day):
-        return self.defs.resolve_job_def(f"{model}_{job}").execute_in_process(
-            instance=self.instance, partition_key=day, run_config=QUIET, resources=self.defs.resources,
-            raise_on_error=False)
-
-    def tick(self, sensor_name):
-        sensor = self.defs.get_sensor_def(sensor_name)
-        ctx = dg.build_sensor_context(instance=self.instance, definitions=self.defs, resources=self.defs.resources)
-        return sensor(ctx).run_requests
+def two_models(tmp_path, elec2_history) -> CodeLocation:
+    loc = CodeLocation(tmp_path, SPECS / "elec2.toml", SPECS / "synthetic.toml")
+    loc.load_history({d: f for d, f in elec2_history.items() if d <= ELEC2_AS_OF + dt.timedelta(days=2)}, "elec2")
+    loc.load_history(synthetic_history(loc.workspace("synthetic").spec, 28, scenario="abrupt_shift", rows_per_day=300,
+                                       onset_day=SYNTH_ONSET, magnitude=2.0), "synthetic")
+    return loc
 
 
 def synth_day(i):
@@ -52,30 +30,30 @@ def synth_day(i):
 
 @pytest.mark.slow
 def test_two_models_run_side_by_side_and_alerts_stay_with_their_model(tmp_path, elec2_history, capsys, monkeypatch):
-    p = Portfolio2(tmp_path, elec2_history)
+    p = two_models(tmp_path, elec2_history)
     elec2_day = ELEC2_AS_OF.isoformat()
-    assert p.run("elec2", "train_candidate_job", elec2_day).success
-    assert p.run("synthetic", "train_candidate_job", synth_day(SYNTH_AS_OF)).success
-    elec2, synthetic = p.model("elec2"), p.model("synthetic")
+    assert p.run_job("train_candidate_job", elec2_day, model="elec2").success
+    assert p.run_job("train_candidate_job", synth_day(SYNTH_AS_OF), model="synthetic").success
+    elec2, synthetic = p.workspace("elec2"), p.workspace("synthetic")
     # One registry, one champion per model (each was its model's first), each version its own model's.
-    champions = {name: p.model(name).registry.version_for("champion") for name in ("elec2", "synthetic")}
+    champions = {name: p.workspace(name).registry.version_for("champion") for name in ("elec2", "synthetic")}
     assert champions["elec2"].startswith("elec2-") and champions["synthetic"].startswith("synthetic-")
     assert {v.dataset for v in p.portfolio.registry.list_versions()} == {"elec2", "synthetic"}
     assert [v.version for v in elec2.registry.list_versions()] == [champions["elec2"]]
 
     # Each model scores and monitors its own day into its own ledger and warehouse.
     next_day = (ELEC2_AS_OF + dt.timedelta(days=1)).isoformat()
-    assert p.run("elec2", "score_and_monitor_job", next_day).success
-    p.run("synthetic", "score_and_monitor_job", synth_day(SYNTH_ONSET + 1))  # its drift check fails (not blocking)
+    assert p.run_job("score_and_monitor_job", next_day, model="elec2").success
+    p.run_job("score_and_monitor_job", synth_day(SYNTH_ONSET + 1), model="synthetic")  # its drift check fails (not blocking)
     assert set(elec2.ledger.day(next_day)["model_version"]) == {champions["elec2"]}
     assert set(synthetic.ledger.day(synth_day(SYNTH_ONSET + 1))["model_version"]) == {champions["synthetic"]}
     assert elec2.store.read_json("data_drift_report", next_day)["status"] != "ERROR"
     assert synthetic.store.read_json("data_drift_report", synth_day(SYNTH_ONSET + 1))["status"] == "ERROR"
 
     # The synthetic drift alert requests a synthetic retrain, and nothing for elec2.
-    [request] = p.tick("synthetic_retrain_sensor")
+    [request] = p.sensor_requests("retrain_sensor", model="synthetic")
     assert request.partition_key == synth_day(SYNTH_ONSET + 1) and request.tags["mlops/model"] == "synthetic"
-    assert p.tick("elec2_retrain_sensor") == []
+    assert p.sensor_requests("retrain_sensor", model="elec2") == []
 
     # A rollback of one model does not touch the other's champion.
     with pytest.raises(Exception, match="no previous known-good champion"):

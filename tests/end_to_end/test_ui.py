@@ -29,7 +29,7 @@ EXPECTED_CHECKS = {  # asset -> its checks
     "raw_labels": ("raw_labels_matches_spec",),
 }
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "ui"
 SPECS = "data/specs"  # the portfolio of both bundled specs, relative to the repo as a user would set it
 MODEL = "synthetic"  # the model whose files this test delivers

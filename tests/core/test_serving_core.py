@@ -24,7 +24,7 @@ from mlops_assets.core.serving.ledger import PredictionLedger
 from mlops_assets.core.config.spec import SpecError, spec_from_dict
 from mlops_assets.core.training.trainer import predict_scores, train
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 D0 = dt.date(2025, 3, 1)
 
 

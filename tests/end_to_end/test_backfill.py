@@ -2,17 +2,18 @@
 
 import datetime as dt
 import sys
+from pathlib import Path
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 
 import dagster as dg
 
-from conftest import ELEC2_CSV, SPECS
+from conftest import SPECS
 from mlops_assets.core.ingestion.landing import LocalLanding
 from mlops_assets.demo.history import deliveries
 from mlops_assets.core.io.storage import PartitionStore
 
-sys.path.insert(0, str(ELEC2_CSV.parents[2] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # backfill_location, for the spawned processes
 from backfill_location import run_partition  # noqa: E402
 
 

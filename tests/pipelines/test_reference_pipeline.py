@@ -7,7 +7,7 @@ import datetime as dt
 import dagster as dg
 
 from conftest import SPECS
-from lifecycle_support import START, Location, spec_with, synthetic_history
+from harness import START, Location, spec_with, synthetic_history
 from mlops_assets.core.config.settings import Settings
 from mlops_assets.core.config.spec import load_spec
 from mlops_assets.core.monitoring import reports as monitoring

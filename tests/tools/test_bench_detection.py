@@ -106,7 +106,8 @@ def test_figures_are_written_as_strict_json(tmp_path):
 def test_a_constant_reference_feature_has_its_own_floor(synthetic_spec):
     from dataclasses import replace
 
-    from mlops_assets.core.monitoring.drift import ReferenceProfile, drift_report
+    from mlops_assets.core.monitoring.drift import drift_report
+    from mlops_assets.core.monitoring.drift_profile import ReferenceProfile
 
     constant, moving = synthetic_spec.numeric_features[:2]
     cfg = synthetic.ScenarioConfig("stable", dt.date(2025, 1, 1), 2, rows_per_day=2000)

@@ -2,7 +2,8 @@ import os
 
 import pytest
 
-from mlops_assets.core.ingestion.landing import LocalLanding, Quarantine, UnsafeFileName, check_file_name, check_partition_key, move_to_quarantine, safe_join
+from mlops_assets.core.ingestion.landing import (LocalLanding, Quarantine, UnsafeFileName, check_file_name,
+                                                 check_partition_key, move_to_quarantine, safe_join)
 
 
 @pytest.mark.parametrize("name", [
