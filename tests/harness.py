@@ -75,6 +75,10 @@ class CodeLocation:
         return job.execute_in_process(instance=self.instance, partition_key=partition_key, run_config=config,
                                       resources=self.defs.resources, raise_on_error=False)
 
+    def train(self, day_index, model=None):
+        """Train, evaluate and gate a candidate as of START + day_index."""
+        return self.run_job("train_candidate_job", (START + dt.timedelta(days=day_index)).isoformat(), model=model)
+
     def sensor_requests(self, base, model=None):
         """One tick of the model's sensor `base`, as the daemon would call it."""
         sensor = self.defs.get_sensor_def(self.named(base, model))
@@ -109,9 +113,6 @@ class Location(CodeLocation):
     def __init__(self, tmp_path, spec_path, history_days=30, history=None):
         super().__init__(tmp_path, spec_path)
         self.load_history(history or synthetic_history(self.project.spec, history_days))
-
-    def train(self, day_index):
-        return self.run_job("train_candidate_job", (START + dt.timedelta(days=day_index)).isoformat())
 
 
 class Pipeline(CodeLocation):

@@ -142,7 +142,8 @@ def test_ui_runs_checks_and_renders_the_asset_graph(dagster_dev, tmp_path):
     pages = {  # screenshot name -> (path, texts that must be rendered)
         "asset_lineage": (f"/asset-groups?expanded={urllib.parse.quote(expanded)}",
                           {*EXPECTED_GROUPS, *(a for assets in EXPECTED_GROUPS.values() for a in assets)}),
-        "raw_batch": (f"/assets/{MODEL}/raw_batch", {"raw_batch", "ingestion", "feature_table"}),
+        "raw_batch": (f"/assets/{MODEL}/raw_batch", {"raw_batch", "ingestion", f"{MODEL}_daily_ingestion_job",
+                                                   f"{MODEL}_landing_sensor"}),
         **{f"{asset}_checks": (f"/assets/{MODEL}/{asset}?view=checks", {asset, *names})
            for asset, names in EXPECTED_CHECKS.items()},
     }

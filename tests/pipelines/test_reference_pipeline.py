@@ -4,16 +4,13 @@ would) keep their own references, and monitoring a day served by one of them use
 
 import datetime as dt
 
-import dagster as dg
 
 from conftest import SPECS
-from harness import START, Location, spec_with, synthetic_history
-from mlops_assets.core.config.settings import Settings
+from harness import START, CodeLocation, Location, spec_with, synthetic_history
 from mlops_assets.core.config.spec import load_spec
 from mlops_assets.core.monitoring import reports as monitoring
 from mlops_assets.core.monitoring.drift import prediction_drift
 from mlops_assets.core.training import lifecycle, trainer as training
-from mlops_assets.defs import build_definitions
 
 AS_OF = 20  # both versions are trained as of START + 20 days
 SERVED = 22
@@ -23,14 +20,10 @@ def day(i):
     return (START + dt.timedelta(days=i)).isoformat()
 
 
-def on_the_same_data(loc: Location, spec_path) -> Location:
+def on_the_same_data(loc: Location, spec_path) -> CodeLocation:
     """A second code location on `loc`'s data folder (same warehouse, registry and artifacts), another spec."""
-    other = object.__new__(Location)
-    other.settings = Settings.for_data_dir(loc.settings.data_dir, spec_path)
-    other.defs = build_definitions(other.settings)
-    other.model = loc.model
-    other.project = other.defs.resources["portfolio"].model(loc.model)
-    other.instance = dg.DagsterInstance.ephemeral()
+    other = CodeLocation(loc.settings.data_dir.parent, spec_path)
+    assert other.model == loc.model
     return other
 
 
