@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from conftest import SPECS
-from mlops_assets.core.training import lifecycle
+from mlops_assets.core.training import candidate as lifecycle
 from mlops_assets.core.registry.artifacts import ArtifactIntegrityError
 
 from harness import QUIET, Location, spec_with, synthetic_history  # noqa: E402

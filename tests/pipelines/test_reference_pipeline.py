@@ -10,7 +10,7 @@ from harness import START, CodeLocation, Location, spec_with, synthetic_history
 from mlops_assets.core.config.spec import load_spec
 from mlops_assets.core.monitoring import reports as monitoring
 from mlops_assets.core.monitoring.drift import prediction_drift
-from mlops_assets.core.training import lifecycle, trainer as training
+from mlops_assets.core.training import candidate as lifecycle, trainer as training
 
 AS_OF = 20  # both versions are trained as of START + 20 days
 SERVED = 22

@@ -1,7 +1,7 @@
 """The training window and its manifest: which labeled days train, validate and benchmark a model, and the
 data version of each, so a rebuild can use exactly the same partitions (or say that it cannot).
 
-Plain functions over dates; `lifecycle.plan_training_set` reads the partitions and their content hashes.
+Plain functions over dates; `candidate.plan_training_set` reads the partitions and their content hashes.
 """
 
 from __future__ import annotations

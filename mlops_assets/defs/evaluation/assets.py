@@ -5,7 +5,8 @@ failed one can still be forced through later, with a reason the audit log keeps.
 import dagster as dg
 
 from ...core.evaluation.gates import comparison_champion
-from ...core.training import lifecycle
+from ...core.evaluation.candidate import GATE_CHECKS, evaluate_candidate, gate_checks
+from ...core.training.candidate import CandidateRecord, load_candidate
 from ..metadata import table
 from ..resources import PortfolioResource
 from ..scope import OWNERS, ModelScope
@@ -33,7 +34,7 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
     check_specs = [
         dg.AssetCheckSpec(name, asset=scope.key("evaluation_report"), blocking=True,
                           description=f"{GATE_DESCRIPTIONS[name]} {GATE_RUNBOOK}")
-        for name in lifecycle.GATE_CHECKS
+        for name in GATE_CHECKS
     ]
 
     @dg.asset(
@@ -47,11 +48,11 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
     def evaluation_report(context: dg.AssetExecutionContext, portfolio: PortfolioResource):
         project = portfolio.model(scope.name)
         registry = project.registry
-        record = lifecycle.CandidateRecord.from_dict(project.store.read_json("candidate_model", context.partition_key))
-        candidate = lifecycle.load_candidate(registry.artifacts, record)
+        record = CandidateRecord.from_dict(project.store.read_json("candidate_model", context.partition_key))
+        candidate = load_candidate(registry.artifacts, record)
         champion_version = comparison_champion(record.version, registry.version_for("champion"))
         champion = registry.load_model(champion_version) if champion_version else None
-        result = lifecycle.evaluate_candidate(project.store, project.spec, record, candidate, champion_version, champion)
+        result = evaluate_candidate(project.store, project.spec, record, candidate, champion_version, champion)
         registry.register(
             record.version, dataset=project.spec.name, task=project.spec.task, lineage=record.lineage,
             metrics=result.report.to_dict(), gate_report=result.gates.to_dict(), gates_passed=result.gates.passed,
@@ -70,7 +71,7 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
             "slices": table(result.report.slice_table()),
             "report": dg.MetadataValue.md(result.report.markdown()),
         })
-        for name, results in lifecycle.gate_checks(result.gates).items():
+        for name, results in gate_checks(result.gates).items():
             if not results:
                 yield dg.AssetCheckResult(check_name=name, passed=True,
                                           metadata={"applies": False, "why": "not applicable to this candidate"})

@@ -4,7 +4,7 @@ import dagster as dg
 
 from ...core.features.engineering import FEATURE_CODE_VERSION
 from ...core.ingestion.landing import sha256_bytes
-from ...core.training import lifecycle
+from ...core.training import candidate
 from ...core.training.manifest import InsufficientDataError, TrainingManifest
 from ..resources import PortfolioResource
 from ..scope import OWNERS, ModelScope
@@ -25,7 +25,7 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
     def training_set(context: dg.AssetExecutionContext, portfolio: PortfolioResource) -> dg.MaterializeResult:
         project = portfolio.model(scope.name)
         try:
-            manifest = lifecycle.plan_training_set(project.store, project.spec, context.partition_key)
+            manifest = candidate.plan_training_set(project.store, project.spec, context.partition_key)
         except InsufficientDataError as exc:
             raise dg.Failure(str(exc), metadata={"missing_days": len(exc.missing)}) from None
         project.store.write_json("training_set", context.partition_key, manifest.to_dict())
@@ -50,9 +50,9 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
         project = portfolio.model(scope.name)
         manifest = TrainingManifest.from_dict(
             project.store.read_json("training_set", context.partition_key))
-        record, model = lifecycle.train_candidate(project.store, project.registry.artifacts, project.spec, manifest)
+        record, model = candidate.train_candidate(project.store, project.registry.artifacts, project.spec, manifest)
         project.store.write_json("candidate_model", context.partition_key, record.to_dict())
-        repro = lifecycle.check_reproducible(project.store, project.spec, record, model.pipeline)
+        repro = candidate.check_reproducible(project.store, project.spec, record, model.pipeline)
         lineage = record.lineage
         yield dg.MaterializeResult(
             data_version=dg.DataVersion(record.artifact.sha256),

@@ -1,5 +1,5 @@
-"""The model lifecycle steps the Dagster assets call: plan a training set, train and store a candidate,
-evaluate it against the champion and decide what the registry should do. No Dagster here."""
+"""A candidate model from its training set: plan the manifest, train and store the pipeline with its monitoring
+reference, load it back verified, and check it rebuilds identically from its lineage."""
 
 from __future__ import annotations
 
@@ -15,8 +15,7 @@ from mlops_assets.core.training import trainer as training
 from mlops_assets.core.training.manifest import TrainingManifest, plan_training_window
 from mlops_assets.core.training.reproducibility import compare_predictions, retrain_from_lineage
 from mlops_assets.core.registry.artifacts import ArtifactStore, StoredArtifact
-from mlops_assets.core.evaluation.report import EvaluationReport, evaluate, latency_ms_per_1k
-from mlops_assets.core.evaluation.gates import GateReport, evaluate_gates
+from mlops_assets.core.evaluation.report import latency_ms_per_1k
 from mlops_assets.core.config.spec import DatasetSpec
 from mlops_assets.core.io.storage import PartitionStore, frame_fingerprint
 
@@ -98,43 +97,3 @@ def check_reproducible(store: PartitionStore, spec: DatasetSpec, record: Candida
         spec, lineage, lambda days: load_split(store, lineage.manifest, "train"), git_commit=lineage.git_commit)
     benchmark = load_split(store, lineage.manifest, "benchmark")
     return compare_predictions(training.TrainedModel(pipeline, lineage), rebuilt, benchmark)
-
-
-@dataclass
-class Evaluation:
-    report: EvaluationReport
-    gates: GateReport
-    champion: str | None
-
-
-def evaluate_candidate(store: PartitionStore, spec: DatasetSpec, record: CandidateRecord, candidate,
-                       champion_version: str | None, champion) -> Evaluation:
-    manifest = training.Lineage.from_dict(record.lineage).manifest
-    benchmark = load_split(store, manifest, "benchmark")
-    train_keys = load_split(store, manifest, "train", verify=False)[spec.key_columns]
-    report = evaluate(spec, candidate, champion, benchmark, spec.gates)
-    gates = evaluate_gates(report, spec.gates, champion is not None,
-                           training_keys=train_keys, benchmark_keys=benchmark[spec.key_columns])
-    return Evaluation(report, gates, champion_version)
-
-
-# Gate results grouped into the asset checks a person sees in the UI (fixed names, known before any run).
-GATE_CHECKS = {
-    "gate_beats_champion": ("key_metric_vs_champion",),
-    "gate_slices": ("slice_regression",),
-    "gate_first_model_floors": ("floor",),
-    "gate_latency": ("latency",),
-    "gate_artifact_size": ("artifact_size",),
-    "gate_calibration": ("calibration",),
-    "gate_no_leakage": ("leakage",),
-}
-
-
-def gate_checks(gates: GateReport) -> dict[str, list]:
-    """Each named check's gate results (an empty list: the criterion does not apply to this candidate)."""
-    out = {name: [] for name in GATE_CHECKS}
-    for result in gates.results:
-        for name, prefixes in GATE_CHECKS.items():
-            if result.name.startswith(prefixes):
-                out[name].append(result)
-    return out

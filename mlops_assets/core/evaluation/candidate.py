@@ -1,0 +1,53 @@
+"""A candidate judged against the champion on its fixed benchmark: the report, the gates, and the gate
+results grouped into the checks a person sees."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mlops_assets.core.config.spec import DatasetSpec
+from mlops_assets.core.evaluation.gates import GateReport, evaluate_gates
+from mlops_assets.core.evaluation.report import EvaluationReport, evaluate
+from mlops_assets.core.io.storage import PartitionStore
+from mlops_assets.core.training import trainer as training
+from mlops_assets.core.training.candidate import CandidateRecord, load_split
+
+
+@dataclass
+class Evaluation:
+    report: EvaluationReport
+    gates: GateReport
+    champion: str | None
+
+
+def evaluate_candidate(store: PartitionStore, spec: DatasetSpec, record: CandidateRecord, candidate,
+                       champion_version: str | None, champion) -> Evaluation:
+    manifest = training.Lineage.from_dict(record.lineage).manifest
+    benchmark = load_split(store, manifest, "benchmark")
+    train_keys = load_split(store, manifest, "train", verify=False)[spec.key_columns]
+    report = evaluate(spec, candidate, champion, benchmark, spec.gates)
+    gates = evaluate_gates(report, spec.gates, champion is not None,
+                           training_keys=train_keys, benchmark_keys=benchmark[spec.key_columns])
+    return Evaluation(report, gates, champion_version)
+
+
+# Gate results grouped into the asset checks a person sees in the UI (fixed names, known before any run).
+GATE_CHECKS = {
+    "gate_beats_champion": ("key_metric_vs_champion",),
+    "gate_slices": ("slice_regression",),
+    "gate_first_model_floors": ("floor",),
+    "gate_latency": ("latency",),
+    "gate_artifact_size": ("artifact_size",),
+    "gate_calibration": ("calibration",),
+    "gate_no_leakage": ("leakage",),
+}
+
+
+def gate_checks(gates: GateReport) -> dict[str, list]:
+    """Each named check's gate results (an empty list: the criterion does not apply to this candidate)."""
+    out = {name: [] for name in GATE_CHECKS}
+    for result in gates.results:
+        for name, prefixes in GATE_CHECKS.items():
+            if result.name.startswith(prefixes):
+                out[name].append(result)
+    return out
