@@ -16,7 +16,11 @@ STAGES = (ingestion, features, training, evaluation, deployment, serving, monito
 
 
 def build_model_definitions(scope: ModelScope) -> dg.Definitions:
-    return dg.Definitions.merge(*(stage.build(scope) for stage in STAGES))
+    defs = dg.Definitions.merge(*(stage.build(scope) for stage in STAGES))
+    # The lineage graph labels a node with the last part of its key only (dagster-io/dagster#25555), so each
+    # asset also carries its model as a kind (shown on the node, filterable as `kind:elec2`) and a tag.
+    return defs.map_asset_specs(
+        func=lambda spec: spec.merge_attributes(kinds={scope.name}, tags={"mlops/model": scope.name}))
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
