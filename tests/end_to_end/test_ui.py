@@ -144,6 +144,9 @@ def test_ui_runs_checks_and_renders_the_asset_graph(dagster_dev, tmp_path):
                           {*EXPECTED_GROUPS, *(a for assets in EXPECTED_GROUPS.values() for a in assets)}),
         "raw_batch": (f"/assets/{MODEL}/raw_batch", {"raw_batch", "ingestion", f"{MODEL}_daily_ingestion_job",
                                                    f"{MODEL}_landing_sensor"}),
+        # An asset's neighbours: each node names its model (a kind), since the graph labels nodes by name only.
+        "feature_table_lineage": (f"/assets/{MODEL}/feature_table?view=lineage",
+                                  {"raw_batch", "feature_table", "labeled_examples", MODEL}),
         **{f"{asset}_checks": (f"/assets/{MODEL}/{asset}?view=checks", {asset, *names})
            for asset, names in EXPECTED_CHECKS.items()},
     }
