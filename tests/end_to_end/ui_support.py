@@ -147,6 +147,20 @@ def wait_for_runs(dev: DagsterDev, run_ids: list[str], timeout: float = 150) -> 
     raise AssertionError(f"runs not finished after {timeout:.0f}s: {status}\n{dev.log_tail()}")
 
 
+def _stop(dev: DagsterDev, mutation: str, instigator_id: str, attempts: int = 5) -> dict:
+    """One stop toggle. The daemon may be writing the instigator's first state at the same moment (Dagster
+    answers 500: "InstigatorState ... is already present in storage"); the toggle then succeeds on retry."""
+    for attempt in range(attempts):
+        try:
+            return dev.graphql(f"mutation($id: String) {{ {mutation}(id: $id) {{ __typename }} }}",
+                               {"id": instigator_id})[mutation]
+        except urllib.error.HTTPError as exc:
+            if exc.code != 500 or attempt == attempts - 1:
+                raise
+            time.sleep(1)
+    raise AssertionError("unreachable")
+
+
 def stop_all_instigators(dev: DagsterDev) -> list[str]:
     """Stop every running sensor and schedule of the location (the UI's toggles), so that only the runs a
     test launches happen; then wait for any sensor tick still in flight. Returns what was stopped."""
@@ -160,14 +174,12 @@ def stop_all_instigators(dev: DagsterDev) -> list[str]:
     stopped = []
     for sensor in repository["sensors"]:
         if sensor["sensorState"]["status"] == "RUNNING":
-            result = dev.graphql("mutation($id: String) { stopSensor(id: $id) { __typename } }",
-                                 {"id": sensor["id"]})["stopSensor"]
+            result = _stop(dev, "stopSensor", sensor["id"])
             assert result["__typename"] == "StopSensorMutationResult", result
             stopped.append(sensor["name"])
     for schedule in repository["schedules"]:
         if schedule["scheduleState"]["status"] == "RUNNING":
-            result = dev.graphql("mutation($id: String) { stopRunningSchedule(id: $id) { __typename } }",
-                                 {"id": schedule["id"]})["stopRunningSchedule"]
+            result = _stop(dev, "stopRunningSchedule", schedule["id"])
             assert result["__typename"] == "ScheduleStateResult", result
             stopped.append(schedule["name"])
     deadline = time.monotonic() + 30
