@@ -4,6 +4,7 @@
     mlops show VERSION                             lineage, metrics, gate report, alias history
     mlops promote VERSION --to champion [--force --reason TEXT] [--actor NAME]
     mlops rollback --model NAME [--reason TEXT]    restore the previous known-good champion
+    mlops retire VERSION --reason TEXT             archive the champion on purpose (the model has none after)
     mlops audit [--version V] [--limit N]          who did what, when and why
     mlops decision ENTITY DAY                      which model decided ENTITY on DAY, and what it said
     mlops predictions --version V [--start --end]  how much a version scored: rows, days, mean score
@@ -12,7 +13,8 @@ Every command takes `--model NAME` (a dataset spec's name) to look at one model 
 The registry is `--registry URL`, else $MLOPS_REGISTRY_URL, else the project's DuckDB file (Settings).
 To add a command, decorate a builder with `@subcommand(name, help)`: it receives its argparse parser, adds
 its arguments and returns the handler, `handler(args) -> exit code`. Handlers raise CliError (or a
-RegistryError / ArtifactError) for a refusal, which `main` prints as one line and exits with 1.
+RegistryError / ArtifactError) for a refusal, which `main` prints as one line and exits with 1. `show`,
+`models` and `decision` print a warning line on stderr for each version whose files are damaged or missing.
 """
 
 from __future__ import annotations
@@ -105,6 +107,40 @@ def registry_from_args(args: argparse.Namespace) -> ModelRegistry:
     if args.model not in known:
         raise CliError(f"no model named {args.model!r}: known models are {', '.join(sorted(known)) or '(none)'}")
     return registry.for_model(args.model)
+
+
+def existing_registry(args: argparse.Namespace) -> ModelRegistry | None:
+    """The registry of --registry (else the environment's), unscoped, if it exists: a command that only reads
+    it for warnings does not create a DuckDB file. None (with a warning when it cannot be opened) otherwise."""
+    from mlops_assets.core.registry.database import DuckDBBackend, backend_for
+
+    try:
+        settings = Settings.from_env()
+        url = args.registry or settings.registry
+        backend = backend_for(url)
+        if isinstance(backend, DuckDBBackend) and not backend.path.exists():
+            return None
+        return open_registry(settings, url=url, artifacts_dir=args.artifacts)
+    except (RegistryError, SettingsError) as exc:
+        warn(f"cannot check the models' files against the registry: {exc}")
+        return None
+
+
+def warn(text: str) -> None:
+    print(f"mlops: warning: {text}", file=sys.stderr)
+
+
+def warn_about_files(registry: ModelRegistry, versions) -> None:
+    """One warning line on stderr per version whose artifact (or monitoring reference) is missing or no
+    longer matches its recorded sha256; versions the registry does not know are passed over."""
+    records = {getattr(v, "version", v): v for v in versions}  # version names or ModelVersion records
+    for version, record in records.items():
+        try:
+            problems = registry.file_problems(record)
+        except RegistryError:
+            continue
+        if problems:
+            warn(f"{version}: {'; '.join(problems)}; it cannot be served, promoted or restored until fixed")
 
 
 def actor_from_args(args: argparse.Namespace) -> str:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from mlops_assets.cli import CliError, Handler, add_model_option, format_table, portfolio, subcommand
+from mlops_assets.cli import (CliError, Handler, add_model_option, existing_registry, format_table, portfolio,
+                              subcommand, warn_about_files)
 
 # -------------------------------------------------------------------------------------- prediction ledger
 
@@ -52,12 +53,15 @@ def _build_decision(parser: argparse.ArgumentParser) -> Handler:
     add_ledger_option(parser)
     parser.add_argument("entity", help="the entity id (or the row's timestamp when the dataset has no entity id)")
     parser.add_argument("day", help="YYYY-MM-DD")
+    parser.add_argument("--registry", metavar="URL", help="the registry whose checksums the deciding versions' "
+                        "files are checked against (default: $MLOPS_REGISTRY_URL, else the project's DuckDB file)")
+    parser.add_argument("--artifacts", metavar="DIR", help="artifact folder (default: as for the registry commands)")
 
     def run(args: argparse.Namespace) -> int:
         from mlops_assets.core.serving.ledger import LedgerError
 
         day = _day_arg(args.day)
-        found = 0
+        found, versions = 0, []
         for model, ledger in ledgers_from_args(args).items():
             try:
                 rows = ledger.for_entity(args.entity, day)
@@ -66,6 +70,7 @@ def _build_decision(parser: argparse.ArgumentParser) -> Handler:
             if rows.empty:
                 continue
             found += 1
+            versions += rows["model_version"].tolist()
             acted = rows[rows["acted_on"]]
             deciders = ", ".join(f"{v} ({r})" for v, r in dict.fromkeys(zip(acted["model_version"], acted["route"])))
             label = f"{model}: " if model else ""
@@ -76,6 +81,9 @@ def _build_decision(parser: argparse.ArgumentParser) -> Handler:
                                 "SCORED AT (UTC)"], table))
         if not found:
             raise CliError(f"no prediction recorded for entity {args.entity!r} on {day}")
+        registry = existing_registry(args)
+        if registry is not None:
+            warn_about_files(registry, versions)
         return 0
 
     return run

@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict
 
 from mlops_assets.cli import (Handler, actor_from_args, add_actor_option, add_registry_options, format_table,
-                              portfolio, registry_from_args, subcommand)
+                              portfolio, registry_from_args, subcommand, warn_about_files)
 from mlops_assets.core.config.settings import SettingsError
 from mlops_assets.core.config.spec import SpecError
 from mlops_assets.core.registry.model_registry import PROMOTION_TARGETS, ModelRegistry, ModelVersion
@@ -56,6 +56,7 @@ def _build_models(parser: argparse.ArgumentParser) -> Handler:
     def run(args: argparse.Namespace) -> int:
         registry = registry_from_args(args)
         records = registry.list_versions()
+        warn_about_files(registry, records)
         if args.json:
             print(json.dumps([asdict(r) for r in records], indent=2, default=str))
             return 0
@@ -103,6 +104,7 @@ def _build_show(parser: argparse.ArgumentParser) -> Handler:
         registry = registry_from_args(args)
         record = registry.get(args.version)
         history = registry.alias_history(args.version)
+        warn_about_files(registry, [record])
         if args.json:
             print(json.dumps({**asdict(record), "alias_history": [asdict(h) for h in history]}, indent=2,
                              default=str))
@@ -151,8 +153,12 @@ def _build_promote(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("--reason", default="", help="why; recorded in the audit log")
 
     def run(args: argparse.Namespace) -> int:
-        replaced = registry_from_args(args).promote(
-            args.version, args.to, actor=actor_from_args(args), reason=args.reason, force=args.force)
+        registry = registry_from_args(args)
+        was_champion = args.to == "archived" and "champion" in registry.get(args.version).aliases
+        replaced = registry.promote(args.version, args.to, actor=actor_from_args(args), reason=args.reason,
+                                    force=args.force)
+        if was_champion:
+            return _retired(registry, args.version)
         note = ""
         if replaced:
             note = f" (previous {args.to} {replaced} " + ("archived)" if args.to == "champion" else "unassigned)")
@@ -160,6 +166,26 @@ def _build_promote(parser: argparse.ArgumentParser) -> Handler:
         return 0
 
     return run
+
+
+@subcommand("retire", "Archive the champion on purpose, leaving its model without one (audited, needs --reason).")
+def _build_retire(parser: argparse.ArgumentParser) -> Handler:
+    add_registry_options(parser)
+    add_actor_option(parser)
+    parser.add_argument("version")
+    parser.add_argument("--reason", required=True, help="why; recorded in the audit log")
+
+    def run(args: argparse.Namespace) -> int:
+        registry = registry_from_args(args)
+        registry.retire(args.version, actor=actor_from_args(args), reason=args.reason)
+        return _retired(registry, args.version)
+
+    return run
+
+
+def _retired(registry: ModelRegistry, version: str) -> int:
+    print(f"{version} retired: model {registry.get(version).dataset} has no champion now")
+    return 0
 
 
 @subcommand("rollback", "Archive the champion and restore the previous known-good champion.")

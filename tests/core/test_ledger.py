@@ -1,4 +1,5 @@
-"""The prediction ledger: one Parquet file per (version, route, day), queried with DuckDB."""
+"""The prediction ledger: one Parquet file per day (every version and route), queried with DuckDB; a day is
+replaced in one atomic step."""
 
 from __future__ import annotations
 
@@ -46,10 +47,10 @@ def served(ledger):
     return frames
 
 
-def test_one_file_per_version_route_and_day_and_no_temporary_files_left(ledger, served):
+def test_one_file_per_day_and_no_temporary_files_left(ledger, served):
     files = sorted(p.relative_to(ledger.root).as_posix() for p in ledger.root.rglob("*") if p.is_file())
-    assert files == ["v1/champion/2025-03-01.parquet", "v1/champion/2025-03-02.parquet",
-                     "v2/canary/2025-03-01.parquet", "v9/shadow/2025-03-01.parquet"]
+    assert files == ["2025-03-01.parquet", "2025-03-02.parquet"]
+    assert ledger.days() == ["2025-03-01", "2025-03-02"] and ledger.versions() == ["v1", "v2", "v9"]
 
 
 def test_by_version_round_trips_every_column(ledger, served):
@@ -145,3 +146,192 @@ def test_without_an_entity_id_the_timestamp_is_the_entity_and_lookups_accept_a_s
 def test_settings_put_each_models_ledger_in_the_data_dir(tmp_path):
     settings = Settings.for_data_dir(tmp_path / "data", SPECS / "synthetic.toml")
     assert settings.model_paths("synthetic").ledger_dir == (tmp_path / "data" / "models" / "synthetic" / "ledger").resolve()
+
+
+# -------------------------------------------------------------- a day's replacement is one atomic step
+
+import os  # noqa: E402
+import shutil  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import textwrap  # noqa: E402
+
+from conftest import REPO  # noqa: E402
+from mlops_assets.core.io.storage import PartitionStore  # noqa: E402
+
+ENTITIES = ["c1", "c2", "c3"]
+# Every call that changes what a reader of the ledger folder sees, and the fsync before a rename.
+FILE_STEPS = ("replace", "rename", "unlink", "remove", "fsync")
+
+
+class Crash(BaseException):
+    """The process dies here (BaseException: no `except Exception` in the code under test catches it)."""
+
+
+def old_day():
+    """D1 as served yesterday: v1 champion, v9 shadow."""
+    return pd.concat([rows_for(D1, "v1", "champion", ENTITIES, [0.8, 0.3, 0.6]),
+                      rows_for(D1, "v9", "shadow", ENTITIES, [0.4, 0.35, 0.9])], ignore_index=True)
+
+
+def new_day():
+    """D1 re-scored after v2 became champion: v2 decides every row, nobody shadows."""
+    return rows_for(D1, "v2", "champion", ENTITIES, [0.2, 0.7, 0.1])
+
+
+def story(ledger):
+    """The day as a reader sees it: (entity, version, route, score) sorted; and who acted on each entity."""
+    rows = ledger.day(D1)
+    seen = sorted(zip(rows["entity"], rows["model_version"], rows["route"], rows["score"].round(6)))
+    acted = rows[rows["acted_on"]].groupby("entity")["model_version"].apply(list).to_dict()
+    return seen, acted
+
+
+def expected(frame):
+    return sorted(zip(frame["entity"], frame["model_version"], frame["route"], frame["score"].round(6)))
+
+
+def write_legacy(root, frame):
+    """The layout before one file per day: <version>/<route>/<day>.parquet."""
+    frame = frame.assign(latency_ms_per_1k=np.nan)[list(LEDGER_COLUMNS)]
+    for (version, route), group in frame.groupby(["model_version", "route"]):
+        PartitionStore(root / version).write(route, D1.isoformat(), group.reset_index(drop=True))
+
+
+def crash_at(monkeypatch, step):
+    """Make the `step`-th file operation (0-based) crash the process before it happens; returns the call log."""
+    calls = []
+    for name in FILE_STEPS:
+        real = getattr(os, name)
+
+        def wrapper(*args, _real=real, _name=name, **kwargs):
+            calls.append(_name)
+            if len(calls) - 1 == step:
+                raise Crash(f"killed before {_name} #{step}")
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(os, name, wrapper)
+    return calls
+
+
+@pytest.mark.parametrize("layout", ["current", "legacy"])
+def test_a_crash_at_any_point_of_replacing_a_day_leaves_the_old_day_or_the_new_one(tmp_path, monkeypatch, layout,
+                                                                                      capsys):
+    from mlops_assets import cli
+
+    prepared = tmp_path / "prepared"
+    if layout == "current":
+        PredictionLedger(prepared).write(old_day())
+    else:
+        write_legacy(prepared, old_day())
+    before = story(PredictionLedger(prepared))
+    assert before[0] == expected(old_day()) and before[1] == {e: ["v1"] for e in ENTITIES}
+    assert cli.main(["decision", "c1", D1.isoformat(), "--ledger", str(prepared)]) == 0
+    answer_before = capsys.readouterr().out
+
+    outcomes, step = [], 0
+    while True:
+        root = tmp_path / f"crash-{step}"
+        shutil.copytree(prepared, root)
+        with monkeypatch.context() as patch:
+            calls = crash_at(patch, step)
+            try:
+                PredictionLedger(root).write(new_day(), replace_days=True)
+                crashed = False
+            except Crash:
+                crashed = True
+        seen, acted = story(PredictionLedger(root))
+        assert all(len(versions) == 1 for versions in acted.values()), (step, calls, acted)  # one decision each
+        if seen == expected(old_day()):
+            outcomes.append("old")
+            assert cli.main(["decision", "c1", D1.isoformat(), "--ledger", str(root)]) == 0
+            assert capsys.readouterr().out == answer_before  # `mlops decision` says what it said before
+        else:
+            assert seen == expected(new_day()), (step, calls, seen)
+            outcomes.append("new")
+        if not crashed:
+            break
+        step += 1
+    assert outcomes[0] == "old" and outcomes[-1] == "new"
+    assert outcomes == sorted(outcomes, key=["old", "new"].index)  # one switch from old to new, never back
+
+
+def test_a_torn_temporary_file_left_by_a_killed_writer_is_never_read(ledger, served):
+    before = ledger.day(D1)
+    (ledger.root / f".{D1.isoformat()}.parquet.tmp-999999-1").write_bytes(b"PAR1 torn in the middle")
+    pd.testing.assert_frame_equal(ledger.day(D1), before)
+    assert len(ledger.by_version("v1")) == 5
+    ledger.write(rows_for(D1, "v1", "champion", ["c1"], [0.5]), replace_days=True)  # the next write still works
+    assert ledger.day(D1)["score"].tolist() == [0.5]
+
+
+def test_a_write_without_replace_days_keeps_the_days_other_models(ledger, served):
+    ledger.write(rows_for(D1, "v9", "shadow", ["c1"], [0.11]))
+    day = ledger.day(D1)
+    assert sorted(set(zip(day["model_version"], day["route"]))) == [
+        ("v1", "champion"), ("v2", "canary"), ("v9", "shadow")]
+    assert day.loc[day["model_version"] == "v9", "score"].tolist() == [0.11]
+
+
+SIGKILL_WRITER = textwrap.dedent("""
+    import os, sys, time
+    import pandas as pd
+    from pathlib import Path
+    from mlops_assets.core.serving.ledger import PredictionLedger
+
+    root, step, rows = Path(sys.argv[1]), int(sys.argv[2]), pd.read_pickle(sys.argv[3])
+    calls = []
+    for name in {steps!r}:
+        real = getattr(os, name)
+        def wrapper(*args, _real=real, **kwargs):
+            calls.append(1)
+            if len(calls) - 1 == step:
+                print("paused", flush=True)
+                time.sleep(600)  # killed here with SIGKILL
+            return _real(*args, **kwargs)
+        setattr(os, name, wrapper)
+    PredictionLedger(root).write(rows, replace_days=True)
+    print("done", flush=True)
+""").format(steps=FILE_STEPS)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_a_writer_killed_with_sigkill_mid_write_leaves_one_decision_per_entity(tmp_path):
+    prepared = tmp_path / "prepared"
+    write_legacy(prepared, old_day())  # the worst case: the old day spread over several files
+    new_day().to_pickle(tmp_path / "new.pkl")
+    outcomes, step = [], 0
+    while step < 10:
+        root = tmp_path / f"kill-{step}"
+        shutil.copytree(prepared, root)
+        proc = subprocess.Popen([sys.executable, "-c", SIGKILL_WRITER, str(root), str(step), str(tmp_path / "new.pkl")],
+                                cwd=REPO, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+        line = proc.stdout.readline().strip()
+        if line == "paused":
+            os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(timeout=120) in (0, -signal.SIGKILL), line
+        proc.stdout.close()
+        seen, acted = story(PredictionLedger(root))
+        assert all(len(versions) == 1 for versions in acted.values()), (step, acted)
+        assert seen in (expected(old_day()), expected(new_day())), (step, seen)
+        outcomes.append("old" if seen == expected(old_day()) else "new")
+        if line == "done":
+            break
+        step += 1
+    assert outcomes[0] == "old" and outcomes[-1] == "new"
+
+
+def test_a_ledger_in_the_previous_layout_is_read_and_moved_to_day_files_as_days_are_written(tmp_path):
+    ledger = PredictionLedger(tmp_path / "ledger")
+    write_legacy(ledger.root, old_day())
+    assert ledger.days() == [D1.isoformat()] and ledger.versions() == ["v1", "v9"]
+    assert story(ledger)[0] == expected(old_day())
+    assert ledger.for_entity("c2", D1)["model_version"].tolist() == ["v1", "v9"]
+    assert ledger.totals("v1")["rows"] == 3
+    ledger.write(rows_for(D1, "v9", "shadow", ["c1"], [0.5]))  # a pair written again replaces its rows
+    files = sorted(p.relative_to(ledger.root).as_posix() for p in ledger.root.rglob("*.parquet"))
+    assert files == ["2025-03-01.parquet"]
+    seen, acted = story(ledger)
+    assert seen == expected(pd.concat([old_day().iloc[:3], rows_for(D1, "v9", "shadow", ["c1"], [0.5])]))
+    assert acted == {e: ["v1"] for e in ENTITIES}

@@ -406,3 +406,109 @@ def test_concurrent_writers_keep_the_registry_consistent(registry, registry_url)
                      key=lambda h: h.started_at)
     assert len(tenures) == total and sum(1 for h in tenures if h.ended_at is None) == 1
     assert all(a.ended_at <= b.started_at for a, b in zip(tenures, tenures[1:]))
+
+
+# ------------------------------------------------------------------------- the model always has a champion
+
+
+def tamper(registry, stored) -> None:
+    full = registry.artifacts.root / stored.path
+    full.write_bytes(full.read_bytes() + b"\x00")
+
+
+@pytest.mark.parametrize("target", ["shadow", "canary"])
+def test_the_champion_cannot_be_moved_to_another_serving_alias(registry, target):
+    register(registry, "v1")
+    registry.promote("v1", "champion", actor="a")
+    before = registry.audit_log()
+    with pytest.raises(RegistryError, match=f"refusing to move the champion v1 to {target}") as err:
+        registry.promote("v1", target, actor="a", reason="oops", force=True)
+    assert "without a champion" in str(err.value)
+    assert registry.version_for("champion") == "v1" and registry.version_for(target) is None
+    assert registry.audit_log() == before
+
+
+def test_retiring_the_champion_needs_force_and_a_reason_and_is_audited_as_a_retirement(registry):
+    register(registry, "v1")
+    registry.promote("v1", "champion", actor="a")
+    with pytest.raises(RegistryError, match="refusing to archive the champion v1"):
+        registry.promote("v1", "archived", actor="a", reason="no longer needed")
+    with pytest.raises(RegistryError, match="without a reason"):
+        registry.promote("v1", "archived", actor="a", force=True, reason=" ")
+    assert registry.version_for("champion") == "v1"
+    registry.promote("v1", "archived", actor="lead", force=True, reason="product discontinued")
+    assert registry.version_for("champion") is None and registry.aliases_of("v1") == ["archived"]
+    entry = registry.audit_log(limit=1)[0]
+    assert (entry.action, entry.version, entry.from_alias, entry.to_alias, entry.forced, entry.actor, entry.reason) == (
+        "retire", "v1", "champion", "archived", True, "lead", "product discontinued")
+    assert registry.alias_history("v1")[-2].end_action == "retire"
+
+
+def test_retire_is_the_same_audited_operation(registry):
+    register(registry, "v1")
+    registry.promote("v1", "champion", actor="a")
+    with pytest.raises(RegistryError, match="without a reason"):
+        registry.retire("v1", actor="lead", reason="")
+    register(registry, "v2")
+    with pytest.raises(RegistryError, match="v2 is not the champion"):
+        registry.retire("v2", actor="lead", reason="x")
+    registry.retire("v1", actor="lead", reason="model withdrawn")
+    assert registry.version_for("champion") is None
+    assert [(e.action, e.forced) for e in registry.audit_log(version="v1")][-1] == ("retire", True)
+
+
+@pytest.mark.parametrize("target", ["shadow", "canary", "champion"])
+@pytest.mark.parametrize("damage", ["tampered", "missing"])
+def test_promotion_verifies_the_artifact_before_changing_anything(registry, target, damage):
+    register(registry, "v1")
+    registry.promote("v1", "champion", actor="a")
+    record = register(registry, "v2")
+    if damage == "tampered":
+        tamper(registry, record.artifact)
+    else:
+        (registry.artifacts.root / record.artifact.path).unlink()
+    before = registry.audit_log()
+    with pytest.raises(RegistryError, match=f"refusing to promote v2 to {target}") as err:
+        registry.promote("v2", target, actor="a")
+    assert record.artifact.path in str(err.value)
+    assert ("sha256" in str(err.value)) if damage == "tampered" else ("missing" in str(err.value))
+    assert registry.version_for("champion") == "v1" and registry.aliases_of("v2") == ["candidate"]
+    assert registry.audit_log() == before
+    registry.promote("v2", "archived", actor="a", reason="broken file")  # archiving serves nothing: allowed
+    assert registry.aliases_of("v2") == ["archived"]
+
+
+def test_promotion_verifies_the_monitoring_reference_when_one_is_recorded(registry):
+    artifact = registry.artifacts.save({"model": "v1"}, "v1")
+    reference = registry.artifacts.save_json({"not": "parsed by promote"}, "v1")
+    # register() parses the reference; these tests only need its checksum recorded
+    registry._read_reference = lambda *args: None
+    registry.register("v1", dataset="elec2", task="binary_classification", lineage={}, metrics={},
+                      gate_report=gate_report(True), gates_passed=True, artifact=artifact, run_id="r", actor="a",
+                      reference=reference)
+    tamper(registry, reference)
+    with pytest.raises(RegistryError, match="refusing to promote v1 to champion") as err:
+        registry.promote("v1", "champion", actor="a")
+    assert "monitoring reference" in str(err.value) and reference.path in str(err.value)
+    assert registry.version_for("champion") is None
+
+
+def test_rollback_verifies_the_restored_version_before_changing_anything(registry):
+    champion_chain(registry, ["v1", "v2"])
+    tamper(registry, registry.get("v1").artifact)
+    before = registry.audit_log()
+    with pytest.raises(RegistryError, match="refusing to roll back to v1") as err:
+        registry.rollback(actor="oncall", reason="v2 bad")
+    assert "v2 stays champion" in str(err.value)
+    assert registry.version_for("champion") == "v2" and registry.audit_log() == before
+
+
+def test_file_problems_name_each_damaged_file(registry):
+    good, bad, gone = (register(registry, v) for v in ("v1", "v2", "v3"))
+    tamper(registry, bad.artifact)
+    (registry.artifacts.root / gone.artifact.path).unlink()
+    assert registry.file_problems("v1") == []
+    [problem] = registry.file_problems("v2")
+    assert bad.artifact.path in problem and bad.artifact.sha256 in problem
+    [problem] = registry.file_problems(registry.get("v3"))
+    assert gone.artifact.path in problem and "missing" in problem

@@ -179,3 +179,107 @@ def test_new_subcommands_plug_in_through_the_decorator(capsys, monkeypatch):
 
     assert run(capsys, "hello", "ann") == (0, "hello ann\n", "")
     assert run(capsys, "hello", "error") == (1, "", "mlops: error: no such person\n")
+
+
+# ------------------------------------------------------------------ a champion always, intact files only
+
+
+def damage(registry: ModelRegistry, version: str, how: str = "tamper") -> str:
+    path = registry.get(version).artifact.path
+    full = registry.artifacts.root / path
+    if how == "tamper":
+        full.write_bytes(full.read_bytes() + b"\x00")
+    else:
+        full.unlink()
+    return path
+
+
+@pytest.mark.parametrize("target", ["shadow", "canary"])
+def test_promote_never_moves_the_champion_away(registry, url, capsys, target):
+    add(registry, "v1", 0.8)
+    registry.promote("v1", "champion", actor="a")
+    code, out, err = run(capsys, "promote", "v1", "--to", target, "--registry", url)
+    assert code == 1 and out == "" and len(err.strip().splitlines()) == 1
+    assert f"refusing to move the champion v1 to {target}" in err and "without a champion" in err
+    assert registry.version_for("champion") == "v1"
+    code, out, _ = run(capsys, "models", "--registry", url)
+    assert code == 0 and out.splitlines()[2].split()[2] == "v1"
+
+
+def test_retiring_the_champion_is_explicit_forced_and_audited(registry, url, capsys):
+    add(registry, "v1", 0.8)
+    registry.promote("v1", "champion", actor="a")
+    code, _, err = run(capsys, "promote", "v1", "--to", "archived", "--registry", url)
+    assert code == 1 and "refusing to archive the champion v1" in err and "--force" in err
+    code, out, _ = run(capsys, "promote", "v1", "--to", "archived", "--force", "--reason", "model withdrawn",
+                       "--actor", "lead", "--registry", url)
+    assert code == 0 and out.strip() == "v1 retired: model elec2 has no champion now"
+    assert registry.version_for("champion") is None
+    code, out, _ = run(capsys, "audit", "--registry", url)
+    assert "retire (FORCED)" in out and "model withdrawn" in out
+
+
+def test_the_retire_command(registry, url, capsys):
+    add(registry, "v1", 0.8)
+    registry.promote("v1", "champion", actor="a")
+    assert run(capsys, "retire", "v1", "--registry", url)[0] == 2  # --reason is required
+    code, out, _ = run(capsys, "retire", "v1", "--reason", "product closed", "--registry", url)
+    assert code == 0 and out.strip() == "v1 retired: model elec2 has no champion now"
+    assert [(e.action, e.reason) for e in registry.audit_log(limit=1)] == [("retire", "product closed")]
+
+
+@pytest.mark.parametrize("how", ["tamper", "delete"])
+def test_promote_and_rollback_refuse_a_damaged_artifact_naming_the_version(registry, url, capsys, how):
+    add(registry, "v1", 0.8)
+    add(registry, "v2", 0.85)
+    registry.promote("v1", "champion", actor="a")
+    path = damage(registry, "v2", how)
+    code, out, err = run(capsys, "promote", "v2", "--to", "champion", "--registry", url)
+    assert code == 1 and out == "" and len(err.strip().splitlines()) == 1
+    assert "refusing to promote v2 to champion" in err and path in err
+    assert registry.version_for("champion") == "v1"
+
+    add(registry, "v3", 0.9)
+    registry.promote("v3", "champion", actor="a")
+    damage(registry, "v1", how)
+    code, _, err = run(capsys, "rollback", "--reason", "v3 bad", "--registry", url)
+    assert code == 1 and "refusing to roll back to v1" in err
+    assert registry.version_for("champion") == "v3"
+
+
+def test_show_and_models_warn_about_damaged_or_missing_files(registry, url, capsys):
+    add(registry, "v1", 0.8)
+    add(registry, "v2", 0.85)
+    add(registry, "v3", 0.9)
+    tampered, missing = damage(registry, "v1"), damage(registry, "v2", "delete")
+    code, out, err = run(capsys, "show", "v1", "--registry", url)
+    assert code == 0 and "commit-v1" in out
+    [warning] = err.strip().splitlines()
+    assert warning.startswith("mlops: warning: v1: its artifact") and tampered in warning and "sha256" in warning
+    code, out, err = run(capsys, "models", "--registry", url)
+    assert code == 0 and "v3" in out
+    warnings = err.strip().splitlines()
+    assert len(warnings) == 2 and warnings[0].startswith("mlops: warning: v1:")
+    assert warnings[1].startswith("mlops: warning: v2:") and missing in warnings[1] and "missing" in warnings[1]
+    assert run(capsys, "show", "v3", "--registry", url)[2] == ""
+
+
+def test_decision_warns_when_a_deciding_versions_artifact_is_damaged(registry, url, tmp_path, capsys):
+    import pandas as pd
+
+    from mlops_assets.core.serving.ledger import PredictionLedger
+
+    add(registry, "v1", 0.8)
+    ts = pd.Timestamp("2025-03-01 09:00")
+    PredictionLedger(tmp_path / "ledger").write(pd.DataFrame({
+        "day": [ts.date()], "entity": ["c1"], "timestamp": [ts], "score": [0.9], "decision": [1.0],
+        "threshold": [0.5], "model_version": ["v1"], "route": ["champion"], "acted_on": [True],
+        "scored_at": [pd.Timestamp("2025-03-02", tz="UTC")]}))
+    argv = ("decision", "c1", "2025-03-01", "--ledger", str(tmp_path / "ledger"), "--registry", url)
+    code, out, err = run(capsys, *argv)
+    assert code == 0 and "decided by v1 (champion)" in out and err == ""
+    path = damage(registry, "v1")
+    code, out2, err = run(capsys, *argv)
+    assert code == 0 and out2 == out
+    [warning] = err.strip().splitlines()
+    assert warning.startswith("mlops: warning: v1: its artifact") and path in warning

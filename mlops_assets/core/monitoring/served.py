@@ -1,14 +1,22 @@
 """What the monitoring reports look at: the rows the serving model acted on, those rows with their labels,
-and the serving model's cost history. Plain data in, plain data out; the caller reads the files."""
+and the serving model's cost history (`cost_history` from documents given; `CostSummary` keeps the
+documents it needs summarised, so a day's report reads only what changed since the last one)."""
 
 from __future__ import annotations
 
+import json
+import os
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Mapping
 
 import pandas as pd
 
 from mlops_assets.core.config.spec import DatasetSpec
+from mlops_assets.core.ingestion.landing import check_partition_key
+from mlops_assets.core.io.atomic import write_atomic
+from mlops_assets.core.io.storage import PartitionStore
 from mlops_assets.core.serving.scoring import ledger_labels
 
 
@@ -58,3 +66,95 @@ def cost_history(version: str, day: str, scoring_stats: Mapping[str, dict],
     trained = [candidates[d] for d in sorted(candidates) if d <= day]
     return CostHistory(scoring=[s for s in earlier if s.get("champion") == version], retrains=len(trained),
                        retrain_seconds=float(sum(t.get("train_seconds", 0.0) for t in trained)))
+
+
+# What the cost history needs from each document; everything else in them is left out of the summary.
+_SUMMARISED = {
+    "scoring_stats": lambda doc: {"champion": doc.get("champion"), "rows": doc.get("rows"),
+                                  "wall_seconds": doc.get("wall_seconds")},
+    "candidate_model": lambda doc: {"train_seconds": doc.get("train_seconds", 0.0)},
+}
+_SUMMARY_FORMAT = 1
+_RACY_NS = 2_000_000_000  # file times come from a coarse clock (1 s on some file systems)
+
+
+class CostSummary:
+    """A running summary of the documents the cost history comes from (each day's scoring stats: champion,
+    rows, wall time; each candidate's training time), kept in one small JSON file beside the warehouse.
+
+    `history(version, day)` gives exactly what `cost_history` gives over every document, but reads only the
+    documents that are new or changed since the summary last saw them (a file's identity, modification time
+    and size tell), so a day's report reads the summary and the day's own new documents however long the
+    history. A document rewritten (a day re-scored), removed or written late for an earlier day (a candidate
+    trained as of a past day) is picked up the next time. The summary is a cache: deleting it, or two runs
+    writing it at once, costs one full re-read, never a wrong figure. A document that cannot be read is left
+    out (and named in `unreadable`) until it changes, so one bad file does not stop every later report.
+    """
+
+    def __init__(self, store: PartitionStore, path: Path):
+        self.store, self.path = store, Path(path)
+        self.unreadable: list[str] = []
+
+    def history(self, version: str, day: str) -> CostHistory:
+        summary = self._load()
+        # A file modified within a clock tick of the summary's last write could be rewritten later in that
+        # same tick with the same size and a recycled inode: such entries are read again ("racily clean").
+        racy_after = summary.get("written_ns", 0) - _RACY_NS
+        changed = False
+        for asset, summarise in _SUMMARISED.items():
+            entries = summary.setdefault(asset, {})
+            current = self._signatures(asset)
+            for gone in set(entries) - set(current):
+                del entries[gone]
+                changed = True
+            for key, signature in sorted(current.items()):
+                if entries.get(key, {}).get("signature") == signature and signature[1] < racy_after:
+                    continue
+                try:  # the signature was taken first: a file replaced meanwhile is read again next time
+                    content = summarise(self.store.read_json(asset, key))
+                except (OSError, ValueError, AttributeError) as exc:  # not there any more, not JSON, not an object
+                    content = {"unreadable": f"{type(exc).__name__}: {exc}"}
+                entries[key] = {"signature": signature, **content}
+                changed = True
+        if changed:
+            summary["written_ns"] = time.time_ns()
+            write_atomic(self.path, json.dumps(summary, sort_keys=True).encode())
+        self.unreadable = [f"{asset}/{key}.json ({entry['unreadable']})" for asset in _SUMMARISED
+                           for key, entry in sorted(summary[asset].items()) if "unreadable" in entry]
+        usable = {asset: {k: e for k, e in summary[asset].items() if "unreadable" not in e} for asset in _SUMMARISED}
+        return cost_history(version, day, usable["scoring_stats"], usable["candidate_model"])
+
+    def _load(self) -> dict:
+        try:
+            summary = json.loads(self.path.read_bytes())
+        except (OSError, ValueError):
+            return {"format": _SUMMARY_FORMAT}
+        if not isinstance(summary, dict) or summary.get("format") != _SUMMARY_FORMAT:
+            return {"format": _SUMMARY_FORMAT}
+        return summary
+
+    def _signatures(self, asset: str) -> dict[str, list[int]]:
+        """{day: identity of its document file} from the folder listing and file metadata (no document read)."""
+        folder = self.store.folder(asset)
+        out = {}
+        try:
+            entries = list(os.scandir(folder))
+        except FileNotFoundError:
+            return out
+        for entry in entries:
+            key = entry.name[:-5] if entry.name.endswith(".json") else ""
+            if not _is_day(key):  # not a document (a temporary file, say)
+                continue
+            try:
+                st = entry.stat()
+            except FileNotFoundError:
+                continue
+            out[key] = [st.st_ino, st.st_mtime_ns, st.st_size]
+        return out
+
+
+def _is_day(key: str) -> bool:
+    try:
+        return check_partition_key(key) == key
+    except ValueError:
+        return False

@@ -118,6 +118,19 @@ class ArtifactStore:
         _check(path, expected_sha256, sha256_file(full))
         return full
 
+    def problem(self, path: str | Path, expected_sha256: str) -> str | None:
+        """What is wrong with a stored file, in one phrase (missing, or its sha256 differs); None when it matches."""
+        try:
+            full = self.resolve(path)
+        except ArtifactError as exc:
+            return str(exc)
+        if not full.is_file():
+            return f"{path} is missing from {self.root}"
+        actual = sha256_file(full)
+        if actual != expected_sha256:
+            return f"{path} does not match its recorded sha256 {expected_sha256} (found {actual})"
+        return None
+
     def load(self, path: str | Path, expected_sha256: str):
         """Unpickle a stored artifact after verifying its checksum (nothing is unpickled on a mismatch)."""
         return pickle.loads(self._read_verified(path, expected_sha256))

@@ -6,6 +6,9 @@ archived; `rollback` restores the previous known-good champion. A version holds 
 time (its current stage); candidate, shadow, canary and champion are held by one version each, archived by
 any number. Alias tenures are kept in `alias_history` (current = not ended), every transition in `audit_log`.
 
+A model that has a champion keeps one unless it is retired on purpose (`retire`, audited). A version goes
+to a serving alias (promotion, rollback) only if its files match their recorded sha256 (`file_problems`).
+
 Each version may carry its monitoring reference (drift profile, calibrator, baselines), a JSON file stored
 beside its artifact whose path and sha256 are recorded with the version; `load_reference` checks the file
 against that checksum before parsing it. Rows registered before references were recorded have NULL there.
@@ -136,6 +139,9 @@ class ModelRegistry:
         """Move `version` to alias `to`; returns the version it replaced there, if any.
 
         A version that failed its gates goes to shadow, canary or champion only with force=True and a reason.
+        The champion moves to no other alias: it is replaced (promote another version, roll back) or retired
+        (to "archived" with force=True and a reason, audited as `retire`). A version goes to shadow, canary
+        or champion only if its files match their recorded checksums; nothing changes otherwise.
         """
         if to not in PROMOTION_TARGETS:
             raise RegistryError(f"cannot promote to {to!r}: choose one of {', '.join(PROMOTION_TARGETS)}")
@@ -144,7 +150,17 @@ class ModelRegistry:
             current = record.aliases[0] if record.aliases else None
             if current == to:
                 return None
-            forced = False
+            forced, action = False, "promote"
+            if current == "champion":
+                if to != "archived" or not force:
+                    raise RegistryError(
+                        f"refusing to {'archive' if to == 'archived' else 'move'} the champion {version}"
+                        f"{'' if to == 'archived' else ' to ' + to}: model {record.dataset} would be left without a "
+                        "champion; promote another version to champion or roll back instead"
+                        + (", or retire it on purpose with --force and a --reason" if to == "archived" else ""))
+                if not reason.strip():
+                    raise RegistryError(f"refusing to retire the champion {version} without a reason")
+                forced, action = True, "retire"
             if to in GATED_ALIASES and not record.gates_passed:
                 failed = ", ".join(failed_gates(record.gate_report)) or "see its gate report"
                 if not force:
@@ -155,10 +171,8 @@ class ModelRegistry:
                 if not reason.strip():
                     raise RegistryError(f"refusing to force {version} to {to} without a reason")
                 forced = True
-            if to == "archived" and current == "champion":
-                raise RegistryError(
-                    f"refusing to archive the champion {version}: promote another version or roll back instead"
-                )
+            if to in GATED_ALIASES:
+                self._require_intact(record, f"refusing to promote {version} to {to}")
             now = utc_now()
             details = {"gates_passed": record.gates_passed}
             holder = self._holder(tx, to, record.dataset) if to in EXCLUSIVE_ALIASES else None
@@ -169,8 +183,14 @@ class ModelRegistry:
                                f"replaced as champion by {version}", details={"replaced_by": version})
                 else:
                     self._move(tx, holder, to, None, actor, now, "supersede", f"replaced as {to} by {version}")
-            self._move(tx, version, current, to, actor, now, "promote", reason, forced=forced, details=details)
+            self._move(tx, version, current, to, actor, now, action, reason, forced=forced, details=details)
             return holder
+
+    def retire(self, version: str, *, actor: str, reason: str) -> None:
+        """Archive the champion on purpose, leaving its model without one (audited as `retire`, forced)."""
+        if "champion" not in self.get(version).aliases:  # (promote checks again inside its transaction)
+            raise RegistryError(f"cannot retire {version}: {version} is not the champion")
+        self.promote(version, "archived", actor=actor, reason=reason, force=True)
 
     def rollback(self, *, actor: str, reason: str = "") -> str:
         """Archive the champion (marked rolled back) and restore the previous known-good champion; returns it."""
@@ -182,6 +202,8 @@ class ModelRegistry:
             restored = self._previous_champion(tx, current, model)
             if restored is None:
                 raise RegistryError(f"cannot roll back {current}: there is no previous known-good champion")
+            self._require_intact(self._get(tx, restored),
+                                 f"refusing to roll back to {restored} ({current} stays champion)")
             now = utc_now()
             restored_from = tx.scalar(
                 "SELECT alias FROM {s}.alias_history WHERE version = ? AND ended_at IS NULL", [restored]
@@ -293,6 +315,22 @@ class ModelRegistry:
             return MonitoringReference.from_dict(raw)
         except (KeyError, TypeError, ValueError) as exc:
             raise RegistryError(f"{doing} {version}: {reference.path} is not a monitoring reference ({exc!r})") from exc
+
+    def file_problems(self, version: str | ModelVersion) -> list[str]:
+        """What is wrong with a version's stored files (its artifact; its monitoring reference when recorded):
+        one line each, naming the file; [] when every file matches its recorded sha256."""
+        record = version if isinstance(version, ModelVersion) else self.get(version)
+        problems = []
+        for what, stored in (("artifact", record.artifact), ("monitoring reference", record.reference)):
+            problem = self.artifacts.problem(stored.path, stored.sha256) if stored is not None else None
+            if problem:
+                problems.append(f"its {what} {problem}")
+        return problems
+
+    def _require_intact(self, record: ModelVersion, refusal: str) -> None:
+        problems = self.file_problems(record)
+        if problems:
+            raise RegistryError(f"{refusal}: {'; '.join(problems)}")
 
     # -- helpers, all inside an open transaction
 

@@ -83,7 +83,7 @@ class AuditEntry:
     id: int
     at: str
     actor: str
-    action: str  # register, supersede, promote, archive, rollback, restore, attach_reference (+ `record`'s)
+    action: str  # register, supersede, promote, retire, archive, rollback, restore, attach_reference (+ `record`'s)
     version: str | None
     from_alias: str | None
     to_alias: str | None

@@ -1,9 +1,15 @@
 """The prediction ledger: every score served, which model gave it, by which route, and whether it was acted on.
 
 It answers "which model decided entity X on day D, and what did it say" — including what a shadow model
-said about the same row, marked as not acted on. Layout: one Parquet file per (model version, route, day),
-`<root>/<version>/<route>/<day>.parquet`, written through `PartitionStore` (temporary file, then rename),
-so a re-scored day replaces its file whole and parallel writers of different days never contend.
+said about the same row, marked as not acted on. Layout: one Parquet file per day, `<root>/<day>.parquet`,
+holding every version and route that scored the day. A day is written whole to a temporary file in the same
+folder, flushed to disk, then renamed over the old one: replacing a day (a new champion re-scoring it) is a
+single rename, so a process killed at any point leaves either the old day or the new one, never both (two
+acted-on decisions for one entity). Parallel writers of different days never contend.
+
+Ledgers written before kept one file per (version, route, day), `<root>/<version>/<route>/<day>.parquet`.
+They are still read, for the days that have no day file yet; a day file, once present, is the whole day (a
+write replaces the day's older files with its day file, then removes them).
 
 Row schema (the ledger's own columns; the dataset's columns come from the spec when the rows are made):
 
@@ -24,6 +30,9 @@ Row schema (the ledger's own columns; the dataset's columns come from the spec w
 from __future__ import annotations
 
 import datetime as dt
+import os
+import threading
+import time
 from pathlib import Path
 
 import duckdb
@@ -32,7 +41,7 @@ import pandas as pd
 
 from mlops_assets.core.ingestion.landing import check_partition_key, safe_join
 from mlops_assets.core.registry.model_registry import VERSION_NAME
-from mlops_assets.core.io.storage import PartitionStore, scratch_connection
+from mlops_assets.core.io.storage import scratch_connection
 
 ROUTES = ("champion", "canary", "shadow")
 ACTING_ROUTES = ("champion", "canary")
@@ -41,6 +50,7 @@ LEDGER_COLUMNS = ("day", "entity", "timestamp", "score", "decision", "threshold"
 _OPTIONAL_COLUMNS = ("threshold", "latency_ms_per_1k")  # NULL when absent (regression; no canary)
 # Acted-on rows first, then champion before canary before shadow: the order a reader wants the story in.
 _ROUTE_ORDER = "CASE route WHEN 'champion' THEN 0 WHEN 'canary' THEN 1 ELSE 2 END"
+_STALE_TEMP_SECONDS = 3600  # a temporary day file this old was left by a killed writer
 
 
 class LedgerError(ValueError):
@@ -88,76 +98,126 @@ class PredictionLedger:
         self.root = Path(root)
 
     # ----------------------------------------------------------------------------------------- paths
-    def _version_store(self, version: str) -> PartitionStore:
-        return PartitionStore(safe_join(self.root, check_version(version)))
+    def day_path(self, day: dt.date | str) -> Path:
+        """The file holding every row of `day`."""
+        return safe_join(self.root, _day_key(day) + ".parquet")
 
-    def path(self, version: str, route: str, day: dt.date | str) -> Path:
-        return self._version_store(version).path(_check_route(route), _day_key(day))
+    def days(self) -> list[str]:
+        """Every day with rows, in either layout."""
+        return sorted(set(self._day_files()) | {p.stem for p in self._legacy_files()})
 
     def versions(self) -> list[str]:
-        if not self.root.exists():
+        """Every model version with rows in the ledger."""
+        files = self._files()
+        if not files:
             return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and VERSION_NAME.fullmatch(p.name))
+        with _connect() as con:
+            rows = con.execute("SELECT DISTINCT model_version FROM read_parquet(?, union_by_name = true) "
+                               "ORDER BY model_version", [[str(p) for p in files]]).fetchall()
+        return [r[0] for r in rows]
 
-    def _files(self, versions: list[str], start: str | None = None, end: str | None = None,
-               day: str | None = None) -> list[Path]:
-        out = []
-        for version in versions:
-            folder = safe_join(self.root, check_version(version))
-            for route in ROUTES:
-                for path in sorted((folder / route).glob("*.parquet")):
-                    key = path.stem
-                    if day is not None and key != day:
-                        continue
-                    if (start and key < start) or (end and key > end):
-                        continue
-                    out.append(path)
-        return out
+    def _day_files(self) -> dict[str, Path]:
+        if not self.root.is_dir():
+            return {}
+        return {p.stem: p for p in self.root.glob("*.parquet") if p.is_file() and _is_day(p.stem)}
+
+    def _legacy_files(self, day: str | None = None) -> list[Path]:
+        """Files of the previous layout, <version>/<route>/<day>.parquet."""
+        if not self.root.is_dir():
+            return []
+        pattern = f"{day}.parquet" if day is not None else "*.parquet"
+        return sorted(p for folder in self.root.iterdir() if folder.is_dir() and VERSION_NAME.fullmatch(folder.name)
+                      for route in ROUTES for p in (folder / route).glob(pattern) if _is_day(p.stem))
+
+    def _files(self, start: str | None = None, end: str | None = None, day: str | None = None) -> list[Path]:
+        """The files holding the days asked for: a day's file when it has one, else its legacy files."""
+        current = self._day_files()
+        files = list(current.values()) + [p for p in self._legacy_files(day) if p.stem not in current]
+        return sorted(p for p in files if (day is None or p.stem == day) and not (start and p.stem < start)
+                      and not (end and p.stem > end))
 
     # ----------------------------------------------------------------------------------------- writes
     def write(self, rows: pd.DataFrame, *, replace_days: bool = False) -> list[Path]:
-        """Store ledger rows, one file per (version, route, day) present; returns the files written.
+        """Store ledger rows; returns the day files written, one per day present.
 
-        A file present again is replaced (re-scoring a day is idempotent). With `replace_days`, every other
-        ledger file of the days written is removed too, so a re-scored day does not keep decisions from a
-        model that no longer serves it.
+        Each day is rewritten whole in one atomic step (temporary file, fsync, rename). Without
+        `replace_days`, the day keeps its rows from other (version, route) pairs, and a pair written again is
+        replaced (re-scoring a day is idempotent). With `replace_days`, the day holds exactly the rows given,
+        so a re-scored day does not keep decisions from a model that no longer serves it.
         """
         rows = _checked_rows(rows)
         written = []
-        for (version, route, day), group in rows.groupby(["model_version", "route", "day"], sort=True):
-            day = day.date()
-            group = group[list(LEDGER_COLUMNS)].reset_index(drop=True).assign(day=day)  # stored as a DATE
-            written.append(self._version_store(version).write(route, day.isoformat(), group))
-        if replace_days:
-            keep = {p.resolve() for p in written}
-            for day in sorted({d.date().isoformat() for d in rows["day"].unique()}):
-                for path in self._files(self.versions(), day=day):
-                    if path.resolve() not in keep:
-                        path.unlink(missing_ok=True)
+        for day, group in rows.groupby("day", sort=True):
+            key = day.date().isoformat()
+            group = group[list(LEDGER_COLUMNS)].reset_index(drop=True)
+            written.append(self._replace_day(key, group, keep_others=not replace_days))
+            for path in self._legacy_files(key):  # superseded by the day file: readers no longer look at them
+                path.unlink(missing_ok=True)
         return written
+
+    def _replace_day(self, day: str, rows: pd.DataFrame, keep_others: bool) -> Path:
+        target = self.day_path(day)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self._remove_stale_temporaries(day)
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+        if "'" in str(tmp):  # COPY's target cannot be a bound parameter; our paths never hold quotes
+            raise LedgerError(f"refusing to write to a path with a quote: {tmp}")
+        sources = ["SELECT * REPLACE (CAST(day AS DATE) AS day) FROM new_rows"]
+        params: list = []
+        old_files = self._files(day=day) if keep_others else []
+        try:
+            with _connect() as con:
+                con.register("new_rows", rows)
+                if old_files:
+                    con.register("written", rows[["model_version", "route"]].drop_duplicates())
+                    sources.insert(0, "SELECT * FROM read_parquet(?, union_by_name = true) AS old WHERE NOT EXISTS "
+                                      "(SELECT 1 FROM written w WHERE w.model_version = old.model_version "
+                                      "AND w.route = old.route)")
+                    params.append([str(p) for p in old_files])
+                    # COPY takes no parameters: build the day's rows first, then write them
+                    con.execute(f"CREATE TEMP TABLE day_rows AS {' UNION ALL BY NAME '.join(sources)}", params)
+                    sources = ["SELECT * FROM day_rows"]
+                con.execute(f"COPY ({sources[0]}) TO '{tmp}' (FORMAT PARQUET)")
+            _fsync(tmp)
+            os.replace(tmp, target)  # the one step that switches readers from the old day to the new
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _fsync(target.parent)
+        return target
+
+    def _remove_stale_temporaries(self, day: str) -> None:
+        now = time.time()
+        for path in self.root.glob(f".{day}.parquet.tmp-*"):
+            try:
+                if now - path.stat().st_mtime > _STALE_TEMP_SECONDS:
+                    path.unlink()
+            except FileNotFoundError:
+                pass
 
     # ----------------------------------------------------------------------------------------- queries
     def by_version(self, version: str, start: dt.date | str | None = None,
                    end: dt.date | str | None = None) -> pd.DataFrame:
         """Every row scored by `version` (all routes), optionally within [start, end] days inclusive."""
-        files = self._files([version], _opt_day(start), _opt_day(end))
-        return self._query(files, "model_version = ?", [version])
+        files = self._files(_opt_day(start), _opt_day(end))
+        return self._query(files, "model_version = ?", [check_version(version)])
 
     def day(self, day: dt.date | str) -> pd.DataFrame:
         """Every row of one day, all versions and routes."""
-        return self._query(self._files(self.versions(), day=_day_key(day)), "TRUE", [])
+        return self._query(self._files(day=_day_key(day)), "TRUE", [])
 
     def for_entity(self, entity: str, day: dt.date | str) -> pd.DataFrame:
         """Which model decided `entity` on `day` and what it said: the acted-on row(s) first, then the
         opinions of models that were only watching (shadow rows, acted_on False)."""
-        files = self._files(self.versions(), day=_day_key(day))
+        files = self._files(day=_day_key(day))
         alternatives = _entity_alternatives(entity)
         return self._query(files, "list_contains(?, entity)", [alternatives])
 
     def summary(self, version: str, start: dt.date | str | None = None,
                 end: dt.date | str | None = None) -> pd.DataFrame:
         """Per route: rows, rows acted on, days, first and last day, mean score (computed in DuckDB)."""
-        files = self._files([version], _opt_day(start), _opt_day(end))
+        files = self._files(_opt_day(start), _opt_day(end))
+        check_version(version)
         if not files:
             return pd.DataFrame(columns=["route", "rows", "acted_on", "days", "first_day", "last_day",
                                          "mean_score"])
@@ -170,7 +230,8 @@ class PredictionLedger:
 
     def totals(self, version: str, start: dt.date | str | None = None, end: dt.date | str | None = None) -> dict:
         """All routes together: rows, distinct days, first and last day, mean score."""
-        files = self._files([version], _opt_day(start), _opt_day(end))
+        files = self._files(_opt_day(start), _opt_day(end))
+        check_version(version)
         out = {"rows": 0, "days": 0, "first_day": None, "last_day": None, "mean_score": None}
         if files:
             sql = ("SELECT count(*), count(DISTINCT day), min(day), max(day), avg(score) "
@@ -194,6 +255,22 @@ def _connect() -> duckdb.DuckDBPyConnection:
     con = scratch_connection()
     con.execute("SET TimeZone = 'UTC'")  # scored_at comes back in UTC whatever the machine's zone
     return con
+
+
+def _is_day(name: str) -> bool:
+    try:
+        return check_partition_key(name) == name
+    except ValueError:
+        return False
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file (or a folder's entries) to disk, so a rename survives a power cut, not just a kill."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _opt_day(day: dt.date | str | None) -> str | None:

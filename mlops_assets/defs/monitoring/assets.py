@@ -8,7 +8,7 @@ import dagster as dg
 from ...core.monitoring import reports as monitoring
 from ...core.monitoring.drift import drift_report, prediction_drift
 from ...core.monitoring.drift_plots import drift_plots, prediction_drift_plot
-from ...core.monitoring.served import NothingServed, cost_history, labelled_rows, served_rows
+from ...core.monitoring.served import CostSummary, NothingServed, labelled_rows, served_rows
 from ..metadata import table
 from ..resources import PortfolioResource
 from ..scope import OWNERS, ModelScope
@@ -138,9 +138,10 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
         _, version, reference = _served(project, day)
         store = project.store
         stats = store.read_json("scoring_stats", day)
-        history = cost_history(version, day,
-                               {d: store.read_json("scoring_stats", d) for d in store.documents("scoring_stats")},
-                               {p: store.read_json("candidate_model", p) for p in store.documents("candidate_model")})
+        summary = CostSummary(store, project.paths.root / "monitoring" / "cost_summary.json")
+        history = summary.history(version, day)  # reads only the documents new or changed since the last report
+        for unreadable in summary.unreadable:
+            context.log.warning(f"left out of the cost history, cannot be read: {unreadable}")
         cost = monitoring.cost_day(reference, stats, history.scoring, retrains=history.retrains,
                                    retrain_seconds=history.retrain_seconds, policy=project.spec.monitoring)
         project.store.write_json("cost_report", day, {"model_version": version, **cost})
