@@ -314,3 +314,4 @@ def test_a_utf16_file_is_quarantined_with_a_clear_error(make_pipeline, synthetic
     text = " ".join(e.dagster_event.step_failure_data.error.message for e in pipeline.instance.all_logs(run.run_id)
                     if e.dagster_event and e.dagster_event.event_type_value == "STEP_FAILURE")
     assert name in text and day in text and "not UTF-8" in text
+

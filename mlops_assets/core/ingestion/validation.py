@@ -81,7 +81,7 @@ def check_structure(text: str, file: str, partition: str) -> list[str]:
     try:
         for row in reader:
             if not row or (len(row) == 1 and not row[0].strip()):
-                continue  # blank lines are skipped, as pandas does
+                continue  # blank and whitespace-only lines are skipped, as pandas does
             if header is None:
                 header = row
                 _check_header(header, file, partition)
@@ -97,7 +97,7 @@ def check_structure(text: str, file: str, partition: str) -> list[str]:
         raise BatchRejected(file, partition, "header only, no rows")
     last = text.rstrip("\r\n").rsplit("\n", 1)[-1].rstrip("\r")
     if not text.endswith("\n") and last.split(",")[-1] == "":
-        raise BatchRejected(file, partition, f"truncated: the last line ends in an empty field and has no line end",
+        raise BatchRejected(file, partition, "truncated: the last line ends in an empty field and has no line end",
                             column=header[-1])
     return header
 
