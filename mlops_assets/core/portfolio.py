@@ -11,7 +11,7 @@ from typing import Callable
 
 from mlops_assets.core.config.settings import MODEL_NAME, ModelPaths, Settings
 from mlops_assets.core.config.spec import DatasetSpec, SpecError, load_spec
-from mlops_assets.core.ingestion.landing import LocalLanding, Quarantine, S3Landing, parse_s3_url
+from mlops_assets.core.ingestion.landing import Archive, LocalLanding, Quarantine, S3Landing, parse_s3_url
 from mlops_assets.core.io.storage import PartitionStore
 from mlops_assets.core.registry.model_registry import ModelRegistry, open_registry
 from mlops_assets.core.serving.ledger import PredictionLedger
@@ -43,6 +43,11 @@ class ModelWorkspace:
     @cached_property
     def quarantine(self) -> Quarantine:
         return Quarantine(self.paths.quarantine_dir)
+
+    @cached_property
+    def archive(self) -> Archive:
+        """Every accepted landed file, by content (`archive/<day>/<sha256>_<file>`)."""
+        return Archive(self.paths.root / "archive")
 
     @cached_property
     def ledger(self) -> PredictionLedger:

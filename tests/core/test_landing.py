@@ -9,7 +9,8 @@ from mlops_assets.core.ingestion.landing import (LocalLanding, Quarantine, Unsaf
 @pytest.mark.parametrize("name", [
     "../features_2024-01-01.csv", "features_2024-01-01.csv/../../x", "/etc/passwd", "..", ".hidden.csv",
     "sub/features_2024-01-01.csv", "features_2024-13-01.csv", "features_2024-01-01.txt", "features.csv",
-    "features_2024-01-01.csv\x00", "labels_2024-1-1.csv",
+    "features_2024-01-01.csv\x00", "labels_2024-1-1.csv", "features_2024-01-01.csv\n", "features_2024-01-01.csv\r",
+    "\nfeatures_2024-01-01.csv", " features_2024-01-01.csv",
 ])
 def test_unsafe_or_malformed_names_rejected(name):
     with pytest.raises(UnsafeFileName):
@@ -58,3 +59,11 @@ def test_quarantine_keeps_bytes_and_reason(tmp_path):
     assert listed.reason == "truncated" and listed.column == "x" and listed.file == "features_2024-01-02.csv"
     # the second attempt finds nothing left to move and says so instead of failing
     assert move_to_quarantine(landing, quarantine, "features_2024-01-02.csv", "2024-01-02", "again") is None
+
+
+def test_a_name_ending_in_a_newline_is_rejected_saying_so(tmp_path):
+    (tmp_path / "features_2024-01-01.csv\n").write_text("a\n1\n")
+    files, rejected = LocalLanding(tmp_path).list_files()
+    assert files == []
+    [(name, why)] = rejected
+    assert name == "features_2024-01-01.csv\n" and "newline" in why

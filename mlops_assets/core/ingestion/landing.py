@@ -1,138 +1,107 @@
-"""The landing zone: where daily files arrive, and the quarantine where rejected ones are kept.
+"""The landing zone: where daily files arrive (a local folder, or an S3 prefix).
 
 One features file per day (`features_YYYY-MM-DD.csv`) and a labels file per day that arrives later
 (`labels_YYYY-MM-DD.csv`). The date in the name is the partition key. Every file is identified by its
-content hash, so an identical re-delivery is recognised and a corrected one is not mistaken for it.
+content hash (sha256), so an identical re-delivery is recognised and a corrected one is not mistaken for it.
+
+A scan never fails because of one entry: names that break the convention are listed as rejected, and entries
+that cannot be read (a FIFO, socket, device or folder — never opened —, a permission error, a file gone between
+listing and reading) as skipped, each with the reason. A scan is given what an earlier one found (size, stamp,
+sha256 per name) and reads only files whose size or modification stamp changed.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import errno
 import hashlib
-import json
 import os
-import re
-from dataclasses import asdict, dataclass
+import stat
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Mapping
 
 from mlops_assets.core.io.atomic import write_atomic
+from mlops_assets.core.ingestion.kept import (ArchivedVersion, Archive, Quarantine, QuarantineRecord,
+                                              move_to_quarantine)
+from mlops_assets.core.ingestion.names import (FILE_KINDS, NotADate, UnsafeFileName, check_file_name,
+                                               check_partition_key, features_file_name, labels_file_name,
+                                               landed_file_name, name_problem, parse_file_name, safe_join,
+                                               sha256_bytes)
 
-FILE_KINDS = ("features", "labels")
-_NAME_RE = re.compile(r"^(features|labels)_(\d{4}-\d{2}-\d{2})\.csv$")
 
-
-class UnsafeFileName(ValueError):
-    """A name that could escape its folder, or that does not follow the landing convention."""
+class UnreadableFile(OSError):
+    """A landed entry that is not a regular file, or that cannot be read."""
 
 
 @dataclass(frozen=True)
 class LandedFile:
     name: str
     kind: str  # "features" | "labels"
-    partition: str  # YYYY-MM-DD
+    partition: str  # YYYY-MM-DD as written in the name (possibly not a calendar date)
     sha256: str
     size: int
+    stamp: str = ""  # what changes when the file is rewritten: mtime in ns (local), ETag (S3)
 
 
-def features_file_name(day: dt.date | str) -> str:
-    return f"features_{_day(day)}.csv"
+@dataclass
+class LandingScan:
+    files: list[LandedFile] = field(default_factory=list)  # conventional names, read and hashed
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (name, why): unsafe or unconventional
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (name, why): could not be read this time
+    hashed: int = 0  # how many files were read to hash them (the rest were known by size and stamp)
 
 
-def labels_file_name(day: dt.date | str) -> str:
-    return f"labels_{_day(day)}.csv"
+Known = Mapping[str, tuple[int | None, str | None, str | None]]  # name -> (size, stamp, sha256)
 
 
-def _day(day: dt.date | str) -> str:
-    return day.isoformat() if isinstance(day, dt.date) else check_partition_key(day)
+def _known_sha(known: Known | None, name: str, size: int, stamp: str) -> str | None:
+    if not known or name not in known:
+        return None
+    k_size, k_stamp, k_sha = known[name]
+    return k_sha if (k_size, k_stamp) == (size, stamp) and k_sha else None
 
 
-def check_partition_key(key: str) -> str:
-    """A partition key is a plain ISO date; anything else (`../x`, `2024-01-01/..`) is rejected."""
+def _kind_of(mode: int) -> str:
+    for test, what in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return what
+    return "not a regular file"
+
+
+def read_regular_file(path: Path) -> tuple[bytes, str]:
+    """The bytes of a regular file and their sha256. Opened non-blocking and checked with fstat before any
+    read, so a FIFO or device put in its place is refused instead of blocking the caller."""
     try:
-        if dt.date.fromisoformat(key).isoformat() == key:
-            return key
-    except (TypeError, ValueError):
-        pass
-    raise UnsafeFileName(f"partition key {key!r} is not a YYYY-MM-DD date")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise UnreadableFile(errno.ENOENT, "vanished between listing and reading", str(path)) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UnreadableFile(errno.EINVAL, f"{_kind_of(info.st_mode)}, not a regular file: never opened for "
+                                 "reading", str(path))
+        chunks, sha = [], hashlib.sha256()
+        while True:
+            block = os.read(fd, 1 << 20)
+            if not block:
+                break
+            sha.update(block)
+            chunks.append(block)
+        return b"".join(chunks), sha.hexdigest()
+    finally:
+        os.close(fd)
 
 
-def check_file_name(name: str) -> tuple[str, str]:
-    """Return (kind, partition) for a well-formed landing file name, or raise UnsafeFileName."""
-    if not name or "\x00" in name or "/" in name or "\\" in name or name.startswith(".") or ".." in name:
-        raise UnsafeFileName(f"file name {name!r} could escape the landing folder")
-    match = _NAME_RE.match(name)
-    if not match:
-        raise UnsafeFileName(
-            f"file name {name!r} does not follow the landing convention features_YYYY-MM-DD.csv / "
-            "labels_YYYY-MM-DD.csv"
-        )
-    kind, day = match.groups()
-    return kind, check_partition_key(day)
-
-
-def sha256_bytes(content: bytes) -> str:
-    return hashlib.sha256(content).hexdigest()
-
-
-def safe_join(root: Path, *parts: str) -> Path:
-    """Join and refuse any result outside root (through `..`, absolute parts or symlinks)."""
-    root = Path(root).resolve()
-    target = root.joinpath(*parts).resolve()
-    if not target.is_relative_to(root):
-        raise UnsafeFileName(f"{'/'.join(parts)!r} resolves outside {root.name}/")
-    return target
-
-
-# ------------------------------------------------------------------------------------------- quarantine
-
-
-@dataclass(frozen=True)
-class QuarantineRecord:
-    file: str
-    partition: str
-    column: str | None
-    reason: str
-    quarantined_at: str
-    stored_as: str
-    sha256: str
-
-
-class Quarantine:
-    """Rejected files, kept byte for byte with a note of why: `<root>/<partition>/<stamp>_<file>`."""
-
-    def __init__(self, root: Path):
-        self.root = Path(root)
-
-    def keep(self, name: str, partition: str, content: bytes, reason: str, column: str | None = None) -> QuarantineRecord:
-        check_partition_key(partition)
-        folder = safe_join(self.root, partition)
-        folder.mkdir(parents=True, exist_ok=True)
-        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-        stored = safe_join(folder, f"{stamp}_{Path(name).name}")
-        _atomic_write(stored, content)
-        record = QuarantineRecord(
-            file=name, partition=partition, column=column, reason=reason,
-            quarantined_at=stamp, stored_as=str(stored.relative_to(self.root.resolve())),
-            sha256=sha256_bytes(content),
-        )
-        _atomic_write(stored.with_name(stored.name + ".reason.json"), json.dumps(asdict(record), indent=2).encode())
-        return record
-
-    def records(self, partition: str | None = None) -> list[QuarantineRecord]:
-        if not self.root.exists():
-            return []
-        pattern = f"{check_partition_key(partition)}/*.reason.json" if partition else "*/*.reason.json"
-        return [QuarantineRecord(**json.loads(p.read_text())) for p in sorted(self.root.glob(pattern))]
-
-
-_atomic_write = write_atomic
-
-
-# ---------------------------------------------------------------------------------------- landing zones
+def _why(exc: OSError) -> str:
+    if isinstance(exc, UnreadableFile):
+        return exc.strerror
+    return f"unreadable: {exc.strerror or exc}"
 
 
 class LocalLanding:
-    """A landing folder on disk (the default: data/landing/)."""
+    """A landing folder on disk (the default: data/landing/<model>/)."""
 
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -140,48 +109,84 @@ class LocalLanding:
     def describe(self) -> str:
         return str(self.root)
 
-    def list_files(self) -> tuple[list[LandedFile], list[tuple[str, str]]]:
-        """(well-formed files, [(rejected name, why)]); in-progress uploads (dot files) are skipped."""
-        files, rejected = [], []
+    def scan(self, known: Known | None = None) -> LandingScan:
+        """Every entry of the folder, classified; in-progress uploads (dot files) are skipped silently."""
+        out = LandingScan()
         if not self.root.exists():
-            return files, rejected
+            return out
         for entry in sorted(os.scandir(self.root), key=lambda e: e.name):
-            if entry.name.startswith(".") or entry.is_dir(follow_symlinks=False):
+            name = entry.name
+            if name.startswith("."):
                 continue
             try:
-                kind, partition = check_file_name(entry.name)
-                safe_join(self.root, entry.name)  # a symlink pointing out of the folder is rejected too
+                parse_file_name(name)
+                path = safe_join(self.root, name)  # a symlink pointing out of the folder is rejected too
             except UnsafeFileName as exc:
-                rejected.append((entry.name, str(exc)))
+                out.rejected.append((name, str(exc)))
                 continue
-            content = Path(entry.path).read_bytes()
-            files.append(LandedFile(entry.name, kind, partition, sha256_bytes(content), len(content)))
-        return files, rejected
+            try:
+                info = os.stat(path)
+                if not stat.S_ISREG(info.st_mode):
+                    out.skipped.append((name, f"{_kind_of(info.st_mode)}, not a regular file: left alone"))
+                    continue
+                size, stamp = info.st_size, str(info.st_mtime_ns)
+                sha = _known_sha(known, name, size, stamp)
+                if sha is None:
+                    _, sha = read_regular_file(path)
+                    out.hashed += 1
+            except FileNotFoundError:
+                out.skipped.append((name, "vanished between listing and reading"))
+                continue
+            except OSError as exc:
+                out.skipped.append((name, _why(exc)))
+                continue
+            kind, day = parse_file_name(name)
+            out.files.append(LandedFile(name, kind, day, sha, size, stamp))
+        return out
+
+    def list_files(self) -> tuple[list[LandedFile], list[tuple[str, str]]]:
+        """(well-formed files, [(rejected or unreadable name, why)]), every file hashed."""
+        scan = self.scan()
+        return scan.files, scan.rejected + scan.skipped
+
+    def _path(self, name: str) -> Path:
+        parse_file_name(name)
+        return safe_join(self.root, name)
 
     def read(self, name: str) -> bytes:
-        check_file_name(name)
-        return safe_join(self.root, name).read_bytes()
+        return read_regular_file(self._path(name))[0]
 
     def exists(self, name: str) -> bool:
-        check_file_name(name)
-        return safe_join(self.root, name).exists()
+        return os.path.lexists(self._path(name))
 
     def remove(self, name: str) -> None:
-        check_file_name(name)
-        safe_join(self.root, name).unlink(missing_ok=True)
+        self._path(name).unlink(missing_ok=True)
+
+    def remove_if_unchanged(self, name: str, sha256: str) -> bool:
+        """Take the file out of the landing zone only if it still holds the bytes that were processed (a newer
+        delivery that replaced it meanwhile stays for the sensor)."""
+        path = self._path(name)
+        try:
+            _, current = read_regular_file(path)
+        except OSError:
+            return False
+        if current != sha256:
+            return False
+        path.unlink(missing_ok=True)
+        return True
 
     def deliver(self, name: str, content: bytes) -> Path:
         """Drop a file into the landing zone atomically (used by replays and tests)."""
         check_file_name(name)
         self.root.mkdir(parents=True, exist_ok=True)
         path = safe_join(self.root, name)
-        _atomic_write(path, content)
+        write_atomic(path, content)
         return path
 
 
 class S3Landing:
-    """A landing prefix in S3 (through dagster-aws's boto3 client). The ETag serves as the content hash
-    when listing, so a listing does not download every object."""
+    """A landing prefix in S3 (through dagster-aws's boto3 client). A listing gives each object's size and
+    ETag; an object is downloaded and hashed only when those changed since the last scan."""
 
     def __init__(self, client, bucket: str, prefix: str):
         self.client, self.bucket, self.prefix = client, bucket, prefix.strip("/")
@@ -190,23 +195,36 @@ class S3Landing:
         return f"s3://{self.bucket}/{self.prefix}"
 
     def _key(self, name: str) -> str:
-        check_file_name(name)
+        parse_file_name(name)
         return str(PurePosixPath(self.prefix) / name) if self.prefix else name
 
-    def list_files(self) -> tuple[list[LandedFile], list[tuple[str, str]]]:
-        files, rejected = [], []
+    def scan(self, known: Known | None = None) -> LandingScan:
+        out = LandingScan()
         paginator = self.client.get_paginator("list_objects_v2")
         start = f"{self.prefix}/" if self.prefix else ""
         for page in paginator.paginate(Bucket=self.bucket, Prefix=start):
             for obj in page.get("Contents", []):
-                name = obj["Key"][len(start):]
+                name = obj["Key"][len(start):]  # S3 uploads are atomic: no in-progress dot files to skip
                 try:
-                    kind, partition = check_file_name(name)
+                    kind, day = parse_file_name(name)
                 except UnsafeFileName as exc:
-                    rejected.append((name, str(exc)))
+                    out.rejected.append((name, str(exc)))
                     continue
-                files.append(LandedFile(name, kind, partition, obj["ETag"].strip('"'), obj["Size"]))
-        return files, rejected
+                size, stamp = int(obj["Size"]), str(obj.get("ETag", "")).strip('"')
+                sha = _known_sha(known, name, size, stamp)
+                if sha is None:
+                    try:
+                        sha = sha256_bytes(self.read(name))
+                        out.hashed += 1
+                    except Exception as exc:  # noqa: BLE001 - gone, denied, throttled: this object, this time
+                        out.skipped.append((name, f"unreadable: {exc}"))
+                        continue
+                out.files.append(LandedFile(name, kind, day, sha, size, stamp))
+        return out
+
+    def list_files(self) -> tuple[list[LandedFile], list[tuple[str, str]]]:
+        scan = self.scan()
+        return scan.files, scan.rejected + scan.skipped
 
     def read(self, name: str) -> bytes:
         return self.client.get_object(Bucket=self.bucket, Key=self._key(name))["Body"].read()
@@ -218,7 +236,17 @@ class S3Landing:
     def remove(self, name: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(name))
 
+    def remove_if_unchanged(self, name: str, sha256: str) -> bool:
+        try:
+            if sha256_bytes(self.read(name)) != sha256:
+                return False
+        except Exception:  # noqa: BLE001 - already gone or unreadable: nothing to remove
+            return False
+        self.remove(name)
+        return True
+
     def deliver(self, name: str, content: bytes) -> None:
+        check_file_name(name)
         self.client.put_object(Bucket=self.bucket, Key=self._key(name), Body=content)
 
 
@@ -229,19 +257,9 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     return bucket, prefix
 
 
-def move_to_quarantine(landing, quarantine: Quarantine, name: str, partition: str, reason: str,
-                       column: str | None = None) -> QuarantineRecord | None:
-    """Keep the file in quarantine with its reason, then take it out of the landing zone.
-    Returns None when the file is no longer there (already quarantined by an earlier attempt)."""
-    if not landing.exists(name):
-        return None
-    record = quarantine.keep(name, partition, landing.read(name), reason, column)
-    landing.remove(name)
-    return record
-
-
 __all__ = [
-    "FILE_KINDS", "LandedFile", "LocalLanding", "Quarantine", "QuarantineRecord", "S3Landing", "UnsafeFileName",
-    "check_file_name", "check_partition_key", "features_file_name", "labels_file_name", "move_to_quarantine",
-    "parse_s3_url", "safe_join", "sha256_bytes",
+    "FILE_KINDS", "Archive", "ArchivedVersion", "LandedFile", "LandingScan", "LocalLanding", "NotADate",
+    "Quarantine", "QuarantineRecord", "S3Landing", "UnreadableFile", "UnsafeFileName", "check_file_name",
+    "check_partition_key", "features_file_name", "labels_file_name", "landed_file_name", "move_to_quarantine",
+    "name_problem", "parse_file_name", "parse_s3_url", "read_regular_file", "safe_join", "sha256_bytes",
 ]

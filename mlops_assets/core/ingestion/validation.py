@@ -1,8 +1,10 @@
 """Reading a landed CSV into a typed batch, and the pandera schema that validates it, both built from the spec.
 
 Two kinds of bad input, two outcomes:
-- a file that cannot be read as a table at all (empty, header only, truncated mid-row, malformed) raises
-  `BatchRejected` naming the file, partition, column (when one is to blame) and reason;
+- a file that cannot be read as a table at all (empty, header only, truncated mid-row, a row with too few or
+  too many fields, malformed, not UTF-8, a NUL byte, a blank or duplicated header name, timestamps with a
+  timezone offset) raises `BatchRejected` naming the file, partition, column (when one is to blame) and
+  reason. CRLF line endings and a UTF-8 byte-order mark are read like the plain file;
 - a readable file whose content breaks the spec (missing or renamed column, wrong dtype, NaN/inf, out of
   range, duplicates, timestamps outside the day) is typed as far as possible and kept as it is, and the
   schema reports each failure with its column, check, count and examples.
@@ -10,8 +12,11 @@ Two kinds of bad input, two outcomes:
 
 from __future__ import annotations
 
+import codecs
+import csv
 import datetime as dt
 import io
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,27 +40,119 @@ class BatchRejected(ValueError):
 # --------------------------------------------------------------------------------------------- parsing
 
 
-def parse_csv(content: bytes, file: str, partition: str) -> pd.DataFrame:
-    """Read CSV bytes as strings-first, rejecting files that are not a whole table."""
-    text = content.decode("utf-8", errors="replace")
-    if not text.strip():
+_BOMS = (  # longest first: a UTF-32 LE mark starts with the UTF-16 LE one
+    (codecs.BOM_UTF32_LE, "UTF-32 (little-endian)"), (codecs.BOM_UTF32_BE, "UTF-32 (big-endian)"),
+    (codecs.BOM_UTF16_LE, "UTF-16 (little-endian)"), (codecs.BOM_UTF16_BE, "UTF-16 (big-endian)"),
+)
+SEND_UTF8 = "send the file as UTF-8 text"
+
+
+def _line_of(content: bytes, offset: int) -> int:
+    return content.count(b"\n", 0, offset) + 1
+
+
+def decode_text(content: bytes, file: str, partition: str) -> str:
+    """The file as text: UTF-8 only (a UTF-8 byte-order mark is dropped). Other encodings are named rather than
+    guessed, and a NUL byte (binary data, or UTF-16 without its byte-order mark) is refused."""
+    for bom, encoding in _BOMS:
+        if content.startswith(bom):
+            raise BatchRejected(file, partition, f"not UTF-8: a {encoding} byte-order mark was found; {SEND_UTF8}")
+    if content.startswith(codecs.BOM_UTF8):
+        content = content[len(codecs.BOM_UTF8):]
+    nul = content.find(b"\x00")
+    if nul >= 0:
+        raise BatchRejected(file, partition, f"NUL byte at line {_line_of(content, nul)} (byte {nul}): binary data, or "
+                                             f"UTF-16 text without a byte-order mark; {SEND_UTF8}")
+    try:
+        return content.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BatchRejected(file, partition, f"not UTF-8: byte 0x{content[exc.start]:02x} at line "
+                                             f"{_line_of(content, exc.start)} (byte {exc.start}) is not valid UTF-8 "
+                                             f"(Latin-1 or Windows-1252 text?); {SEND_UTF8}") from None
+
+
+def check_structure(text: str, file: str, partition: str) -> list[str]:
+    """The header, after checking the file is one whole table: a header with distinct, non-blank names, at
+    least one row, and every row with as many fields as the header (a short row would otherwise be padded with
+    nulls, a duplicated column renamed `x.1`)."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header: list[str] | None = None
+    rows = 0
+    try:
+        for row in reader:
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue  # blank and whitespace-only lines are skipped, as pandas does
+            if header is None:
+                header = row
+                _check_header(header, file, partition)
+                continue
+            rows += 1
+            if len(row) != len(header):
+                _short_or_long_row(text, reader.line_num, row, header, file, partition)
+    except csv.Error as exc:
+        raise BatchRejected(file, partition, f"malformed CSV at line {reader.line_num}: {exc}") from None
+    if header is None:
         raise BatchRejected(file, partition, "empty file (0 rows, no header)")
-    lines = text.splitlines()
-    header = lines[0].split(",")
-    if len([ln for ln in lines[1:] if ln.strip()]) == 0:
+    if rows == 0:
         raise BatchRejected(file, partition, "header only, no rows")
-    if not text.endswith("\n"):
-        last = lines[-1].split(",")
-        if len(last) != len(header) or last[-1] == "":
-            raise BatchRejected(
-                file, partition,
-                f"truncated: the last line has {len(last)} of {len(header)} fields and no line end",
-                column=header[len(last) - 1] if len(last) <= len(header) else None,
-            )
+    last = text.rstrip("\r\n").rsplit("\n", 1)[-1].rstrip("\r")
+    if not text.endswith("\n") and last.split(",")[-1] == "":
+        raise BatchRejected(file, partition, "truncated: the last line ends in an empty field and has no line end",
+                            column=header[-1])
+    return header
+
+
+def _check_header(header: list[str], file: str, partition: str) -> None:
+    for i, name in enumerate(header):
+        if not name.strip():
+            raise BatchRejected(file, partition, f"blank column name in the header (column {i + 1} of {len(header)}; "
+                                                 "a trailing comma?)")
+    seen: dict[str, list[int]] = {}
+    for i, name in enumerate(header):
+        seen.setdefault(name, []).append(i + 1)
+    for name, places in seen.items():
+        if len(places) > 1:
+            raise BatchRejected(file, partition, f"duplicate column: {name!r} appears {len(places)} times in the "
+                                                 f"header (columns {', '.join(map(str, places))})", column=name)
+
+
+def _short_or_long_row(text: str, line: int, row: list[str], header: list[str], file: str, partition: str):
+    if not text.endswith("\n") and text.rstrip("\r\n").count("\n") + 1 == line:
+        raise BatchRejected(
+            file, partition, f"truncated: the last line has {len(row)} of {len(header)} fields and no line end",
+            column=header[len(row) - 1] if len(row) <= len(header) else None,
+        )
+    missing = f"; missing {', '.join(header[len(row):])}" if len(row) < len(header) else ""
+    raise BatchRejected(file, partition, f"line {line} has {len(row)} of {len(header)} fields{missing}",
+                        column=header[len(row)] if len(row) < len(header) else None)
+
+
+def parse_csv(content: bytes, file: str, partition: str) -> pd.DataFrame:
+    """Read CSV bytes as strings-first, rejecting files that are not a whole UTF-8 table."""
+    text = decode_text(content, file, partition)
+    check_structure(text, file, partition)
     try:
         return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""])
     except (pd.errors.ParserError, ValueError) as exc:
         raise BatchRejected(file, partition, f"malformed CSV: {exc}") from None
+
+
+# An ISO time of day followed by a UTC designator or an offset: 10:30, 10:30:00.5 then Z, +01, +0100, +01:00.
+_OFFSET = re.compile(r"\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:[zZ]|[+-]\d{2}(?::?\d{2})?)\s*$")
+
+
+def refuse_timezone_offsets(raw: pd.DataFrame, spec: DatasetSpec, file: str, partition: str) -> None:
+    """The spec's timestamps are naive (no offset, compared with the naive bounds of the day): a timestamp
+    with an offset or a Z would be converted silently, so the file is refused with the column named."""
+    if spec.timestamp not in raw.columns:
+        return
+    values = raw[spec.timestamp].dropna().astype(str)
+    offset = values[values.str.contains(_OFFSET)]
+    if len(offset):
+        examples = ", ".join(repr(v) for v in offset.head(3))
+        raise BatchRejected(file, partition, f"{len(offset)} of {len(values)} timestamps carry a timezone offset "
+                                             f"(e.g. {examples}); the spec's timestamps are naive: send them "
+                                             "without an offset or Z", column=spec.timestamp)
 
 
 def type_batch(raw: pd.DataFrame, spec: DatasetSpec, columns: list[str]) -> pd.DataFrame:
@@ -91,6 +188,7 @@ def _maybe_numeric(values: pd.Series) -> pd.Series:
 
 def read_batch(content: bytes, file: str, partition: str, spec: DatasetSpec, kind: str) -> pd.DataFrame:
     raw = parse_csv(content, file, partition)
+    refuse_timezone_offsets(raw, spec, file, partition)
     columns = spec.batch_columns if kind == "features" else spec.label_columns
     return type_batch(raw, spec, columns)
 

@@ -1,10 +1,10 @@
-"""Ingestion: the day's files from the landing zone, typed, validated against the spec, or quarantined."""
+"""Ingestion: the day's files from the landing zone, typed, validated against the spec (an inline blocking
+check), then archived, or quarantined."""
 
 import dagster as dg
 
 from ..scope import ModelScope
 from .assets import build_assets
-from .checks import build_checks
 from .sensors import build_landing_sensor
 
 
@@ -14,5 +14,5 @@ def build(scope: ModelScope) -> dg.Definitions:
         selection=dg.AssetSelection.assets(scope.key("raw_batch"), scope.key("feature_table")),
         description="Ingest, validate and build features for the selected days (use it for backfills).",
     )
-    return dg.Definitions(assets=build_assets(scope), asset_checks=build_checks(scope),
-                          sensors=[build_landing_sensor(scope)], jobs=[daily_ingestion_job])
+    return dg.Definitions(assets=build_assets(scope), sensors=[build_landing_sensor(scope)],
+                          jobs=[daily_ingestion_job])

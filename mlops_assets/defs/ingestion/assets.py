@@ -1,40 +1,88 @@
-"""Ingestion assets: the day's raw batch and its late-arriving labels, typed per the spec."""
+"""Ingestion assets: the day's raw batch and its late-arriving labels, typed per the spec, each with the spec's
+pandera schema as an inline blocking check (`raw_batch_matches_spec`, `raw_labels_matches_spec`).
+
+The batch is validated BEFORE its table is written: a version that fails is quarantined and the day's raw table
+keeps its previously accepted version (the check fails, with its failure table, and blocks the day's downstream
+steps); a version that passes replaces it and its bytes are archived. The logic is core/ingestion/ingest.py's."""
 
 import dagster as dg
 
 from ...core.ingestion.ingest import RAW_TABLE, MissingFile, ingest
 from ...core.ingestion.validation import BatchRejected
 from ...core.io.storage import frame_fingerprint
+from ..metadata import table
 from ..resources import PortfolioResource
 from ..scope import OWNERS, ModelScope
 
-INGEST_CODE_VERSION = "ingest-v1"
+INGEST_CODE_VERSION = "ingest-v2"
+
+RUNBOOK = (
+    "Runbook: open this check's failure table (column, check, count, examples) and the quarantined file "
+    "named in `quarantined_as`; `kept` says which accepted version the day still uses. Fix the producer or the "
+    "file, then re-deliver a corrected file to the landing zone: the landing sensor sees its new hash and "
+    "re-runs the day. If the data is right and the spec is wrong (a new category, a wider range), change the "
+    "dataset spec and re-deliver the file (or re-run the day)."
+)
 
 
 def _ingest_asset(scope: ModelScope, kind: str, description: str):
+    name = RAW_TABLE[kind]
+    check_name = f"{name}_matches_spec"
+    schema_check = dg.AssetCheckSpec(
+        check_name, asset=scope.key(name), blocking=True, partitions_def=scope.daily,
+        description=f"Every column, dtype, range, category, null, duplicate and timestamp rule of the dataset "
+                    f"spec holds for the day's {kind}, checked before the table is written. {RUNBOOK}",
+    )
+
     @dg.asset(
-        name=RAW_TABLE[kind], key_prefix=scope.key_prefix, partitions_def=scope.daily, group_name="ingestion",
+        name=name, key_prefix=scope.key_prefix, partitions_def=scope.daily, group_name="ingestion",
         owners=OWNERS, kinds={"csv", "pandas", "parquet"}, code_version=INGEST_CODE_VERSION, description=description,
+        check_specs=[schema_check],
     )
     def _asset(context: dg.AssetExecutionContext, portfolio: PortfolioResource) -> dg.MaterializeResult:
         project = portfolio.model(scope.name)
         partition = context.partition_key
         try:
-            batch = ingest(project.landing, project.quarantine, project.spec, kind, partition)
-        except (MissingFile, BatchRejected) as exc:
+            outcome = ingest(project.landing, project.archive, project.quarantine, project.store, project.spec,
+                             kind, partition)
+        except MissingFile as exc:
+            raise dg.Failure(description=str(exc), metadata={"partition": partition, "reason": str(exc)}) from None
+        except BatchRejected as exc:
+            record, kept = getattr(exc, "quarantined", None), getattr(exc, "kept", None)
             raise dg.Failure(description=str(exc), metadata={
-                "partition": partition, "reason": getattr(exc, "reason", str(exc)),
-                "column": getattr(exc, "column", None) or "",
-                "quarantine": str(project.quarantine.root / partition),
+                "partition": partition, "file": exc.file, "reason": exc.reason, "column": exc.column or "",
+                "quarantined_as": str(project.quarantine.root / record.stored_as) if record else "(not quarantined)",
+                "kept": f"{kept.file} sha256 {kept.sha256} (archive/{kept.stored_as})" if kept
+                        else "no accepted version of this day yet",
             }) from None
-        project.store.write(RAW_TABLE[kind], partition, batch.frame)
-        return dg.MaterializeResult(
-            data_version=dg.DataVersion(frame_fingerprint(batch.frame)),
-            metadata={
-                "file": batch.file, "file_sha256": batch.sha256, "dagster/row_count": len(batch.frame),
-                "columns": ", ".join(map(str, batch.frame.columns)),
-            },
-        )
+
+        result, source = outcome.validation, outcome.source
+        check_metadata = {"partition": partition, "file": source.file, "file_sha256": source.sha256,
+                          "source": source.origin, "rows": result.rows, "summary": result.summary()}
+        metadata = {"file": source.file, "file_sha256": source.sha256, "source": source.origin}
+        if outcome.accepted:
+            check_metadata["archived_as"] = str(project.archive.root / outcome.archived.stored_as)
+            metadata.update({"dagster/row_count": len(outcome.frame), "accepted": True,
+                             "archived_as": check_metadata["archived_as"],
+                             "columns": ", ".join(map(str, outcome.frame.columns))})
+            data_version = frame_fingerprint(outcome.frame)
+        else:
+            record = outcome.quarantined
+            check_metadata.update({
+                "failures": table(result.table()), "failed_cases": result.failed_rows,
+                "quarantined_as": str(project.quarantine.root / record.stored_as) if record
+                                  else "(not quarantined: this is the archived accepted version)",
+                "kept": outcome.kept_text(),
+            })
+            metadata.update({"accepted": False, "rejected_rows": result.rows, "kept": outcome.kept_text()})
+            data_version = (frame_fingerprint(project.store.read(name, partition))
+                            if project.store.exists(name, partition) else "no-accepted-version")
+        # The asset cannot be subset, so its inline check always runs with it (Dagster refuses a selection of
+        # the asset without the check): the gate cannot be skipped.
+        check = dg.AssetCheckResult(check_name=check_name, passed=result.passed, metadata=check_metadata,
+                                    severity=dg.AssetCheckSeverity.ERROR)
+        return dg.MaterializeResult(data_version=dg.DataVersion(data_version), metadata=metadata,
+                                    check_results=[check])
 
     return _asset
 
@@ -44,11 +92,14 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
     return [
         _ingest_asset(
             scope, "features",
-            f"The day's features file from the landing zone, typed per the {spec.name} spec. Unreadable files "
-            "(empty, truncated, malformed) fail here and are moved to quarantine with the reason.",
+            f"The day's features file from the landing zone (or, on a re-run, its archived accepted version), "
+            f"typed and validated per the {spec.name} spec before it is written. Unreadable files (empty, "
+            "truncated, malformed, not UTF-8) fail here; files breaking the spec fail the check. Either way the "
+            "file is quarantined and the day keeps its previous accepted version.",
         ),
         _ingest_asset(
             scope, "labels",
-            f"The day's labels ({spec.target}), which land {spec.label_delay_days} day(s) after the features.",
+            f"The day's labels ({spec.target}), which land {spec.label_delay_days} day(s) after the features; "
+            "validated before they are written, like the features.",
         ),
     ]

@@ -1,17 +1,30 @@
-"""The sensor that watches a model's landing zone."""
+"""The sensor that watches a model's landing zone (the decisions are core/ingestion/watch.py's)."""
 
-import json
+import datetime as dt
 
 import dagster as dg
 
+from ...core.ingestion.watch import PartitionWindow, plan_tick
 from ..resources import PortfolioResource
 from ..scope import ModelScope
 
 
+def partition_window(daily: dg.DailyPartitionsDefinition, now: dt.datetime | None = None) -> PartitionWindow:
+    """The model's partitions as Dagster sees them now (the spec's end_date is exclusive, as Dagster's)."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    last_now = daily.get_last_partition_key()
+    return PartitionWindow(
+        first=daily.start.date(),
+        last=(daily.end - dt.timedelta(days=1)).date() if daily.end is not None else None,
+        last_now=dt.date.fromisoformat(last_now) if last_now else None,
+        today=now.astimezone(dt.timezone.utc).date(),
+    )
+
+
 def build_landing_sensor(scope: ModelScope) -> dg.SensorDefinition:
-    """Requests the day's partition for each new or changed landed file. The cursor remembers each file's
-    content hash, and the run key carries it, so an identical re-delivery is not reprocessed and a corrected
-    one is."""
+    """Requests the day's partition for each new or changed landed file. The run key carries the file's
+    content hash, so an identical re-delivery is not reprocessed and a corrected one is. No file can make a
+    tick fail: each problem is logged (once) and the other files go on."""
     raw_batch, raw_labels = scope.key("raw_batch"), scope.key("raw_labels")
     feature_table, labeled_examples = scope.key("feature_table"), scope.key("labeled_examples")
 
@@ -20,21 +33,18 @@ def build_landing_sensor(scope: ModelScope) -> dg.SensorDefinition:
         default_status=dg.DefaultSensorStatus.RUNNING,
         asset_selection=[raw_batch, raw_labels, feature_table, labeled_examples],
         description=f"Watches {scope.name}'s landing zone; one run per new or corrected daily features or "
-                    "labels file.",
+                    "labels file. Files dated outside the model's partitions are quarantined; files for a day "
+                    "not over yet wait; unreadable entries are skipped with a warning.",
     )
     def _sensor(context: dg.SensorEvaluationContext, portfolio: PortfolioResource):
         project = portfolio.model(scope.name)
-        seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
-        files, rejected = project.landing.list_files()
-        for name, why in rejected:
-            if seen.get(name) != "rejected":
-                context.log.warning(f"rejected landed file: {why}")
-                seen[name] = "rejected"
+        plan = plan_tick(project.landing, project.archive, project.quarantine, context.cursor,
+                         partition_window(scope.daily))
+        for level, message in plan.log:
+            context.log.log(level, message)
         requests = []
-        for f in files:
-            if seen.get(f.name) == f.sha256:
-                continue
-            seen[f.name] = f.sha256
+        for request in plan.requests:
+            f = request.file
             if f.kind == "features":
                 selection = [raw_batch, feature_table]
                 if project.store.exists("raw_labels", f.partition):
@@ -42,12 +52,10 @@ def build_landing_sensor(scope: ModelScope) -> dg.SensorDefinition:
             else:
                 selection = [raw_labels, labeled_examples]
             requests.append(dg.RunRequest(
-                run_key=f"{f.kind}:{f.partition}:{f.sha256[:16]}", partition_key=f.partition,
-                asset_selection=selection, tags={"mlops/model": scope.name, "mlops/file": f.name,
-                                                 "mlops/sha256": f.sha256},
+                run_key=request.run_key, partition_key=f.partition, asset_selection=selection,
+                tags={"mlops/model": scope.name, "mlops/file": f.name, "mlops/sha256": f.sha256},
             ))
-        if not requests:
-            return dg.SkipReason(f"no new or changed files in {project.landing.describe()}")
-        return dg.SensorResult(run_requests=requests, cursor=json.dumps(seen, sort_keys=True))
+        skip = None if requests else dg.SkipReason(plan.summary(project.landing.describe()))
+        return dg.SensorResult(run_requests=requests, cursor=plan.cursor, skip_reason=skip)
 
     return _sensor
