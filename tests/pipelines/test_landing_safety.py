@@ -12,7 +12,6 @@ import socket
 
 import dagster as dg
 import pandas as pd
-import pytest
 
 from conftest import SPECS
 from mlops_assets.core.ingestion.landing import features_file_name, labels_file_name, sha256_bytes
