@@ -5,7 +5,7 @@ Elec2 demo, the synthetic benchmark in tests, or a team's own datasets:
 
 - MLOPS_SPECS:         a folder of dataset specs (every *.toml in it is one model), or a list of spec files
                        separated by commas (default data/specs/)
-- MLOPS_DATA_DIR:      root for models/<model>/{quarantine,warehouse,ledger,deployment}/ and registry/
+- MLOPS_DATA_DIR:      root for models/<model>/{archive,quarantine,warehouse,ledger,deployment}/ and registry/
                        (default data/)
 - MLOPS_LANDING_DIR:   where daily files arrive, one folder per model (default $MLOPS_DATA_DIR/landing)
 - MLOPS_LANDING_S3:    s3://bucket/prefix — read the landing zone from S3 instead (prefix/<model>/)
