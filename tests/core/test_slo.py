@@ -177,3 +177,18 @@ def test_as_of_from_lineage_else_from_the_version_name():
     assert slo.as_of_of("x", {"manifest": {"as_of": "1997-04-11"}}) == dt.date(1997, 4, 11)
     assert slo.as_of_of("elec2-1997-04-11-1a2b3c4d", {"manifest": None}) == dt.date(1997, 4, 11)
     assert slo.as_of_of("synthetic-inverted-1a2b", {}) is None
+
+
+def test_now_is_the_ticks_then_the_latest_ticks_then_the_manual_one():
+    wall = dt.datetime(2026, 12, 2, 9, 30, tzinfo=dt.timezone.utc)
+
+    def never():
+        raise AssertionError("the landing zone is listed only for a historical dataset with no tick")
+
+    tick, last = "1997-05-02T06:00:00+00:00", "1997-05-01T06:00:00+00:00"
+    assert slo.loop_now(tick, last, wall, dt.date(1998, 12, 7), never, 7)[0] == slo.parse_now(tick)
+    now, why = slo.loop_now(None, last, wall, dt.date(1998, 12, 7), never, 7)
+    assert now == slo.parse_now(last) and "latest loop-health schedule tick" in why
+    assert slo.loop_now(None, None, wall, None, never, 7) == (wall, "the wall clock")
+    assert slo.loop_now(None, None, wall, dt.date(1998, 12, 7), lambda: dt.date(1997, 6, 18), 7)[0] == \
+        dt.datetime(1997, 6, 19, 7, tzinfo=dt.timezone.utc)

@@ -15,16 +15,19 @@ scored days, retrain runs, registry versions) into a `LoopState` and reports eac
 What "now" is
 -------------
 Every answer is relative to `LoopState.now`, which the caller passes in (the tests choose it). The loop has a
-clock of its own, which is not always the wall clock:
+clock of its own, which is not always the wall clock; `loop_now` picks it:
 
-- live (the daemon runs the loop-health schedule): the schedule tick's time, i.e. the wall clock;
-- a replay (`make demo` re-plays 1997 day by day): the replayed morning, which the replay hands to every
-  schedule as its tick time, so a replay of 1997 is judged by 1997's calendar, day by day, exactly as it
-  would have been live;
-- an evaluation started by hand (no tick time): `manual_now` — the wall clock for a model whose partitions
-  have no end (a live feed), else, for a historical dataset the wall clock has passed, the morning after the
-  latest day the loop has seen (delivered, ingested or labeled). That judges a replay as of where it stopped;
-  a partly-replayed history is not "stalled" because 2026 came.
+1. a run of the loop-health schedule: the tick's time, which the schedule writes into the run's tags. Under
+   the daemon that is the wall clock; in a replay (`make demo` re-plays 1997 day by day) it is the replayed
+   morning, which the replay hands to every schedule, so 1997 is judged by 1997's calendar, day by day, as it
+   would have been live;
+2. any other run (a check is also evaluated whenever a run materialises its asset: a late file that lands turns
+   data freshness green at once; or someone runs it by hand): the latest tick of that schedule, i.e. the loop's
+   clock as its scheduler last set it, so a replay's runs and its schedule never disagree about the date;
+3. no tick yet: `manual_now` — the wall clock for a model whose partitions have no end (a live feed); for a
+   historical dataset the wall clock has passed, the morning after the latest day the loop has seen
+   (delivered, quarantined or stored). A partly replayed history is judged as of where the replay stopped,
+   not found "stalled" because 2026 came.
 
 Dates that the registry keeps on the wall clock (when a version was registered or promoted) would be years
 off in a replay, so the checks use dates of the data instead: a version's as-of date (the last labeled day it
@@ -113,16 +116,28 @@ class SloResult:
 # ------------------------------------------------------------------------------------------------ now
 
 
-def manual_now(wall_clock: dt.datetime, end_date: dt.date | None, latest_seen_day: dt.date | None,
-               hour: int) -> tuple[dt.datetime, str]:
-    """`now` for an evaluation nobody scheduled (started by hand in the UI): see the module docstring."""
+def manual_now(wall_clock: dt.datetime, end_date: dt.date | None, latest_seen_day, hour: int) -> tuple[dt.datetime, str]:
+    """`now` when the loop-health schedule has never ticked: see the module docstring. `latest_seen_day` is a
+    date, None, or a callable giving one (asked only for a historical dataset: it may list a landing zone)."""
     if end_date is None or wall_clock.date() < end_date:
         return wall_clock, "the wall clock"
+    if callable(latest_seen_day):
+        latest_seen_day = latest_seen_day()
     if latest_seen_day is None:
         return wall_clock, "the wall clock (the loop has seen no day yet)"
     morning = dt.datetime.combine(latest_seen_day + dt.timedelta(days=1), dt.time(hour), tzinfo=dt.timezone.utc)
     return morning, (f"the morning after the latest day the loop has seen ({latest_seen_day}): the wall clock is "
                      f"past this historical dataset's end ({end_date})")
+
+
+def loop_now(tick: str | None, last_tick: str | None, wall_clock: dt.datetime, end_date: dt.date | None,
+             latest_seen_day, hour: int) -> tuple[dt.datetime, str]:
+    """`now` for one evaluation, and where it came from (see the module docstring)."""
+    if tick:
+        return parse_now(tick), "this run's loop-health schedule tick"
+    if last_tick:
+        return parse_now(last_tick), "the latest loop-health schedule tick (this run is not one of its runs)"
+    return manual_now(wall_clock, end_date, latest_seen_day, hour)
 
 
 def parse_now(text: str) -> dt.datetime:
@@ -293,6 +308,12 @@ def champion_age(state: LoopState, policy: SloPolicy) -> SloResult:
                      f"{allowed}{waiting}", meta)
 
 
-def evaluate(state: LoopState, policy: SloPolicy) -> list[SloResult]:
-    return [data_freshness(state, policy), prediction_staleness(state, policy), label_coverage(state, policy),
-            retraining_cadence(state, policy), champion_age(state, policy)]
+DECIDERS = {DATA_FRESHNESS: data_freshness, PREDICTION_STALENESS: prediction_staleness,
+            LABEL_COVERAGE: label_coverage, RETRAINING_CADENCE: retraining_cadence, CHAMPION_AGE: champion_age}
+# What each SLO reads beyond the warehouse's partitions, so a caller gathers only that.
+NEEDS_REGISTRY = frozenset({PREDICTION_STALENESS, RETRAINING_CADENCE, CHAMPION_AGE})
+NEEDS_REQUESTS = frozenset({RETRAINING_CADENCE})
+
+
+def evaluate(state: LoopState, policy: SloPolicy, names=SLOS) -> list[SloResult]:
+    return [DECIDERS[name](state, policy) for name in SLOS if name in names]
