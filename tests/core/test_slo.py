@@ -127,7 +127,7 @@ def test_retraining_cadence_fails_for_a_request_nothing_answered():
     assert ok.passed and "pending for 3 of 3 allowed days" in ok.message
     result = slo.retraining_cadence(healthy(37, retrain_requests=(request(33, 32),)), POLICY)
     assert not result.passed and result.severity == "ERROR"
-    assert result.message.startswith(f"retrain requested for data_drift_ok failed on {day(33)} (as of {day(32)}; "
+    assert result.message.startswith(f"retrain requested (data_drift_ok failed on {day(33)}; as of {day(32)}; "
                                      "run rrrrrrrr NOT_STARTED) has no candidate")
     assert "after 4 days, allowed 3" in result.message and result.metadata["unanswered_requests"] == 1
 

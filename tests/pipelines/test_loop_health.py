@@ -60,7 +60,8 @@ def deliver(loc: CodeLocation, days: range, features=True, labels=False) -> None
             loc.project.landing.deliver(features_file_name(day(i)),
                                         frame[spec.batch_columns].to_csv(index=False).encode())
         if labels:
-            loc.project.landing.deliver(labels_file_name(day(i)), frame[spec.label_columns].to_csv(index=False).encode())
+            loc.project.landing.deliver(labels_file_name(day(i)),
+                                        frame[spec.label_columns].to_csv(index=False).encode())
     loc.tick()
 
 
@@ -87,7 +88,8 @@ def test_the_five_slos_are_checks_on_the_assets_of_their_part_of_the_loop(traine
     graph = loc.defs.resolve_asset_graph()
     for name, asset in CHECKED_ASSET.items():
         spec = graph.get_check_spec(dg.AssetCheckKey(loc.key(asset), name))
-        assert spec.description.startswith("Loop-health SLO") and "Look at" in spec.description and "Do:" in spec.description
+        text = spec.description
+        assert text.startswith("Loop-health SLO") and "Look at" in text and "Do:" in text
     schedule = loc.defs.get_schedule_def(loc.named("loop_health_schedule"))
     assert schedule.cron_schedule == "0 7 * * *" and schedule.job_name == loc.named("loop_health_job")
     # one run evaluates them all, with Dagster's own freshness check on raw_batch for this live feed
@@ -163,7 +165,7 @@ def test_a_retrain_is_requested_but_never_runs(tmp_path):
     cadence = evaluate(loc, morning(34))[slo.RETRAINING_CADENCE]
     assert not cadence.passed and cadence.severity == dg.AssetCheckSeverity.ERROR
     assert cadence.description.startswith(
-        f"retrain requested for no champion yet failed on {day(29)} (as of {day(29)}; run {run.run_id[:8]} NOT_STARTED) "
+        f"retrain requested (no champion yet failed on {day(29)}; as of {day(29)}; run {run.run_id[:8]} NOT_STARTED) "
         f"has no candidate trained as of {day(29)} or later after 5 days, allowed 4")
     assert cadence.metadata["oldest_request_run"].value == run.run_id
     loc.train(29)  # someone runs it: a candidate trained on the requested data answers it, whatever its gates say
@@ -220,7 +222,8 @@ def test_a_loop_that_keeps_up_passes_every_check(tmp_path):
         with freeze_time(now):
             run_requests_once(loc.defs, loc.instance, log, echo=lambda *_: None, now=now, model=loc.model)
     assert not log.failed_runs
-    health = [r for r in loc.instance.get_runs() if r.tags.get("dagster/schedule_name") == loc.named("loop_health_schedule")]
+    health = [r for r in loc.instance.get_runs()
+              if r.tags.get("dagster/schedule_name") == loc.named("loop_health_schedule")]
     assert {r.tags[NOW_TAG] for r in health} == {morning(i).isoformat() for i in (24, 25, 26, 27)}
     assert loc.store.documents("scoring_stats")[-1] == day(26).isoformat()  # the schedule scores yesterday
 

@@ -116,7 +116,8 @@ class SloResult:
 # ------------------------------------------------------------------------------------------------ now
 
 
-def manual_now(wall_clock: dt.datetime, end_date: dt.date | None, latest_seen_day, hour: int) -> tuple[dt.datetime, str]:
+def manual_now(wall_clock: dt.datetime, end_date: dt.date | None, latest_seen_day,
+               hour: int) -> tuple[dt.datetime, str]:
     """`now` when the loop-health schedule has never ticked: see the module docstring. `latest_seen_day` is a
     date, None, or a callable giving one (asked only for a historical dataset: it may list a landing zone)."""
     if end_date is None or wall_clock.date() < end_date:
@@ -269,7 +270,7 @@ def retraining_cadence(state: LoopState, policy: SloPolicy) -> SloResult:
         if unanswered:
             r = unanswered[0]
             return SloResult(RETRAINING_CADENCE, True,
-                             f"retrain for {r.trigger} (as of {r.as_of}) pending for "
+                             f"retrain requested ({r.trigger}; as of {r.as_of}) pending for "
                              f"{_days(state.today, r.incident_day)} of {wait} allowed days", meta)
         return SloResult(RETRAINING_CADENCE, True, "every retrain request has a candidate trained on its data"
                          if state.retrain_requests else "no retrain requested", meta)
@@ -279,7 +280,7 @@ def retraining_cadence(state: LoopState, policy: SloPolicy) -> SloResult:
     meta.update({"oldest_request": r.trigger, "oldest_request_as_of": r.as_of.isoformat(),
                  "oldest_request_run": r.run_id, "oldest_request_status": r.status, "waited_days": waited})
     return SloResult(RETRAINING_CADENCE, False,
-                     f"retrain requested for {r.trigger} (as of {r.as_of}; {run}) has no candidate trained as of "
+                     f"retrain requested ({r.trigger}; as of {r.as_of}; {run}) has no candidate trained as of "
                      f"{r.as_of} or later after {waited} days, allowed {wait} (max_retrain_wait_days "
                      f"{policy.max_retrain_wait_days} + label_delay_days {state.label_delay_days}); "
                      f"{len(overdue)} request(s) overdue", meta)

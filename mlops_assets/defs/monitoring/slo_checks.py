@@ -80,8 +80,8 @@ def _dates(values) -> frozenset[dt.date]:
 
 
 def retrain_requests(instance: dg.DagsterInstance, scope: ModelScope, limit: int = 500) -> list[slo.RetrainRequestInfo]:
-    """The model's retrain requests: train_candidate_job runs the retrain sensor tagged with its trigger, in any
-    status (a queued run that never starts is a request nobody answered)."""
+    """The model's retrain requests: the train_candidate_job runs the retrain sensor tagged with their trigger,
+    in any status (a queued run that never starts is a request nobody answered)."""
     runs = instance.get_runs(filters=dg.RunsFilter(job_name=scope.named("train_candidate_job"),
                                                    tags={"mlops/model": scope.name}), limit=limit)
     out = []
