@@ -3,7 +3,7 @@
 Five questions, each answered from dates alone, so they are the same for 20 rows a day or 5 million, for
 classification or regression:
 
-- data freshness: has the last complete day been ingested (its feature table built)?
+- data freshness: has the last complete day been ingested (its raw batch stored, its feature table built)?
 - prediction staleness: has the champion scored the last complete day?
 - label coverage: have the labels of every recent ingested day landed within label_delay_days + grace?
 - retraining cadence: has every retrain the sensor requested produced a candidate?
@@ -81,7 +81,7 @@ class LoopState:
     now: dt.datetime
     start_date: dt.date  # the model's first partition
     end_date: dt.date | None  # its partitions' end (exclusive), for a historical dataset
-    ingested_days: frozenset[dt.date]  # days whose feature table exists
+    ingested_days: frozenset[dt.date]  # days whose raw batch or feature table is in the warehouse
     scored_days: frozenset[dt.date]  # days batch scoring wrote to the ledger
     labeled_days: frozenset[dt.date]  # days whose labeled examples exist
     label_delay_days: int

@@ -39,8 +39,8 @@ CHECKED_ASSET = {
 
 RUNBOOKS = {
     slo.DATA_FRESHNESS:
-        "Loop-health SLO, data freshness: the last complete day's features must be ingested (feature table "
-        "built) within [slo] max_ingest_delay_days. Fails naming the first day not ingested. Look at: the landing "
+        "Loop-health SLO, data freshness: the last complete day's features must be ingested (raw batch "
+        "stored) within [slo] max_ingest_delay_days. Fails naming the first day not ingested. Look at: the landing "
         "zone (is the day's features file there?), the landing sensor's ticks, the quarantine folder and the "
         "raw_batch_matches_spec check (a rejected file withdraws the day), failed runs of raw_batch. Do: have the "
         "producer deliver or re-deliver the file (the landing sensor picks it up by its hash), or backfill the "
@@ -123,7 +123,10 @@ def loop_state(project, instance: dg.DagsterInstance, scope: ModelScope, now: dt
         requests = tuple(retrain_requests(instance, scope))
     return slo.LoopState(
         now=now, start_date=spec.start_date, end_date=spec.end_date,
-        ingested_days=_dates(store.partitions("feature_table")), scored_days=_dates(store.documents("scoring_stats")),
+        # a day is ingested once its raw batch is stored (the check on raw_batch runs before the run builds the
+        # day's feature table) or its feature table is built (history loaded straight into the warehouse)
+        ingested_days=_dates(store.partitions("raw_batch")) | _dates(store.partitions("feature_table")),
+        scored_days=_dates(store.documents("scoring_stats")),
         labeled_days=_dates(store.partitions("labeled_examples")), label_delay_days=spec.label_delay_days,
         window_days=spec.training.window_days, champion=champion, versions=versions, retrain_requests=requests,
     )
