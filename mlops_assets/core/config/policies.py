@@ -81,7 +81,8 @@ class SloPolicy:
 
     Every threshold is in days of the loop's clock (see core/monitoring/slo.py for what "now" is), never in
     rows: a feed of 20 rows a day and one of 5 million stall the same way. The defaults allow one late day
-    (a file or a scoring run still on its way when the check runs) and flag a stall on its second day.
+    (a file or a scoring run of millions of rows still on its way when the check runs) and flag a stall on the
+    second morning it lasts.
     """
 
     # Data freshness: the last complete day (yesterday) may still be missing; the day before may not.
@@ -94,7 +95,9 @@ class SloPolicy:
     # asked for, counted from its incident day plus label_delay_days (a realised-performance incident is only
     # known once its labels land).
     max_retrain_wait_days: int = 2
-    # Champion age: days between the champion's as-of date (the last day of data it learnt from) and now.
+    # Champion age (WARN): days between the champion's as-of date (the last day of data it learnt from) and now.
+    # A month: room for a retrain to pass its gates and ramp through a canary (two to three weeks from as-of date
+    # to champion in the Elec2 demo), short enough that a loop no longer producing champions shows within one.
     max_champion_age_days: int = 30
     # Hour (UTC) of the daily loop-health evaluation, after the 06:00 scoring schedule; also the deadline of
     # Dagster's own freshness check on raw_batch for models without an end_date (yesterday's file by then).
