@@ -105,5 +105,39 @@ def test_auto_canary_under_monitoring_is_rejected_naming_its_new_place_with_the_
 def test_policies_are_importable_from_the_spec_module_and_their_own():
     from mlops_assets.core.config import policies, spec
 
-    for name in ("TrainingPolicy", "GatePolicy", "MonitoringPolicy", "DeploymentPolicy"):
+    for name in ("TrainingPolicy", "GatePolicy", "MonitoringPolicy", "DeploymentPolicy", "SloPolicy"):
         assert getattr(spec, name) is getattr(policies, name)
+
+
+def test_slo_section_defaults_and_overrides():
+    slo = spec_from_dict(minimal()).slo
+    assert (slo.max_ingest_delay_days, slo.max_scoring_delay_days, slo.label_grace_days, slo.max_retrain_wait_days,
+            slo.max_champion_age_days, slo.evaluation_hour_utc) == (1, 1, 1, 2, 30, 7)
+    custom = spec_from_dict(minimal(slo__max_champion_age_days=90, slo__label_grace_days=3)).slo
+    assert custom.max_champion_age_days == 90 and custom.label_grace_days == 3 and custom.max_ingest_delay_days == 1
+    for shipped in (SPECS / "elec2.toml", SPECS / "synthetic.toml"):
+        assert load_spec(shipped).slo.max_champion_age_days > 0
+
+
+def test_slo_mistakes_are_reported_with_their_keys_and_the_other_mistakes():
+    raw = minimal(slo__max_ingest_delay_days=-1, slo__label_grace_days="two", slo__max_champion_age_days=True,
+                  slo__evaluation_hour_utc=24, slo__stale_after=3, dataset__label_delay_days=1)
+    raw["training"] = {"window_days": "many"}
+    with pytest.raises(SpecError) as err:
+        spec_from_dict(raw, source="slo.toml")
+    problems = err.value.problems
+    assert "slo.max_ingest_delay_days: must not be negative, got -1" in problems
+    assert "slo.label_grace_days: expected int, got 'two'" in problems
+    assert "slo.max_champion_age_days: expected int, got True" in problems
+    assert "slo.evaluation_hour_utc: an hour of the day in 0..23, got 24" in problems
+    assert any(p.startswith("slo.stale_after: unknown key") and "max_champion_age_days" in p for p in problems)
+    assert any(p.startswith("training.window_days") for p in problems)
+
+
+def test_a_champion_age_limit_every_new_champion_would_breach_is_refused():
+    with pytest.raises(SpecError) as err:
+        spec_from_dict(minimal(dataset__label_delay_days=5, slo__max_champion_age_days=7))
+    [problem] = err.value.problems
+    assert problem.startswith("slo.max_champion_age_days: must exceed dataset.label_delay_days + "
+                              "slo.max_retrain_wait_days (5 + 2 = 7)")
+    assert spec_from_dict(minimal(dataset__label_delay_days=5, slo__max_champion_age_days=8)).slo

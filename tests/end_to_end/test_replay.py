@@ -23,10 +23,16 @@ def test_replay_command_runs_through_the_sensors_into_a_persistent_instance(tmp_
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Done: 3 days" in done.stdout and "Where to look" in done.stdout and "Models: 0 trained" in done.stdout
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        runs = instance.get_runs()
+        everything = instance.get_runs()
+        assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in everything)
+        runs = [r for r in everything if "dagster/sensor_name" in r.tags]
         assert len(runs) == 5  # three features files, two labels files (the third day's labels land later)
         assert {r.tags["dagster/sensor_name"] for r in runs} == {"elec2_landing_sensor"}
-        assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+        # and each replayed morning the loop-health schedule judged the loop by the replay's clock
+        health = [r for r in everything if r.tags.get("dagster/schedule_name") == "elec2_loop_health_schedule"]
+        assert sorted(r.tags["mlops/slo_now"] for r in health) == [
+            f"1996-05-{d:02d}T06:00:00+00:00" for d in (7, 8, 9)]
+        assert len(everything) == 8
         assert any(e.dagster_event and e.dagster_event.is_step_materialization for e in instance.all_logs(runs[0].run_id))
     assert (home / "event_log.db").exists()  # one event log for the instance, read above as `make ui` reads it
     # a second replay of the same days launches nothing new: run keys are content hashes

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from ui_support import (
-    DagsterDev, chromium_executable, launch_assets, render_page, stop_all_instigators, visible_texts,
+    DagsterDev, chromium_executable, launch_assets, launch_job, render_page, stop_all_instigators, visible_texts,
     wait_for_runs,
 )
 
@@ -25,7 +25,7 @@ EXPECTED_GROUPS = {
     "features": ("feature_table", "labeled_examples"),
 }
 EXPECTED_CHECKS = {  # asset -> its checks
-    "raw_batch": ("raw_batch_matches_spec",),
+    "raw_batch": ("raw_batch_matches_spec", "slo_data_freshness"),
     "raw_labels": ("raw_labels_matches_spec",),
 }
 
@@ -79,7 +79,7 @@ def _check_executions(dev, asset: str, check: str, partition: str) -> list[dict]
     return dev.graphql("""
         query($key: AssetKeyInput!, $check: String!, $partition: String) {
           assetCheckExecutions(assetKey: $key, checkName: $check, partition: $partition, limit: 10) {
-            runId status partition evaluation { success } } }""",
+            runId status partition evaluation { success description } } }""",
         {"key": {"path": [MODEL, asset]}, "check": check, "partition": partition})["assetCheckExecutions"]
 
 
@@ -132,6 +132,14 @@ def test_ui_runs_checks_and_renders_the_asset_graph(dagster_dev, tmp_path):
     # The failed check blocked the corrupt day's features; the clean day has them.
     assert _materialized_partitions(dev, "feature_table") == {GOOD_DAY}
     assert _materialized_partitions(dev, "raw_batch") == {GOOD_DAY, BAD_DAY}
+
+    # The loop-health job, as its schedule launches it on the morning of 2025-01-05: the corrupt day was never
+    # ingested, so data freshness fails, naming it, on raw_batch's checks page.
+    slo_run = launch_job(dev, f"{MODEL}_loop_health_job", {"mlops/slo_now": "2025-01-05T07:00:00+00:00"})
+    assert wait_for_runs(dev, [slo_run], timeout=150) == {slo_run: "SUCCESS"}, dev.log_tail()
+    [freshness] = _check_executions(dev, "raw_batch", "slo_data_freshness", None)
+    assert (freshness["runId"], freshness["status"], freshness["evaluation"]["success"]) == (slo_run, "FAILED", False)
+    assert freshness["evaluation"]["description"].startswith(f"{BAD_DAY} not ingested: 3 days not ingested")
     runs_seconds = time.monotonic() - started
 
     # The UI itself. Mark the first-visit community dialog as seen (the UI's own "Skip") so it does not
@@ -149,6 +157,9 @@ def test_ui_runs_checks_and_renders_the_asset_graph(dagster_dev, tmp_path):
                                   {"raw_batch", "feature_table", "labeled_examples", MODEL}),
         **{f"{asset}_checks": (f"/assets/{MODEL}/{asset}?view=checks", {asset, *names})
            for asset, names in EXPECTED_CHECKS.items()},
+        # the stalled loop, as on-call sees it: the failed SLO and the day it names
+        "raw_batch_slo": (f"/assets/{MODEL}/raw_batch?view=checks&checkDetail=slo_data_freshness",
+                          {"slo_data_freshness", freshness["evaluation"]["description"]}),
     }
     for name, (path, expected_texts) in pages.items():
         screenshot = ARTIFACTS / f"{name}.png"

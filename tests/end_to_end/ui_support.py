@@ -133,6 +133,21 @@ def launch_assets(dev: DagsterDev, partition: str, assets: list[str], checks: li
     return answer["run"]["runId"]
 
 
+def launch_job(dev: DagsterDev, job: str, tags: dict[str, str]) -> str:
+    """Launch a job of the location with tags, as its schedule would (steps in the run's own process)."""
+    params = {
+        "runConfigData": {"execution": {"config": {"in_process": {}}}},
+        "selector": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "jobName": job},
+        "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]},
+    }
+    answer = dev.graphql("""
+        mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
+          __typename ... on LaunchRunSuccess { run { runId } }
+          ... on Error { message } ... on PythonError { stack } } }""", {"params": params})["launchRun"]
+    assert answer["__typename"] == "LaunchRunSuccess", answer
+    return answer["run"]["runId"]
+
+
 def wait_for_runs(dev: DagsterDev, run_ids: list[str], timeout: float = 150) -> dict[str, str]:
     """Poll until every run is finished; {run id: final status}."""
     started, status = time.monotonic(), {}

@@ -1,7 +1,7 @@
 """The policies of a dataset spec: how candidates are trained, gated, monitored and deployed.
 
 Each is a frozen dataclass whose defaults are the documented defaults; `spec.py` loads them from the spec's
-[training], [gates], [monitoring] and [deployment] tables (a key's type is its default's type) and runs the
+[training], [gates], [monitoring], [deployment] and [slo] tables (a key's type is its default's type) and runs the
 checks below, which need more than a type.
 """
 
@@ -75,6 +75,35 @@ class DeploymentPolicy:
     auto_canary: bool = False  # a candidate that passes its gates starts as a canary without a person
 
 
+@dataclass(frozen=True)
+class SloPolicy:
+    """Loop-health SLOs: how far each part of the unattended loop may fall behind before its check fails.
+
+    Every threshold is in days of the loop's clock (see core/monitoring/slo.py for what "now" is), never in
+    rows: a feed of 20 rows a day and one of 5 million stall the same way. The defaults allow one late day
+    (a file or a scoring run of millions of rows still on its way when the check runs) and flag a stall on the
+    second morning it lasts.
+    """
+
+    # Data freshness: the last complete day (yesterday) may still be missing; the day before may not.
+    max_ingest_delay_days: int = 1
+    # Prediction staleness: how many days the last scored day may trail the last complete day.
+    max_scoring_delay_days: int = 1
+    # Label coverage: a day's labels are due label_delay_days after it; this many days late still passes.
+    label_grace_days: int = 1
+    # Retraining cadence: days a retrain request may stay unanswered by a candidate trained on the data it
+    # asked for, counted from its incident day plus label_delay_days (a realised-performance incident is only
+    # known once its labels land).
+    max_retrain_wait_days: int = 2
+    # Champion age (WARN): days between the champion's as-of date (the last day of data it learnt from) and now.
+    # A month: room for a retrain to pass its gates and ramp through a canary (two to three weeks from as-of date
+    # to champion in the Elec2 demo), short enough that a loop no longer producing champions shows within one.
+    max_champion_age_days: int = 30
+    # Hour (UTC) of the daily loop-health evaluation, after the 06:00 scoring schedule; also the deadline of
+    # Dagster's own freshness check on raw_batch for models without an end_date (yesterday's file by then).
+    evaluation_hour_utc: int = 7
+
+
 # ------------------------------------------------------------------------------------------- checks
 
 
@@ -101,4 +130,18 @@ def deployment_problems(policy: DeploymentPolicy) -> list[str]:
         out.append(f"deployment.decision_threshold: a probability threshold in [0, 1], got {policy.decision_threshold!r}")
     if policy.canary_window_days < 1:
         out.append("deployment.canary_window_days: must be at least 1")
+    return out
+
+
+def slo_problems(policy: SloPolicy, label_delay_days: int) -> list[str]:
+    out = []
+    if policy.evaluation_hour_utc > 23:
+        out.append(f"slo.evaluation_hour_utc: an hour of the day in 0..23, got {policy.evaluation_hour_utc}")
+    # A champion is label_delay_days old the day its labels allow training it, and may wait
+    # max_retrain_wait_days more for its run: an age limit within that fails every champion from its first day.
+    floor = label_delay_days + policy.max_retrain_wait_days
+    if policy.max_champion_age_days <= floor:
+        out.append(f"slo.max_champion_age_days: must exceed dataset.label_delay_days + slo.max_retrain_wait_days "
+                   f"({label_delay_days} + {policy.max_retrain_wait_days} = {floor}): a champion is at least that "
+                   f"old the day it can be trained, got {policy.max_champion_age_days}")
     return out

@@ -17,9 +17,11 @@ from mlops_assets.core.config.policies import (
     DeploymentPolicy,
     GatePolicy,
     MonitoringPolicy,
+    SloPolicy,
     TrainingPolicy,
     deployment_problems,
     monitoring_problems,
+    slo_problems,
     training_problems,
 )
 
@@ -75,6 +77,7 @@ class DatasetSpec:
     gates: GatePolicy = field(default_factory=GatePolicy)
     monitoring: MonitoringPolicy = field(default_factory=MonitoringPolicy)
     deployment: DeploymentPolicy = field(default_factory=DeploymentPolicy)
+    slo: SloPolicy = field(default_factory=SloPolicy)
 
     @property
     def is_classification(self) -> bool:
@@ -135,7 +138,7 @@ def load_spec(path: str | Path) -> DatasetSpec:
 
 def spec_from_dict(raw: dict[str, Any], source: str = "<memory>") -> DatasetSpec:
     problems: list[str] = []
-    known_sections = {"dataset", "features", "training", "gates", "monitoring", "deployment"}
+    known_sections = {"dataset", "features", "training", "gates", "monitoring", "deployment", "slo"}
     for key in raw:
         if key not in known_sections:
             problems.append(f"{key}: unknown section (expected one of {sorted(known_sections)})")
@@ -184,6 +187,8 @@ def spec_from_dict(raw: dict[str, Any], source: str = "<memory>") -> DatasetSpec
         problems.extend(monitoring_problems(monitoring))
     if isinstance(training, TrainingPolicy):
         problems.extend(training_problems(training))
+    slo = _load_policy(raw.get("slo", {}), "slo", SloPolicy, problems)
+    problems.extend(slo_problems(slo, label_delay))
 
     if problems:
         raise SpecError(source, problems)
@@ -192,7 +197,7 @@ def spec_from_dict(raw: dict[str, Any], source: str = "<memory>") -> DatasetSpec
         start_date=start_date, end_date=end_date, entity_id=entity_id, label_delay_days=label_delay,
         slices=slices, positive_label=positive_label, calendar_features=calendar,
         description=description, source=source, training=training, gates=gates, monitoring=monitoring,
-        deployment=deployment,
+        deployment=deployment, slo=slo,
     )
 
 
