@@ -44,5 +44,13 @@ class ModelScope:
         return f"{self.name}_{base}"
 
     def stages(self, *groups: str) -> dg.AssetSelection:
-        """This model's assets in the given stage groups."""
-        return dg.AssetSelection.groups(*groups) & dg.AssetSelection.key_prefixes(self.key_prefix)
+        """This model's assets in the given stage groups, with their checks but the loop-health ones."""
+        stage_assets = dg.AssetSelection.groups(*groups) & dg.AssetSelection.key_prefixes(self.key_prefix)
+        return self.without_loop_health(stage_assets)
+
+    def without_loop_health(self, selection: dg.AssetSelection) -> dg.AssetSelection:
+        """`selection` without the loop-health SLO checks: only the loop-health job evaluates them (as of its
+        tick), so a partitioned run neither waits on them nor leaves them planned for its partition."""
+        from .monitoring.slo_checks import check_keys  # the monitoring folder imports this module
+
+        return selection - dg.AssetSelection.checks(*check_keys(self))

@@ -4,6 +4,7 @@ import datetime as dt
 
 import dagster as dg
 
+from ...core.ingestion.ingest import RAW_TABLE
 from ...core.ingestion.watch import PartitionWindow, plan_tick
 from ..resources import PortfolioResource
 from ..scope import ModelScope
@@ -51,8 +52,11 @@ def build_landing_sensor(scope: ModelScope) -> dg.SensorDefinition:
                     selection.append(labeled_examples)
             else:
                 selection = [raw_labels, labeled_examples]
+            # the raw table's schema check, not the loop-health checks (those run in their own job)
+            table = RAW_TABLE[f.kind]
             requests.append(dg.RunRequest(
                 run_key=request.run_key, partition_key=f.partition, asset_selection=selection,
+                asset_check_keys=[scope.check_key(table, f"{table}_matches_spec")],
                 tags={"mlops/model": scope.name, "mlops/file": f.name, "mlops/sha256": f.sha256},
             ))
         skip = None if requests else dg.SkipReason(plan.summary(project.landing.describe()))

@@ -4,10 +4,10 @@ Five checks, each on the asset whose part of the loop it watches (raw_batch, bat
 candidate_model, model_promotion); the decisions are core/monitoring/slo.py's, from dates gathered here. The
 model's loop-health schedule evaluates all five each morning and writes its tick time into the run's
 `mlops/slo_now` tag: that is "now" — the wall clock under the daemon, the replayed morning under `make demo`.
-Dagster also runs a check in every run that materialises its asset (there is no opting out), so a stall turns
-green as soon as the stalled part recovers; those runs judge as of the schedule's latest tick
-(`slo.loop_now`). Each check reads only what its SLO needs: the registry and the run list are not opened in
-ingestion runs.
+Only that job evaluates them: the other jobs' selections and the landing sensor's run requests leave them out
+(ModelScope.without_loop_health), because a check of an unpartitioned SLO in a partitioned run is left planned
+for that partition. A run that does evaluate them outside the schedule (a person launching the job) judges as of
+the schedule's latest tick (`slo.loop_now`). Each check reads only what its SLO needs.
 
 For a live feed (a model whose partitions have no end_date) Dagster's own time-partition freshness check on
 raw_batch runs in the same job: it judges by the wall clock, which is right for a live feed and meaningless
