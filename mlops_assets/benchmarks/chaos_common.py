@@ -120,38 +120,76 @@ KILLABLE = textwrap.dedent("""
 """)
 
 
-def run_killed(step_source: str, args: dict, kill_at: int, timeout: int = 180) -> str:
-    """Run `step_source` in a fresh interpreter; SIGKILL it when it pauses before file operation `kill_at`.
-    Returns "killed before <op>" or "done" (the step finished: there were fewer operations); raises Wedged if
-    it neither pauses nor finishes within `timeout`, RuntimeError if it failed on its own."""
+def run_killed(step_source: str, args: dict, kill_at: int | None = None, kill_after: float | None = None,
+               timeout: int = 180) -> str:
+    """Run `step_source` in a fresh interpreter and SIGKILL it: when it pauses before file operation `kill_at`,
+    or `kill_after` seconds after it prints "ready" (the step's own marker, for writes Python does not see,
+    such as DuckDB's). Returns "killed ..." or "done" (the step finished first); raises Wedged if it neither
+    pauses nor finishes within `timeout`, RuntimeError if it failed on its own."""
     import json
+    import time
 
     source = KILLABLE + textwrap.dedent(step_source) + "\nprint('done', flush=True)\n"
-    proc = subprocess.Popen([sys.executable, "-c", source, str(kill_at), json.dumps(args)], cwd=PROJECT_DIR,
+    at = -1 if kill_at is None else kill_at
+    proc = subprocess.Popen([sys.executable, "-c", source, str(at), json.dumps(args)], cwd=PROJECT_DIR,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(PROJECT_DIR)})
+    outcome = None
     try:
         with alarm(timeout, "a killable step"):
-            line = ""
             while True:
-                line = proc.stdout.readline()
-                if not line or line.startswith(("paused", "done")):
+                line = proc.stdout.readline().strip()
+                if not line or line == "done":
+                    break
+                if line.startswith("paused"):
+                    outcome = "killed " + line[len("paused "):]
+                    break
+                if line == "ready" and kill_after is not None:
+                    time.sleep(kill_after)
+                    outcome = f"killed {kill_after * 1000:.0f} ms into the step"
                     break
     except Wedged:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         raise
-    line = line.strip()
-    if line.startswith("paused"):
+    if outcome is not None and proc.poll() is None:
         os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
-        return "killed " + line[len("paused "):]
     code = proc.wait()
-    err = proc.stderr.read()
+    rest, err = proc.stdout.read(), proc.stderr.read()
     proc.stdout.close()
     proc.stderr.close()
-    if code != 0 or line != "done":
+    if code == -signal.SIGKILL:
+        return outcome
+    if code != 0 or (line != "done" and "done" not in rest):
         raise RuntimeError(f"the step failed on its own (exit {code}): {err.strip()[-800:]}")
     return "done"
+
+
+def registry_problems(registry, champion_expected: bool = True) -> list[str]:
+    """What is inconsistent in a registry: not exactly one champion, an audit log whose transitions replayed
+    in order do not give the current aliases, gaps in its ids, or overlapping champion tenures."""
+    problems = []
+    versions = registry.list_versions()
+    champions = [v.version for v in versions if "champion" in v.aliases]
+    if len(champions) > 1 or (champion_expected and not champions):
+        problems.append(f"{len(champions)} champions: {champions}")
+    log = registry.audit_log()
+    if [e.id for e in log] != list(range(1, len(log) + 1)):
+        problems.append("audit ids have gaps or duplicates")
+    state: dict[str, str | None] = {}
+    for e in log:
+        if e.version is None or e.from_alias == e.to_alias:
+            continue
+        if state.get(e.version) != e.from_alias:
+            problems.append(f"audit entry {e.id} ({e.action} {e.version}) starts from a stale alias")
+        state[e.version] = e.to_alias
+    now = {v.version: v.aliases[0] for v in versions if v.aliases}
+    if {v: a for v, a in state.items() if a} != now:
+        problems.append(f"audit log replays to {state}, aliases are {now}")
+    tenures = sorted((h for v in versions for h in registry.alias_history(v.version) if h.alias == "champion"),
+                     key=lambda h: h.started_at)
+    if sum(1 for h in tenures if h.ended_at is None) != len(champions):
+        problems.append("open champion tenures differ from champions")
+    if not all(a.ended_at is not None and a.ended_at <= b.started_at for a, b in zip(tenures, tenures[1:])):
+        problems.append("champion tenures overlap")
+    return problems
