@@ -193,3 +193,71 @@ def kill_promote(work: Path) -> list[Result]:
 
     return [_kill_everywhere("kill/promote: champion swap (DuckDB, delays)", prepare, PROMOTE_STEP, _registry_args,
                              judge, delays=DELAYS)]
+
+
+# ------------------------------------------------------------------------------- ingest: the Dagster job
+
+INGEST_STEP = """
+import warnings
+warnings.filterwarnings("ignore")
+import dagster as dg
+from pathlib import Path
+from mlops_assets.core.config.settings import Settings
+from mlops_assets.defs import build_definitions
+defs = build_definitions(Settings.for_data_dir(Path(args["data"]), Path(args["spec"])))
+job = defs.resolve_job_def("synthetic_daily_ingestion_job")
+with dg.instance_for_test(temp_dir=args["home"]) as instance:
+    result = job.execute_in_process(instance=instance, partition_key=args["day"], resources=defs.resources,
+        raise_on_error=False, run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}})
+if not result.success:
+    raise SystemExit("the ingestion run failed")
+"""
+
+
+def kill_ingest(work: Path) -> list[Result]:
+    from mlops_assets.core.config.settings import Settings
+    from mlops_assets.core.ingestion.names import features_file_name
+    from mlops_assets.core.io.storage import PartitionStore
+    from mlops_assets.demo import corruptions, synthetic
+
+    spec_path = SPECS / "synthetic.toml"
+    from mlops_assets.core.config.spec import load_spec
+
+    spec = load_spec(spec_path)
+    [batch] = synthetic.generate_days(spec, synthetic.ScenarioConfig("stable", dt.date(2025, 1, 1), 1,
+                                                                     rows_per_day=50, seed=4))
+    content, day = corruptions.features_file_bytes(spec, batch), batch.day.isoformat()
+
+    def prepare(i):
+        data = work / f"ingest-{i}" / "data"
+        landing = Settings.for_data_dir(data, spec_path).model_paths("synthetic").landing_dir
+        landing.mkdir(parents=True, exist_ok=True)
+        (landing / features_file_name(day)).write_bytes(content)
+        (work / f"ingest-{i}" / "home").mkdir()
+        return work / f"ingest-{i}"
+
+    def judge(root):
+        store = PartitionStore(root / "data" / "models" / "synthetic" / "warehouse")
+        states = []
+        for asset in ("raw_batch", "feature_table"):
+            if not store.exists(asset, day):
+                states.append("old")
+                continue
+            try:
+                rows = len(store.read(asset, day))
+            except Exception as exc:  # noqa: BLE001 - a half-written file a reader would trip on
+                return f"{asset} {day} unreadable: {exc}"
+            if rows != len(batch.features):
+                return f"{asset} {day} has {rows} of {len(batch.features)} rows"
+            states.append("new")
+        if states == ["old", "new"]:
+            return "feature_table written without raw_batch"
+        archived = list((root / "data").rglob(f"*_{features_file_name(day)}"))
+        landed = (root / "data" / "landing" / "synthetic" / features_file_name(day)).exists()
+        if not archived and not landed:
+            return "the delivered file is neither in landing nor archived"
+        return "new" if states == ["new", "new"] else "old"
+
+    return [_kill_everywhere("kill/ingest: daily_ingestion_job (file ops)", prepare, INGEST_STEP,
+                             lambda root: {"data": str(root / "data"), "spec": str(spec_path), "day": day,
+                                           "home": str(root / "home")}, judge)]
