@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: demo test ui bench clean
+.PHONY: demo test ui bench chaos clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ test: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) -m mlops_assets.benchmarks.speed $(ARGS)
 	$(PY) -m mlops_assets.benchmarks.detection $(DETECTION_ARGS)
+
+chaos: $(VENV)/.installed
+	$(PY) -m mlops_assets.benchmarks.chaos $(ARGS)
 
 clean:
 	rm -rf $(DAGSTER_HOME) data/landing data/models data/registry \
