@@ -25,7 +25,7 @@ def instance_home(path: Path, run_monitoring: dict | None = None) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     config = yaml.safe_load(SHIPPED_YAML.read_text())
     if run_monitoring:
-        config["run_monitoring"] = {**config["run_monitoring"], **run_monitoring}
+        config["run_monitoring"] = {**config.get("run_monitoring", {}), **run_monitoring}
     (path / "dagster.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
