@@ -49,11 +49,14 @@ class SyntheticReplay:
         self.model_dir = self.data / "models" / "synthetic"
 
     @classmethod
-    def create(cls, root: Path, days: int = 14, rows_per_day: int = 200, spec_text: str | None = None):
-        """A one-week window (train 3 days, validate 2, benchmark 2): the first model is requested on day 8."""
-        text = spec_text or (SPECS / "synthetic.toml").read_text().replace(
-            "window_days = 21\nvalidation_days = 3\nbenchmark_days = 3",
-            "window_days = 7\nvalidation_days = 2\nbenchmark_days = 2")
+    def create(cls, root: Path, days: int = 14, rows_per_day: int = 200, edit: tuple[str, str] | None = None):
+        """A one-week window (train 3 days, validate 2, benchmark 2): the first model is requested on day 8.
+        `edit` replaces one more piece of the spec's text."""
+        text = (SPECS / "synthetic.toml").read_text()
+        for old, new in [("window_days = 21\nvalidation_days = 3\nbenchmark_days = 3",
+                          "window_days = 7\nvalidation_days = 2\nbenchmark_days = 2"), *([edit] if edit else [])]:
+            assert old in text
+            text = text.replace(old, new)
         replay = cls(root, text)
         frames = synthetic_history(replay.spec, days, rows_per_day=rows_per_day)
         pd.concat([frames[d] for d in sorted(frames)]).to_csv(replay.history, index=False)

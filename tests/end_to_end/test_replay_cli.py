@@ -114,10 +114,8 @@ def test_an_unexpected_failure_is_printed_and_exits_1_a_schema_stop_does_not(tmp
 
 
 def test_a_spec_that_cannot_train_is_reported_as_the_specs_error_before_anything_runs(tmp_path):
-    from conftest import SPECS
-
-    text = (SPECS / "synthetic.toml").read_text().replace('estimator = "logistic_regression"', 'estimator = "ridge"')
-    replay = SyntheticReplay.create(tmp_path, days=9, spec_text=text)
+    """Not as a run failing on day 8, when the first model is trained."""
+    replay = SyntheticReplay.create(tmp_path, days=9, edit=('estimator = "logistic_regression"', 'estimator = "ridge"'))
     done = replay.run("--start", day(0), "--end", day(8))
     assert done.returncode == 2, done.stdout + done.stderr
     assert (f"invalid dataset spec {replay.spec_path}:\n  - training.estimator 'ridge' cannot be used for task "
