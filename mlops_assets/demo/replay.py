@@ -15,7 +15,8 @@ from __future__ import annotations
 import signal
 import threading
 
-if __name__ == "__main__" and threading.current_thread() is threading.main_thread():
+_AS_COMMAND = __name__ == "__main__" and threading.current_thread() is threading.main_thread()
+if _AS_COMMAND:
     # Ctrl-C is taken by a thread that waits for it (StopSignal). Blocked here, before an import starts any
     # other thread (BLAS, DuckDB), every thread inherits the block, so none can turn it into an interrupt of
     # the step in progress.
@@ -72,9 +73,10 @@ class StopSignal:
 
     @classmethod
     def install(cls) -> StopSignal:
+        """Only as the command, where SIGINT was blocked before any thread started; called in a process of its
+        own (a test's), Ctrl-C stays a KeyboardInterrupt that aborts."""
         stop = cls()
-        if threading.current_thread() is threading.main_thread():
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        if _AS_COMMAND:
             threading.Thread(target=stop._watch, name="replay-ctrl-c", daemon=True).start()
         return stop
 
@@ -242,7 +244,8 @@ def _resume_command(args) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     stop = StopSignal.install()
-    sys.stdout.reconfigure(line_buffering=True)  # progress as it happens, also through a pipe
+    if _AS_COMMAND:
+        sys.stdout.reconfigure(line_buffering=True)  # progress as it happens, also through a pipe
     try:
         return _main(argv, stop)
     except KeyboardInterrupt:  # a second Ctrl-C outside the days' loop
