@@ -73,8 +73,8 @@ class StopSignal:
 
     @classmethod
     def install(cls) -> StopSignal:
-        """Only as the command, where SIGINT was blocked before any thread started; called in a process of its
-        own (a test's), Ctrl-C stays a KeyboardInterrupt that aborts."""
+        """Only when run as the command, where SIGINT was blocked before any thread started; main() called from
+        other code leaves Ctrl-C a KeyboardInterrupt (an abort)."""
         stop = cls()
         if _AS_COMMAND:
             threading.Thread(target=stop._watch, name="replay-ctrl-c", daemon=True).start()
