@@ -3,29 +3,54 @@
 Each replay day, the day's files are delivered to the model's landing zone, every sensor of that model is
 ticked once, and the runs they request are executed against the persistent Dagster instance
 (DAGSTER_HOME), tagged as the daemon would tag them. `make ui` afterwards shows that history.
+
+A command-line tool: Ctrl-C stops it after the run in progress (exit code 130) and a later call resumes where
+it stopped, with the same result as one uninterrupted call; a run failing for any reason other than a gate
+or a schema check is printed with its error and makes the exit code 1; a spec that cannot work is reported
+as the spec's error (exit code 2) before anything runs.
 """
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
-import json
-import logging
-import os
-import sys
-import time
-import warnings
-from dataclasses import dataclass, field
-from pathlib import Path
+import signal
+import threading
 
-import dagster as dg
-from dagster._core.instance.ref import InstanceRef
+_AS_COMMAND = __name__ == "__main__" and threading.current_thread() is threading.main_thread()
+if _AS_COMMAND:
+    # Ctrl-C is taken by a thread that waits for it (StopSignal). Blocked here, before an import starts any
+    # other thread (BLAS, DuckDB), every thread inherits the block, so none can turn it into an interrupt of
+    # the step in progress.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
 
-from mlops_assets.core.config.settings import PROJECT_DIR, Settings
-from mlops_assets.core.ingestion.landing import LocalLanding
-from mlops_assets.defs import build_definitions
-from mlops_assets.demo.history import deliveries, load_history
-from mlops_assets.demo.summary import summarise
+import _thread  # noqa: E402
+import argparse  # noqa: E402
+import datetime as dt  # noqa: E402
+import fcntl  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from dataclasses import asdict, dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import dagster as dg  # noqa: E402
+from dagster._core.instance.ref import InstanceRef  # noqa: E402
+
+from mlops_assets.core.config.settings import PROJECT_DIR, Settings, SettingsError  # noqa: E402
+from mlops_assets.core.config.spec import SpecError  # noqa: E402
+from mlops_assets.core.ingestion.landing import LocalLanding  # noqa: E402
+from mlops_assets.core.io.atomic import write_atomic  # noqa: E402
+from mlops_assets.core.training.trainer import build_pipeline  # noqa: E402
+from mlops_assets.defs import build_definitions  # noqa: E402
+from mlops_assets.demo.echo import EventEcho  # noqa: E402
+from mlops_assets.demo.history import deliveries, load_history  # noqa: E402
+from mlops_assets.demo.launch import ReplayLog, instigators, launch, run_requests_once, tick  # noqa: E402
+from mlops_assets.demo.summary import summarise  # noqa: E402
+
+# ReplayLog and run_requests_once also serve the tests' harness: ticks and runs as the daemon does them.
+__all__ = ["EventEcho", "ReplayLog", "main", "replay_instance", "run_requests_once"]
 
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
@@ -34,92 +59,145 @@ DEFAULT_MODEL = "elec2"
 DEFAULT_HISTORY = {"elec2": PROJECT_DIR / "data" / "elec2" / "elec2_timestamped.csv"}
 # Long enough for a first model before Elec2's change of 1997-05-04 and a retrain and canary after it.
 DEFAULT_SPAN = {"elec2": (dt.date(1997, 2, 15), dt.date(1997, 6, 18))}
+EXIT_ERRORS, EXIT_USAGE, EXIT_STOPPED = 1, 2, 130
+
+
+class StopSignal:
+    """Ctrl-C asks the replay to stop after the run in progress. The signal is blocked in every thread and a
+    watcher thread waits for it, so a run is never interrupted mid-step (Dagster would fail the step); the
+    replay checks `requested` between runs. A second Ctrl-C aborts the run in progress at once (it is
+    re-executed on resume)."""
+
+    def __init__(self):
+        self.requested = self.aborted = False
+
+    @classmethod
+    def install(cls) -> StopSignal:
+        """Only when run as the command, where SIGINT was blocked before any thread started; main() called from
+        other code leaves Ctrl-C a KeyboardInterrupt (an abort)."""
+        stop = cls()
+        if _AS_COMMAND:
+            threading.Thread(target=stop._watch, name="replay-ctrl-c", daemon=True).start()
+        return stop
+
+    def _watch(self) -> None:
+        while True:
+            signal.sigwait({signal.SIGINT})
+            if not self.requested:
+                self.requested = True
+                print("\nCtrl-C: stopping after the run in progress (Ctrl-C again to abort it now)", flush=True)
+            else:
+                self.aborted = True
+                _thread.interrupt_main()  # Dagster's own handler, if a run is in progress; else KeyboardInterrupt
+
+
+class Stopped(Exception):
+    """Raised between runs once Ctrl-C asked for it; the state saved last is consistent."""
 
 
 @dataclass
-class ReplayLog:
-    days: int = 0
-    runs: int = 0
-    failed_runs: list[str] = field(default_factory=list)
-    run_log: list = field(default_factory=list)
-    sensor_state: dict[str, str | None] = field(default_factory=dict)
+class ReplayState:
+    """What a later call needs to go on exactly where this one stopped, saved after every run.
+
+    `origin` is the first day of the span replayed without a gap (labels of a day from `origin` on are
+    delivered `label_delay_days` later, even when that falls in a later call); `last_day` the last day done;
+    `partial` the day stopped in, the instigator being served and its requests not yet run; `end` the span's
+    last day while it is unfinished (a resume without --end goes on to it)."""
+
+    sensors: dict[str, str | None] = field(default_factory=dict)
+    origin: str | None = None
+    last_day: str | None = None
+    end: str | None = None
+    partial: dict | None = None  # {"day", "instigator", "pending": [serialised RunRequest]}
+    alerts: dict[str, list[str]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> ReplayState:
+        if not path.exists():
+            return cls()
+        raw = json.loads(path.read_text())
+        if raw.get("format") != 2:  # the first format: the sensors' cursors only
+            return cls(sensors=raw)
+        raw.pop("format")
+        return cls(**raw)
+
+    def save(self, path: Path) -> None:
+        write_atomic(path, json.dumps({"format": 2, **asdict(self)}, indent=1).encode())
+
+    def covered_until(self) -> dt.date | None:
+        day = (self.partial or {}).get("day") or self.last_day
+        return dt.date.fromisoformat(day) if day else None
 
 
-def run_requests_once(defs: dg.Definitions, instance: dg.DagsterInstance, log: ReplayLog, echo=print,
-                      now: dt.datetime | None = None, model: str | None = None) -> int:
-    """Tick every sensor (and, given `now`, every schedule) once, of one model if given, and execute what they
-    request, as the daemon would: run keys are deduplicated, runs carry the sensor's or schedule's tags."""
-    launched = 0
-    mine = (lambda d: d.name.startswith(f"{model}_")) if model else (lambda d: True)
-    for sensor in filter(mine, defs.sensors):
-        ctx = dg.build_sensor_context(
-            instance=instance, definitions=defs, cursor=log.sensor_state.get(sensor.name),
-            resources=defs.resources,
-        )
-        result = sensor(ctx)
-        if result is None or isinstance(result, dg.SkipReason):
-            continue
-        if isinstance(result, dg.SensorResult):
-            requests, cursor = result.run_requests or [], result.cursor
-        else:
-            requests, cursor = list(result), ctx.cursor
-        log.sensor_state[sensor.name] = cursor
-        for request in requests:
-            launched += _launch(defs, instance, log, echo, request, sensor, {"dagster/sensor_name": sensor.name})
-    for schedule in filter(mine, defs.schedules) if now is not None else []:
-        ctx = dg.build_schedule_context(instance=instance, scheduled_execution_time=now, resources=defs.resources)
-        result = schedule(ctx)
-        for request in [result] if isinstance(result, dg.RunRequest) else []:
-            launched += _launch(defs, instance, log, echo, request, schedule, {"dagster/schedule_name": schedule.name})
-    return launched
+class Replay:
+    """Replays days through one model's sensors and schedule, saving its state after every run."""
 
+    def __init__(self, defs, instance, project, state: ReplayState, state_file: Path, stop: StopSignal,
+                 echo: EventEcho):
+        self.defs, self.instance, self.project = defs, instance, project
+        self.state, self.state_file, self.stop, self.echo = state, state_file, stop, echo
+        self.landing = LocalLanding(project.paths.landing_dir)
+        self.log = ReplayLog(sensor_state=state.sensors)
+        self.instigators = instigators(defs, project.spec.name)
 
-def _launch(defs, instance, log: ReplayLog, echo, request: dg.RunRequest, origin, tags: dict) -> int:
-    tags = {**(request.tags or {}), **tags}
-    if request.run_key:
-        tags["dagster/run_key"] = request.run_key
-        if instance.get_runs(filters=dg.RunsFilter(tags={"dagster/run_key": request.run_key}), limit=1):
-            return 0
-    outcome = execute_request(defs, instance, request, tags, origin)
-    log.runs += 1
-    log.run_log.append((request.partition_key, _target_job(origin) or "assets", outcome.success, tags))
-    if not outcome.success:
-        kind = "gate:" if _stopped_by_checks(outcome) else ""
-        log.failed_runs.append(f"{kind}{request.partition_key} {request.run_key or ''}".strip())
-        echo(f"  ! run for {request.partition_key} failed ({request.run_key}); see the run in the UI")
-    return 1
+    def save(self) -> None:
+        self.state.alerts = {k: list(v) for k, v in self.echo.last.items()}
+        self.state.save(self.state_file)
 
+    def check_stop(self) -> None:
+        if self.stop.aborted:
+            raise KeyboardInterrupt
+        if self.stop.requested:
+            raise Stopped
 
-def execute_request(defs: dg.Definitions, instance: dg.DagsterInstance, request: dg.RunRequest, tags: dict,
-                    origin=None):
-    job_name = request.job_name or _target_job(origin)
-    selection = request.asset_selection
-    if job_name:
-        job = defs.resolve_job_def(job_name)
-    else:
-        job = defs.resolve_implicit_global_asset_job_def()
-        if selection is None and getattr(origin, "asset_selection", None) is not None:
-            selection = list(origin.asset_selection.resolve(defs.resolve_asset_graph()))
-    return job.execute_in_process(
-        instance=instance, partition_key=request.partition_key, asset_selection=selection,
-        tags=tags, raise_on_error=False, resources=defs.resources,
-        run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
-    )
+    def day(self, delivery) -> None:
+        self.check_stop()
+        key = delivery.day.isoformat()
+        partial = self.state.partial if (self.state.partial or {}).get("day") == key else None
+        for name, content in delivery.files.items():
+            self.landing.deliver(name, content)
+        morning = dt.datetime.combine(delivery.day, dt.time(6), tzinfo=dt.timezone.utc)
+        names = [o.name for o in self.instigators]
+        resumed = partial["instigator"] if partial and partial["instigator"] in names else None
+        for origin in self.instigators[names.index(resumed) if resumed else 0:]:
+            if origin.name == resumed:  # stopped while running its requests: run the rest, do not tick again
+                requests = [dg.deserialize_value(r, dg.RunRequest) for r in partial["pending"]]
+            else:
+                requests = self.tick(origin, key, morning)
+            pending = [dg.serialize_value(r) for r in requests]
+            self.state.partial = {"day": key, "instigator": origin.name, "pending": pending}
+            self.save()
+            for done, request in enumerate(requests, start=1):
+                self.check_stop()
+                launch(self.defs, self.instance, self.log, print, request, origin, on_finished=self._after_run)
+                self.state.partial["pending"] = pending[done:]
+                self.save()
+        self.state.partial = None
+        self.state.last_day = max(filter(None, [self.state.last_day, key]))
+        self.log.days += 1
+        self.echo.day_done(delivery.day)
+        self.save()
 
+    def tick(self, origin, key: str, morning: dt.datetime) -> list[dg.RunRequest]:
+        try:
+            return tick(self.defs, self.instance, self.log, origin, morning)
+        except Exception as exc:  # the daemon records a failed tick and goes on: so does the replay
+            self.log.tick_errors.append(f"{key} {origin.name}: {type(exc).__name__}: {exc}")
+            print(f"  ! {key} {origin.name} failed: {type(exc).__name__}: {exc}")
+            return []
 
-def _stopped_by_checks(outcome) -> bool:
-    """A run stopped by a blocking check (a gate, a schema check) did its job; anything else is an error."""
-    failures = [e for e in outcome.all_events if e.event_type_value == "STEP_FAILURE"]
-    return bool(failures) and all(
-        "blocking asset check" in e.event_specific_data.error.message or
-        e.event_specific_data.error.cls_name == "Failure" for e in failures)
+    def _after_run(self, _outcome) -> None:
+        if self.stop.aborted:  # a second Ctrl-C interrupted this run: it stays pending, re-executed on resume
+            raise KeyboardInterrupt
 
-
-def _target_job(origin) -> str | None:
-    try:
-        return origin.job_name if origin is not None else None
-    except dg.DagsterInvalidDefinitionError:  # a sensor that targets assets, not a job
-        return None
+    def where(self) -> str:
+        partial = self.state.partial
+        if partial and partial["pending"]:
+            return (f"during {partial['day']} ({len(partial['pending'])} run(s) requested by {partial['instigator']} "
+                    "and the rest of that day still to do)")
+        if partial:
+            return f"during {partial['day']} (its remaining sensors and schedule still to tick)"
+        return f"after {self.state.last_day}" if self.state.last_day else "before its first day"
 
 
 def replay_instance() -> dg.DagsterInstance:
@@ -134,122 +212,155 @@ def replay_instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.from_ref(ref)
 
 
+def fail_abandoned_runs(instance: dg.DagsterInstance, model: str) -> int:
+    """Runs of this model's replay still in progress were left by a replay that died (killed, or aborted by a
+    second Ctrl-C): the replay runs them in its own process, and holds a lock while it does. Mark them failed
+    as crashed, so that their run keys do not block their re-execution."""
+    in_progress = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.NOT_STARTED,
+                   dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.CANCELING]
+    runs = [r for r in instance.get_runs(filters=dg.RunsFilter(statuses=in_progress, tags={"mlops/model": model}))
+            if r.remote_job_origin is None]  # in-process: the replay's, not a run the daemon launched
+    for run in runs:
+        instance.report_run_failed(run, "The replay running it stopped before it finished; the replay re-executes "
+                                        "it when it resumes.")
+        instance.add_run_tags(run.run_id, {"dagster/will_retry": "false"})  # the daemon cannot re-run it
+    return len(runs)
+
+
+def spec_problem(spec) -> SpecError | None:
+    """What loading the spec does not check but training needs: the estimator for the task, its parameters."""
+    try:
+        build_pipeline(spec, spec.training)
+    except ValueError as exc:
+        return SpecError(spec.source, [str(exc)])
+    return None
+
+
+def _resume_command(args) -> str:
+    extra = [] if args.model == DEFAULT_MODEL else [f"--model {args.model}"]
+    extra += [f"--history {args.history}"] if args.history else []
+    return "make demo" + (f' ARGS="{" ".join(extra)}"' if extra else "")
+
+
 def main(argv: list[str] | None = None) -> int:
+    stop = StopSignal.install()
+    if _AS_COMMAND:
+        sys.stdout.reconfigure(line_buffering=True)  # progress as it happens, also through a pipe
+    try:
+        return _main(argv, stop)
+    except KeyboardInterrupt:  # a second Ctrl-C outside the days' loop
+        print("\nCtrl-C: aborted.", file=sys.stderr)
+        return EXIT_STOPPED
+
+
+def _main(argv: list[str] | None, stop: StopSignal) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=DEFAULT_MODEL, help="which model of the portfolio to replay "
                         f"(a dataset spec's name; default {DEFAULT_MODEL})")
     parser.add_argument("--start", type=dt.date.fromisoformat, default=None,
-                        help="first day (default: 1997-02-15 for elec2, else the history's first day)")
+                        help="first day (default: where the last replay stopped; on a fresh start 1997-02-15 "
+                             "for elec2, else the history's first day)")
     parser.add_argument("--end", type=dt.date.fromisoformat, default=None,
-                        help="last day (default: 1997-06-18 for elec2, else the history's last day)")
+                        help="last day (default: the interrupted replay's, else 1997-06-18 for elec2, else the "
+                             "history's last day)")
     parser.add_argument("--history", type=Path, default=None,
                         help="CSV of the whole history (default: the bundled Elec2 file for elec2)")
     args = parser.parse_args(argv)
 
     logging.getLogger("dagster").setLevel(logging.WARNING)
-    settings = Settings.from_env()
-    defs = build_definitions(settings)
+    try:
+        defs = build_definitions(Settings.from_env())
+    except (SettingsError, SpecError) as exc:
+        print(f"replay: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     portfolio = defs.resources["portfolio"].portfolio
     if args.model not in portfolio.models:
         parser.error(f"no model named {args.model!r}: this portfolio has {', '.join(portfolio.names)}")
     project = portfolio.model(args.model)
     spec = project.spec
+    if (problem := spec_problem(spec)) is not None:
+        print(f"replay: nothing replayed, {problem}", file=sys.stderr)
+        return EXIT_USAGE
     history_csv = args.history or DEFAULT_HISTORY.get(args.model)
     if history_csv is None:
         parser.error(f"--history CSV is needed to replay {args.model} (only elec2 ships one)")
     history = load_history(history_csv, spec)
-    default_start, default_end = DEFAULT_SPAN.get(args.model, (min(history), max(history)))
-    args.start, args.end = args.start or default_start, args.end or default_end
-    landing = LocalLanding(project.paths.landing_dir)
+
     state_file = project.paths.root / "replay_state.json"
-    log = ReplayLog(sensor_state=json.loads(state_file.read_text()) if state_file.exists() else {})
-    echo = EventEcho(project, seen_audit=len(project.registry.audit_log()))
+    state_file.parent.mkdir(parents=True, exist_ok=True)
+    lock = open(state_file.with_name("replay.lock"), "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"replay: another replay of {spec.name} is running (lock {lock.name})", file=sys.stderr)
+        return EXIT_ERRORS
+    state = ReplayState.load(state_file)
+    default_start, default_end = DEFAULT_SPAN.get(args.model, (min(history), max(history)))
+    covered = state.covered_until()
+    resuming = args.start is None and covered is not None
+    if args.start is None:
+        args.start = covered + dt.timedelta(days=0 if state.partial else 1) if covered else default_start
+    elif state.partial and args.start.isoformat() != state.partial["day"]:
+        parser.error(f"the last replay of {spec.name} stopped during {state.partial['day']}: resume it first "
+                     f"(no --start), or `make clean` to start over")
+    args.end = args.end or (dt.date.fromisoformat(state.end) if resuming and state.end else default_end)
+    # Labels of days before this call's start whose features an earlier call delivered still land here.
+    contiguous = covered is not None and state.origin is not None and args.start <= covered + dt.timedelta(days=1)
+    origin = min(dt.date.fromisoformat(state.origin), args.start) if contiguous else args.start
+    state.origin, state.end = origin.isoformat(), args.end.isoformat()
 
     started = time.time()
     with replay_instance() as instance:
-        print(f"Replaying {spec.name} {args.start} .. {args.end} through the code location's sensors and schedule "
-              f"into {os.environ.get('DAGSTER_HOME')}")
-        for delivery in deliveries(history, spec, args.start, args.end):
-            for name, content in delivery.files.items():
-                landing.deliver(name, content)
-            morning = dt.datetime.combine(delivery.day, dt.time(6), tzinfo=dt.timezone.utc)
-            run_requests_once(defs, instance, log, echo=lambda *_: None, now=morning, model=spec.name)
-            log.days += 1
-            state_file.parent.mkdir(parents=True, exist_ok=True)
-            state_file.write_text(json.dumps(log.sensor_state))
-            echo.day_done(delivery.day)
-            if log.days % 14 == 0:
-                print(f"  [{delivery.day}] {log.days} days replayed, {log.runs} runs launched "
-                      f"({len(log.failed_runs)} stopped), {time.time() - started:.0f}s")
+        if abandoned := fail_abandoned_runs(instance, spec.name):
+            print(f"{abandoned} run(s) left unfinished by a replay that stopped were marked failed; re-executing")
+        echo = EventEcho(project, seen_audit=len(project.registry.audit_log()),
+                         last={k: tuple(v) for k, v in state.alerts.items()})
+        replay = Replay(defs, instance, project, state, state_file, stop, echo)
+        replay.save()
+        if args.start > args.end:
+            print(f"Nothing to replay: {spec.name} is replayed up to {state.last_day} (`--end` a later day to go "
+                  "on, `make clean` to start over).")
+        else:
+            print(f"{'Resuming' if resuming else 'Replaying'} {spec.name} {args.start} .. {args.end} through the "
+                  f"code location's sensors and schedule into {os.environ.get('DAGSTER_HOME')}")
+        log = replay.log
+        try:
+            for delivery in deliveries(history, spec, origin, args.end):
+                if delivery.day < args.start:
+                    continue  # delivered by an earlier call; here only for the labels landing from it
+                replay.day(delivery)
+                if log.days % 14 == 0:
+                    print(f"  [{delivery.day}] {log.days} days replayed, {log.runs} runs launched "
+                          f"({log.stopped} stopped by a gate or check, {len(log.errors)} failed), "
+                          f"{time.time() - started:.0f}s")
+        except (Stopped, KeyboardInterrupt) as exc:
+            how = "stopped" if isinstance(exc, Stopped) else "aborted (a run it cut short is re-executed on resume)"
+            print(f"\nCtrl-C: {how} {replay.where()}, after {log.days} days and {log.runs} runs in "
+                  f"{time.time() - started:.0f}s. State saved in {state_file}; resume with `{_resume_command(args)}`"
+                  f" (it goes on to {args.end}).")
+            _report_errors(log)
+            return EXIT_STOPPED
+        state.end = None
+        replay.save()
     summary = summarise(spec, project.store, project.registry, project.ledger)
-    print(f"\nDone: {log.days} days, {log.runs} runs in {time.time() - started:.0f}s. Summary:")
+    print(f"\nDone: {log.days} days, {log.runs} runs in {time.time() - started:.0f}s "
+          f"({log.stopped} stopped by a gate or check, {len(log.errors)} failed). Summary:")
     for line in summary.lines():
         print(f"  - {line}")
     print(f"\nWhere to look: `make ui`, then http://127.0.0.1:3000 → Assets → {spec.name}/ (groups ingestion, "
           "features, training, evaluation, deployment, serving, monitoring) → a report's Checks tab and Partitions "
           f"history; Runs for what each sensor and the schedule launched. `.venv/bin/mlops models --model "
           f"{spec.name}` and `mlops audit --model {spec.name}` for the registry.")
-    unexpected = [r for r in log.failed_runs if not r.startswith(("gate:", "check:"))]
-    return 1 if unexpected else 0
+    return EXIT_ERRORS if _report_errors(log) else 0
 
 
-def _first_clauses(reason: str, keep: int = 3) -> str:
-    """A reason cut at clause boundaries: its first `keep` '; '-separated parts."""
-    parts = reason.split("; ")
-    return "; ".join(parts[:keep]) + ("; …" if len(parts) > keep else "")
-
-
-class EventEcho:
-    """Prints what a person wants to hear about as it happens: a monitoring alert when it starts, changes or
-    clears (not again every day it persists), and every registry transition with its reason."""
-
-    def __init__(self, project, seen_audit: int):
-        self.project, self.seen_audit = project, seen_audit
-        self.last: dict[str, tuple[str, str]] = {}  # asset -> (status, identity) last printed
-
-    def day_done(self, day: dt.date) -> None:
-        key = (day - dt.timedelta(days=1)).isoformat()  # the schedule scores and monitors yesterday
-        self._alert(key, "data_drift_report", "data drift", self._drifted)
-        self._alert(key, "performance_report", "performance", self._performance)
-        audit = self.project.registry.audit_log()
-        for entry in audit[self.seen_audit:]:
-            if entry.action in ("register", "promote", "rollback", "canary_start", "canary_ramp", "restore"):
-                target = f" → {entry.to_alias}" if entry.to_alias else ""
-                why = f" ({_first_clauses(entry.reason)})" if entry.reason else ""
-                if entry.action == "register":
-                    why = f" ({self._gates(entry.version)})"
-                print(f"  * {day} {entry.action} {entry.version}{target}{why}")
-        self.seen_audit = len(audit)
-
-    def _alert(self, key: str, asset: str, label: str, describe) -> None:
-        """Print when the alert's status (and, for drift, its set of drifted features) changes."""
-        store = self.project.store
-        if not store.has_document(asset, key):
-            return
-        report = store.read_json(asset, key)
-        status = report["status"]
-        identity, detail = describe(report) if status != "OK" else ("", "")
-        if (status, identity) != self.last.get(asset, ("OK", "")):
-            print(f"  ! {key} {label} back to OK" if status == "OK" else f"  ! {key} {label} {status}: {detail}")
-        self.last[asset] = (status, identity)
-
-    @staticmethod
-    def _drifted(report: dict) -> tuple[str, str]:
-        weighted = ", ".join(f["feature"] for f in report["features"] if f["drifted"] and f["weight"] > 0)
-        return weighted, f"{weighted} (weighted share {report['drift_share']:.2f})"
-
-    @staticmethod
-    def _performance(report: dict) -> tuple[str, str]:
-        return "", f"{report['key_metric']} down {report['drop']:.2f} from the champion's validation baseline"
-
-    def _gates(self, version: str) -> str:
-        record = self.project.registry.get(version)
-        failed = record.gate_report.get("failures", [])
-        if not record.gates_passed:
-            return f"stopped by gates: {', '.join(failed)}"
-        canary = self.project.registry.version_for("canary")
-        waits = f"; stays candidate while canary {canary} runs" if canary not in (None, version) else ""
-        return f"all gates passed{waits}"
+def _report_errors(log: ReplayLog) -> bool:
+    if log.errors:
+        print(f"\n{len(log.errors)} unexpected failure(s), not a gate or a schema check (see each run in the UI):",
+              file=sys.stderr)
+        for error in log.errors:
+            print(f"  - {error}", file=sys.stderr)
+    return bool(log.errors)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,8 @@
 """The real dagster-daemon, with the code location's sensors running, sees a drift check fail and launches
 a retraining run on its own."""
 
-import os
 import shutil
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import dagster as dg
@@ -17,6 +13,9 @@ from harness import START, synthetic_history
 from mlops_assets.demo.history import load_labeled_days
 from mlops_assets.core.config.settings import Settings
 from mlops_assets.defs import build_definitions
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from daemon_support import Budget, Daemon, finished  # noqa: E402
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
@@ -53,37 +52,18 @@ def test_daemon_retrain_sensor_launches_a_run_after_drift(tmp_path, monkeypatch)
         assert drift["status"] == "ERROR"
         before = {r.run_id for r in instance.get_runs()}
 
-    workspace = tmp_path / "workspace.yaml"
-    workspace.write_text(
-        "load_from:\n  - python_module:\n      module_name: mlops_assets.definitions\n"
-        f"      working_directory: {REPO}\n      location_name: mlops_assets\n")
-    daemon_bin = Path(sys.executable).parent / "dagster-daemon"
-    log = open(tmp_path / "daemon.log", "w")
-    daemon = subprocess.Popen([str(daemon_bin), "run", "-w", str(workspace)], env={**os.environ, **env},
-                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        launched = None
-        deadline = time.time() + 240
-        with dg.DagsterInstance.get() as instance:
-            while time.time() < deadline and launched is None:
-                time.sleep(3)
-                for run in instance.get_runs(filters=dg.RunsFilter(job_name="synthetic_train_candidate_job")):
-                    if run.run_id not in before and run.tags.get("dagster/sensor_name") == "synthetic_retrain_sensor":
-                        launched = run
-            assert launched is not None, (tmp_path / "daemon.log").read_text()[-3000:]
-            assert launched.tags["dagster/partition"] == day(25)
-            assert "data_drift_ok failed on " + day(25) in launched.tags["mlops/trigger"]
-            while time.time() < deadline and not instance.get_run_by_id(launched.run_id).is_finished:
-                time.sleep(3)
-            finished = instance.get_run_by_id(launched.run_id)
-            assert finished.is_finished, "the retraining run did not finish in time"
-            # it ran the training steps (the gates may pass or stop it: both are the product working)
-            steps = {e.step_key for e in instance.all_logs(launched.run_id) if e.step_key}
-            assert {"synthetic__training_set", "synthetic__candidate_model"} <= steps
-    finally:
-        os.killpg(daemon.pid, signal.SIGINT)
-        try:
-            daemon.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(daemon.pid, signal.SIGKILL)
-        log.close()
+    with Daemon(tmp_path, env) as daemon, dg.DagsterInstance.get() as instance:
+        budget = Budget(240, daemon)
+
+        def launched_by_the_sensor():
+            return next((run for run in instance.get_runs(filters=dg.RunsFilter(job_name="synthetic_train_candidate_job"))
+                         if run.run_id not in before
+                         and run.tags.get("dagster/sensor_name") == "synthetic_retrain_sensor"), None)
+
+        launched = budget.wait_for(launched_by_the_sensor, "the retrain sensor's run", interval=3)
+        assert launched.tags["dagster/partition"] == day(25)
+        assert "data_drift_ok failed on " + day(25) in launched.tags["mlops/trigger"]
+        budget.wait_for(lambda: finished(instance, launched.run_id), "the retraining run to finish", interval=3)
+        # it ran the training steps (the gates may pass or stop it: both are the product working)
+        steps = {e.step_key for e in instance.all_logs(launched.run_id) if e.step_key}
+        assert {"synthetic__training_set", "synthetic__candidate_model"} <= steps
