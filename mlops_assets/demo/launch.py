@@ -136,6 +136,10 @@ def execute_request(defs: dg.Definitions, instance: dg.DagsterInstance, request:
         job = defs.resolve_implicit_global_asset_job_def()
         if selection is None and getattr(origin, "asset_selection", None) is not None:
             selection = list(origin.asset_selection.resolve(defs.resolve_asset_graph()))
+    if request.asset_check_keys is not None:  # the request names its checks, as the daemon would honour
+        job = job.get_subset(asset_selection=set(selection or job.asset_layer.executable_asset_keys),
+                             asset_check_selection=set(request.asset_check_keys))
+        selection = None
     return job.execute_in_process(
         instance=instance, partition_key=request.partition_key, asset_selection=selection,
         tags=tags, raise_on_error=False, resources=defs.resources,
