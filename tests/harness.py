@@ -10,7 +10,7 @@ from mlops_assets.core.config.settings import Settings
 from mlops_assets.defs import build_definitions
 from mlops_assets.demo import synthetic
 from mlops_assets.demo.history import load_labeled_days
-from mlops_assets.demo.replay import ReplayLog, run_requests_once
+from mlops_assets.demo.launch import ReplayLog, run_requests_once
 
 START = dt.date(2025, 1, 1)
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}

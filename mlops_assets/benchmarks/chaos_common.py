@@ -75,7 +75,7 @@ class Location:
 
     def tick_landing(self, seconds: int = 60) -> tuple[int, str]:
         """One landing-sensor tick as the daemon makes it, then the runs it requests; (runs, warnings logged)."""
-        from mlops_assets.demo.replay import execute_request
+        from mlops_assets.demo.launch import execute_request
 
         sensor = self.defs.get_sensor_def(f"{self.model}_landing_sensor")
         ctx = dg.build_sensor_context(instance=self.instance, definitions=self.defs, cursor=self.cursor,

@@ -183,3 +183,22 @@ def test_code_location_loads_for_both_specs(tmp_path):
         checks = {k.name for k in graph.asset_check_keys}
         assert {"raw_batch_matches_spec", "raw_labels_matches_spec", "candidate_model_reproducible",
                 "gate_beats_champion", "gate_slices", "gate_no_leakage", "gate_first_model_floors"} <= checks
+
+
+def test_labels_of_a_day_whose_features_were_rejected_wait_for_corrected_features(make_pipeline, synthetic_spec,
+                                                                                 tmp_path):
+    pipeline = make_pipeline(SPECS / "synthetic.toml")
+    [batch] = synthetic_batches(synthetic_spec, 1)
+    day = batch.day.isoformat()
+    deliver_features(pipeline, synthetic_spec, batch, "out_of_range")
+    pipeline.tick()
+    labels = synthetic.write_labels(synthetic_spec, batch, tmp_path / "made")
+    pipeline.landing.deliver(labels.name, labels.read_bytes())
+    pipeline.tick()
+    # the labels are ingested and nothing fails on the missing feature table (before: labeled_examples did)
+    unexpected = [f for f in pipeline.log.failed_runs if not f.startswith("gate:")]
+    assert unexpected == [] and len(pipeline.log.failed_runs) == 1  # only the rejected features file
+    assert pipeline.store.partitions("raw_labels") == [day] and pipeline.store.partitions("labeled_examples") == []
+    deliver_features(pipeline, synthetic_spec, batch)  # the corrected file
+    pipeline.tick()
+    assert pipeline.store.partitions("labeled_examples") == [day]

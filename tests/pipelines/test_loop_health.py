@@ -16,7 +16,7 @@ from mlops_assets.core.ingestion.landing import features_file_name, labels_file_
 from mlops_assets.core.monitoring import slo
 from mlops_assets.defs.monitoring.slo_checks import CHECKED_ASSET, NOW_TAG
 from mlops_assets.demo.history import deliveries
-from mlops_assets.demo.replay import ReplayLog, execute_request, run_requests_once
+from mlops_assets.demo.launch import ReplayLog, execute_request, run_requests_once
 
 HISTORY_DAYS = 30  # days 0..29 ingested and labeled; a champion trained as of day 20; days 27..29 scored
 SCORED = (27, 28, 29)

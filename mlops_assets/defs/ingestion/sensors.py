@@ -50,8 +50,10 @@ def build_landing_sensor(scope: ModelScope) -> dg.SensorDefinition:
                 selection = [raw_batch, feature_table]
                 if project.store.exists("raw_labels", f.partition):
                     selection.append(labeled_examples)
-            else:
-                selection = [raw_labels, labeled_examples]
+            else:  # labels join the day's feature table; a day whose features were rejected waits for them
+                selection = [raw_labels]
+                if project.store.exists("feature_table", f.partition):
+                    selection.append(labeled_examples)
             # the raw table's schema check, not the loop-health checks (those run in their own job)
             table = RAW_TABLE[f.kind]
             requests.append(dg.RunRequest(
