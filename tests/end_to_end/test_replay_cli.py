@@ -1,4 +1,4 @@
-"""The replay as a command-line tool, on a two-week synthetic span (38 runs: ingestion, a first model,
+"""The replay as a command-line tool, on a two-week synthetic span (52 runs: one loop-health run a morning, and ingestion, a first model,
 scoring, late labels): resumed in several calls it leaves exactly what one call leaves, whether the calls
 were split by hand, by Ctrl-C or by the process being killed mid-run; Ctrl-C stops it after the run in
 progress with exit code 130; a run failing for an unexpected reason is printed with its error and makes the
@@ -26,7 +26,7 @@ def one_call(tmp_path_factory):
     replay = SyntheticReplay.create(tmp_path_factory.mktemp("one_call"))
     done = replay.run("--start", day(0), "--end", day(LAST))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "Done: 14 days, 38 runs" in done.stdout
+    assert "Done: 14 days, 52 runs" in done.stdout  # 38 of the loop, 14 of the loop-health schedule
     return replay.snapshot()
 
 

@@ -70,12 +70,17 @@ def test_sensor_context_requests_partition_with_hash_run_key(make_pipeline, synt
     sha = [f for f in pipeline.landing.list_files()[0]][0].sha256
     assert request.partition_key == "2025-01-01" and request.run_key == f"features:2025-01-01:{sha[:16]}"
     assert {k.path[-1] for k in request.asset_selection} == {"raw_batch", "feature_table"}
-    # labels arriving later request the labeled examples of *their* day
+    # labels arriving later request the labeled examples of *their* day, once its feature table exists
     pipeline.landing.deliver(labels_file_name(batch.day), batch.labels.to_csv(index=False).encode())
     ctx = dg.build_sensor_context(instance=pipeline.instance, definitions=pipeline.defs, cursor=result.cursor,
                                   resources=pipeline.defs.resources)
     [request] = sensor(ctx).run_requests
     assert request.run_key.startswith("labels:2025-01-01:")
+    assert {k.path[-1] for k in request.asset_selection} == {"raw_labels"}  # no feature table yet
+    pipeline.store.write("feature_table", "2025-01-01", batch.features)
+    ctx = dg.build_sensor_context(instance=pipeline.instance, definitions=pipeline.defs,
+                                  resources=pipeline.defs.resources)  # a fresh cursor sees the file anew
+    [request] = [r for r in sensor(ctx).run_requests if r.run_key.startswith("labels:")]
     assert {k.path[-1] for k in request.asset_selection} == {"raw_labels", "labeled_examples"}
 
 
