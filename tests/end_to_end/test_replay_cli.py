@@ -1,5 +1,5 @@
-"""The replay as a command-line tool, on a two-week synthetic span (52 runs: one loop-health run a morning, and ingestion, a first model,
-scoring, late labels): resumed in several calls it leaves exactly what one call leaves, whether the calls
+"""The replay as a command-line tool, on a two-week synthetic span (52 runs: ingestion, a first model,
+scoring, late labels, one loop-health run a morning): resumed in several calls it leaves exactly what one call leaves, whether the calls
 were split by hand, by Ctrl-C or by the process being killed mid-run; Ctrl-C stops it after the run in
 progress with exit code 130; a run failing for an unexpected reason is printed with its error and makes the
 exit code 1, while a schema check stopping a day does not; a spec that cannot work is reported as the spec's
