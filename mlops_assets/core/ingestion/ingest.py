@@ -42,6 +42,7 @@ class Source:
     sha256: str
     origin: str  # "landing" | "archive"
     scan: ByteScan
+    identity: tuple | None = None  # the landed file's (device, inode, size, mtime) when it was read, if stable
 
     @property
     def size(self) -> int:
@@ -95,8 +96,11 @@ def locate(landing, archive: Archive, kind: str, partition: str, work: Path,
     if landing.exists(name):
         try:
             path = work / "landed"
+            before = _identity(landing, name)
             scan = spool(landing.iter_chunks(name), path, progress, name)
-            return Source(name, path, scan.sha256, "landing", scan)
+            # unchanged while it was read: it can later leave the landing zone without being hashed again
+            identity = before if before is not None and _identity(landing, name) == before else None
+            return Source(name, path, scan.sha256, "landing", scan, identity)
         except FileNotFoundError:
             pass  # taken away between the check and the read: fall back to the archive
         except UnreadableFile as exc:
@@ -111,6 +115,11 @@ def locate(landing, archive: Archive, kind: str, partition: str, work: Path,
         return Source(current.file, path, current.sha256, "archive", scan)
     raise MissingFile(f"no {kind} file {name} for partition {partition} in landing zone {landing.describe()}, "
                       f"and no accepted version of it in {archive.root}")
+
+
+def _identity(landing, name: str):
+    identity = getattr(landing, "identity", None)
+    return identity(name) if identity is not None else None
 
 
 def ingest(landing, archive: Archive, quarantine: Quarantine, store: PartitionStore, spec: DatasetSpec, kind: str,
@@ -149,9 +158,10 @@ def ingest(landing, archive: Archive, quarantine: Quarantine, store: PartitionSt
             store.write(table, partition, staged)
             version = archive.accept_file(source.file, partition, source.path, source.sha256)
             if source.origin == "landing":
-                landing.remove_if_unchanged(source.file, source.sha256)
+                landing.remove_if_unchanged(source.file, source.sha256, source.identity)
             return IngestOutcome(source, result, loaded.columns, archived=version,
-                                 fingerprint=store.fingerprint(table, partition), read_path=loaded.path)
+                                 fingerprint=loaded.fingerprint or store.fingerprint(table, partition),
+                                 read_path=loaded.path)
         finally:
             staged.unlink(missing_ok=True)
 
@@ -163,5 +173,5 @@ def _reject(landing, quarantine: Quarantine, source: Source, partition: str, rea
     if source.origin != "landing":
         return None
     record = quarantine.keep_file(source.file, partition, source.path, source.sha256, reason, column)
-    landing.remove_if_unchanged(source.file, source.sha256)
+    landing.remove_if_unchanged(source.file, source.sha256, source.identity)
     return record

@@ -186,10 +186,22 @@ class LocalLanding:
     def remove(self, name: str) -> None:
         self._path(name).unlink(missing_ok=True)
 
-    def remove_if_unchanged(self, name: str, sha256: str) -> bool:
+    def identity(self, name: str) -> tuple[int, int, int, int] | None:
+        """(device, inode, size, modification time in ns): what changes when the file is replaced or rewritten."""
+        try:
+            info = os.stat(self._path(name))
+        except OSError:
+            return None
+        return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+
+    def remove_if_unchanged(self, name: str, sha256: str, identity: tuple | None = None) -> bool:
         """Take the file out of the landing zone only if it still holds the bytes that were processed (a newer
-        delivery that replaced it meanwhile stays for the sensor)."""
+        delivery that replaced it meanwhile stays for the sensor). With the `identity` it had when it was read,
+        an unchanged file is not read again to compare its hash."""
         path = self._path(name)
+        if identity is not None and self.identity(name) == tuple(identity):
+            path.unlink(missing_ok=True)
+            return True
         try:
             current = hash_regular_file(path)
         except OSError:
@@ -274,7 +286,10 @@ class S3Landing:
     def remove(self, name: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(name))
 
-    def remove_if_unchanged(self, name: str, sha256: str) -> bool:
+    def identity(self, name: str) -> None:
+        return None  # an object is re-read to compare its hash
+
+    def remove_if_unchanged(self, name: str, sha256: str, identity: tuple | None = None) -> bool:
         try:
             if hash_chunks(self.iter_chunks(name)) != sha256:
                 return False

@@ -46,6 +46,7 @@ import duckdb
 import pandas as pd
 
 from mlops_assets.core.config.spec import DatasetSpec
+from mlops_assets.core.io.storage import fingerprint_digest
 from mlops_assets.core.ingestion.validation import (_BOMS, _OFFSET, MAX_EXAMPLES, SEND_UTF8, BatchRejected,
                                                     TextEnd, ValidationResult, _check_header, check_last_field,
                                                     check_rows)
@@ -470,6 +471,7 @@ class LoadedBatch:
     columns: list[str]
     validation: ValidationResult
     path: str = "fast"  # fast | general | normalised: how the file was read
+    fingerprint: str | None = None  # the staged table's PartitionStore.fingerprint, when computed on the way
 
 
 # DuckDB errors that say the file is not what the fast path assumed (CSV errors are plain duckdb.Error, a failed
@@ -562,7 +564,7 @@ class _Reader:
             self.staged.unlink(missing_ok=True)
             raise _Unreadable("a category column holds numbers not written as pandas writes them")
         refs = {c.index: _ident(c.name) for c in columns}
-        return self._validate(columns, missing, source, refs, refs, rows, header, "fast")
+        return self._validate(columns, missing, source, refs, refs, rows, header, "fast", fingerprint=True)
 
     def _needs_canonical(self, columns: list[_Column], source: str) -> bool:
         """A category column whose values are all numbers is typed by pandas' to_numeric ("1.0" -> "1"): the
@@ -684,32 +686,37 @@ class _Reader:
                 del found[:2]
 
     # ------------------------------------------------------------------------------------------ checks
-    def _validate(self, columns, missing, source, typed, raw, rows, header, how) -> LoadedBatch:
+    def _validate(self, columns, missing, source, typed, raw, rows, header, how, fingerprint=False) -> LoadedBatch:
+        """Every rule's count in one scan (with the table's fingerprint when `source` is the table to keep),
+        then the first examples of the rules that failed."""
         started = time.monotonic()
         failures = [{"column": name, "check": "column_in_dataframe", "count": 1, "examples": [name]}
                     for name in missing]
         rules = _rules(columns, typed, raw, self.partition)
-        if rules:
-            parts = []
-            for rule in rules:
-                parts.append(f"count_if({rule.condition})")
-                parts.append(f"min_by({rule.example}, file_row_number, {MAX_EXAMPLES}) FILTER (WHERE {rule.condition})"
-                             if rule.example else "NULL")
-            found = self.con.execute(f"SELECT {', '.join(parts)} FROM {source}").fetchone()
-            for i, rule in enumerate(rules):
-                count, examples = found[2 * i], found[2 * i + 1]
-                if not count:
-                    continue
-                shown = ([_show(v, rule.kind) for v in examples] if rule.example else
+        parts = [f"count_if({rule.condition})" for rule in rules]
+        if fingerprint:
+            parts += ["count(*)", "bit_xor(hash(t))", "sum(hash(t)::HUGEINT)"]
+        found = self.con.execute(f"SELECT {', '.join(parts)} FROM {source} t").fetchone() if parts else ()
+        failed = [(rule, count) for rule, count in zip(rules, found) if count]
+        if failed:
+            examples = self.con.execute("SELECT " + ", ".join(
+                f"min_by({rule.example}, file_row_number, {MAX_EXAMPLES}) FILTER (WHERE {rule.condition})"
+                if rule.example else "NULL" for rule, _ in failed) + f" FROM {source}").fetchone()
+            for (rule, count), shown in zip(failed, examples):
+                shown = ([_show(v, rule.kind) for v in shown] if rule.example else
                          [rule.fixed] * min(count, MAX_EXAMPLES))
                 failures.append({"column": rule.column, "check": rule.check, "count": int(count), "examples": shown})
         failures += self._duplicates(columns, source, typed, raw)
         failures.sort(key=lambda f: (f["column"], f["check"]))
         result = ValidationResult(rows=rows, failures=failures)
+        digest = None
+        if fingerprint and result.passed:
+            schema = self.con.execute(f"DESCRIBE SELECT * FROM read_parquet({_lit(str(self.staged))})").fetchall()
+            digest = fingerprint_digest(schema, *found[len(rules):])
         self.progress(f"{self.file}: {len(rules) + len(missing) + 1} checks on {rows:,} rows in "
                       f"{time.monotonic() - started:.1f} s: " + ("passed" if result.passed else
                                                                   f"{len(failures)} failed"))
-        return LoadedBatch(rows, list(header), result, how)
+        return LoadedBatch(rows, list(header), result, how, digest)
 
     def _duplicates(self, columns, source, typed, raw) -> list[dict]:
         """pandera's `unique=` over the key columns the file has: the rows of a duplicated key, reported per key
@@ -721,9 +728,10 @@ class _Reader:
         exprs = [(raw if c.bad else typed)[c.index] for c in keys]
         selected = ", ".join(f"{e} AS k{i}" for i, e in enumerate(exprs))
         names = ", ".join(f"k{i}" for i in range(len(keys)))
+        # A cheap pass first: rows grouped by a 64-bit hash of their key (a collision only costs the exact pass).
         duplicated = self.con.execute(
-            f"SELECT count(*) FROM (SELECT {selected} FROM {source}) GROUP BY {names} HAVING count(*) > 1 LIMIT 1"
-        ).fetchall()
+            f"SELECT count(*) FROM (SELECT hash({', '.join(exprs)}) AS h FROM {source}) GROUP BY h "
+            "HAVING count(*) > 1 LIMIT 1").fetchall()
         if not duplicated:
             return []
         match = " AND ".join(f"d.k{i} IS NOT DISTINCT FROM r.k{i}" for i in range(len(keys)))

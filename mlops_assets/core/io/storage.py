@@ -138,12 +138,8 @@ class PartitionStore:
         source = f"read_parquet('{_quoted(path)}', file_row_number = true)"
         with scratch_connection() as con:
             schema = con.execute(f"DESCRIBE SELECT * FROM read_parquet('{_quoted(path)}')").fetchall()
-            rows, xor, total = con.execute(
-                f"SELECT count(*), bit_xor(h), sum(h::HUGEINT) FROM (SELECT hash(t) AS h FROM {source} t)"
-            ).fetchone()
-        digest = hashlib.sha256(json.dumps([[name, kind] for name, kind, *_ in schema]).encode())
-        digest.update(f"{rows}:{xor}:{total}".encode())
-        return digest.hexdigest()
+            found = con.execute(f"SELECT count(*), bit_xor(hash(t)), sum(hash(t)::HUGEINT) FROM {source} t").fetchone()
+        return fingerprint_digest(schema, *found)
 
     def remove(self, asset: str, partition: str) -> None:
         self.path(asset, partition).unlink(missing_ok=True)
@@ -181,6 +177,15 @@ class PartitionStore:
                         f"FROM read_parquet('{pattern}', filename = true, union_by_name = true)"
                     )
         return con
+
+
+def fingerprint_digest(schema, rows: int, xor, total) -> str:
+    """PartitionStore.fingerprint from DESCRIBE's rows and the aggregates count(*), bit_xor(hash(t)),
+    sum(hash(t)::HUGEINT) over `read_parquet(path, file_row_number = true) t` (the ingest computes them while it
+    checks the table)."""
+    digest = hashlib.sha256(json.dumps([[name, kind] for name, kind, *_ in schema]).encode())
+    digest.update(f"{rows}:{xor}:{total}".encode())
+    return digest.hexdigest()
 
 
 def _quoted(path: Path) -> str:
