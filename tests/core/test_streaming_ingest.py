@@ -280,3 +280,64 @@ def test_progress_is_reported_through_the_callback(tmp_path):
     new_path(good_bytes(200), SYNTHETIC, "features", DAY, tmp_path, messages)
     text = "\n".join(messages)
     assert "200 rows read and typed" in text and "checks on 200 rows" in text and "passed" in text
+
+
+# ------------------------------------------------------------------------------------------- through ingest()
+
+
+class _FakeS3:
+    """The calls S3Landing makes, in memory (get_object returns a stream read in blocks)."""
+
+    def __init__(self):
+        self.objects = {}
+
+    def put_object(self, Bucket, Key, Body):
+        self.objects[Key] = bytes(Body)
+
+    def get_object(self, Bucket, Key):
+        return {"Body": io.BytesIO(self.objects[Key])}
+
+    def delete_object(self, Bucket, Key):
+        self.objects.pop(Key, None)
+
+    def list_objects_v2(self, Bucket, Prefix=""):
+        return {"Contents": [{"Key": k, "Size": len(v), "ETag": '"x"'} for k, v in self.objects.items()
+                             if k.startswith(Prefix)]}
+
+
+def test_a_file_landed_in_s3_is_spooled_then_ingested_and_its_data_version_is_the_tables(tmp_path):
+    from mlops_assets.core.ingestion.ingest import ingest
+    from mlops_assets.core.ingestion.kept import Archive, Quarantine
+    from mlops_assets.core.ingestion.landing import S3Landing, sha256_bytes
+
+    content = good_bytes(50)
+    landing = S3Landing(_FakeS3(), "bucket", "synthetic")
+    landing.deliver(FILE, content)
+    store = PartitionStore(tmp_path / "warehouse")
+    messages = []
+    outcome = ingest(landing, Archive(tmp_path / "archive"), Quarantine(tmp_path / "quarantine"), store, SYNTHETIC,
+                     "features", DAY, progress=messages.append)
+    assert outcome.accepted and outcome.rows == 50 and outcome.source.sha256 == sha256_bytes(content)
+    assert (tmp_path / "archive" / outcome.archived.stored_as).read_bytes() == content
+    assert not landing.exists(FILE)
+    assert outcome.fingerprint == store.fingerprint("raw_batch", DAY)  # computed on the way, same as after
+    assert list((tmp_path / ".ingest").iterdir()) == []  # the spooled copy and DuckDB's files are gone
+    assert any("MiB" in m for m in messages) and any("50 rows read and typed" in m for m in messages)
+    _, reference, _ = old_path(content, SYNTHETIC, "features", DAY, tmp_path)
+    new_schema, new_frame = table(store.path("raw_batch", DAY))
+    old_schema, old_frame = table(tmp_path / "old" / "raw_batch" / f"{DAY}.parquet")
+    assert new_schema == old_schema
+    pd.testing.assert_frame_equal(new_frame, old_frame)
+
+
+def test_the_fingerprint_follows_the_content(tmp_path):
+    store = PartitionStore(tmp_path)
+    base = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": ["x", "y", "z"]})
+    store.write("t", DAY, base)
+    first = store.fingerprint("t", DAY)
+    store.write("t", DAY, base.copy())
+    assert store.fingerprint("t", DAY) == first
+    for changed in (base.iloc[[2, 1, 0]].reset_index(drop=True), base.assign(a=[1.0, 2.0, 3.5]), base.iloc[:2],
+                    base.rename(columns={"b": "c"})):
+        store.write("t", DAY, changed)
+        assert store.fingerprint("t", DAY) != first

@@ -1,4 +1,8 @@
-"""Reading a landed CSV into a typed batch, and the pandera schema that validates it, both built from the spec.
+"""Reading a landed CSV into a typed batch, and the pandera schema that validates it, both built from the spec:
+the in-memory reference. Ingestion streams the file instead (streaming.py: DuckDB and SQL, bounded memory),
+with the same rejections, messages and failure table, tested against this module; the structure check
+(`check_rows`) is shared. read_batch and validate_batch remain for small in-memory frames (history loading,
+benchmarks).
 
 Two kinds of bad input, two outcomes:
 - a file that cannot be read as a table at all (empty, header only, truncated mid-row, a row with too few or

@@ -38,7 +38,7 @@ def _ingest_asset(scope: ModelScope, kind: str, description: str):
 
     @dg.asset(
         name=name, key_prefix=scope.key_prefix, partitions_def=scope.daily, group_name="ingestion",
-        owners=OWNERS, kinds={"csv", "pandas", "parquet"}, code_version=INGEST_CODE_VERSION, description=description,
+        owners=OWNERS, kinds={"csv", "duckdb", "parquet"}, code_version=INGEST_CODE_VERSION, description=description,
         check_specs=[schema_check],
     )
     def _asset(context: dg.AssetExecutionContext, portfolio: PortfolioResource) -> dg.MaterializeResult:
