@@ -185,6 +185,7 @@ BENIGN = {
                                          (3, 0): "2025-01-01", (4, 0): "2025-01-01 10:00"}),
     "nanosecond timestamps": _edit({(1, 0): "2025-01-01 00:00:01.123456789"}),
     "extra column": ("\n".join([HEADER + ",note"] + [r + f",n{i}" for i, r in enumerate(ROWS)] + [""])).encode(),
+    "extra columns differing only in case": ("\n".join([HEADER + ",note,Note"] + [r + ",a,b" for r in ROWS] + [""])).encode(),
     "extra empty column": ("\n".join([HEADER + ",note"] + [r + "," for r in ROWS] + [""])).encode(),
     "large and small numbers": _edit({(1, 2): "1e-5", (2, 3): "-0", (3, 4): "+2", (4, 5): "1E1", (5, 6): ".5"}),
 }
