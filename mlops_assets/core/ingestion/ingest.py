@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,11 +82,27 @@ def workspace(archive: Archive) -> Iterator[Path]:
     archive or quarantine, not copied), removed afterwards."""
     parent = archive.root.parent / WORK_FOLDER
     parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(parent)
     folder = Path(tempfile.mkdtemp(dir=parent))
     try:
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+STALE_SECONDS = 24 * 3600
+
+
+def _remove_stale(parent: Path) -> None:
+    """What a crashed ingest left (a spooled copy, DuckDB's spill) goes once it is a day old: no ingest runs
+    that long, so nothing in use is touched."""
+    now = time.time()
+    for entry in parent.iterdir():
+        try:
+            if now - entry.stat().st_mtime > STALE_SECONDS:
+                shutil.rmtree(entry, ignore_errors=True)
+        except OSError:
+            continue
 
 
 def locate(landing, archive: Archive, kind: str, partition: str, work: Path,
