@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: demo test ui bench chaos clean
+.PHONY: demo test ui bench bench-scale chaos clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ test: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) -m mlops_assets.benchmarks.speed $(ARGS)
 	$(PY) -m mlops_assets.benchmarks.detection $(DETECTION_ARGS)
+	$(PY) -m mlops_assets.benchmarks.scale $(SCALE_ARGS)
+
+# Scale alone: ingest of a 5,000,000-row day, landing-sensor ticks against a large archive, the daily cycle
+# at 30 and 1,000 days of history (SCALE_ARGS="--only ingest --rows 1000000" for a part).
+bench-scale: $(VENV)/.installed
+	$(PY) -m mlops_assets.benchmarks.scale $(SCALE_ARGS)
 
 chaos: $(VENV)/.installed
 	$(PY) -m mlops_assets.benchmarks.chaos $(ARGS)

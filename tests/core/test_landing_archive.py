@@ -173,3 +173,19 @@ def test_s3_scan_downloads_only_new_or_changed_objects():
     assert landing.scan(known).files == first.files and client.gets == 2
     landing.deliver(NAME, b"a\n3\n")
     assert landing.scan(known).hashed == 1 and client.gets == 3
+
+
+def test_ingest_leaves_no_work_files_and_clears_what_a_crash_left(tmp_path, spec, batch):
+    import os
+    import time
+
+    model = Model(tmp_path, spec)
+    crashed = tmp_path / ".ingest" / "tmpcrashed"
+    crashed.mkdir(parents=True)
+    (crashed / "landed").write_bytes(b"a spooled copy")
+    old = time.time() - 2 * 24 * 3600
+    os.utime(crashed, (old, old))
+    model.landing.deliver(NAME, corruptions.features_file_bytes(spec, batch))
+    assert model.ingest().accepted
+    assert list((tmp_path / ".ingest").iterdir()) == []
+    assert not [p for p in (tmp_path / "warehouse" / "raw_batch").iterdir() if p.name.startswith(".")]

@@ -207,3 +207,17 @@ def test_labels_of_a_day_whose_features_were_rejected_wait_for_corrected_feature
     deliver_features(pipeline, synthetic_spec, batch)  # the corrected file
     pipeline.tick()
     assert pipeline.store.partitions("labeled_examples") == [day]
+
+
+def test_ingestion_reports_its_progress_in_the_runs_log(make_pipeline, synthetic_spec):
+    pipeline = make_pipeline(SPECS / "synthetic.toml")
+    [batch] = synthetic_batches(synthetic_spec, 1)
+    deliver_features(pipeline, synthetic_spec, batch)
+    assert pipeline.tick() == 1
+    [run] = pipeline.instance.get_runs()
+    logged = [e.user_message for e in pipeline.instance.all_logs(run.run_id) if e.user_message]
+    assert any("features_2025-01-01.csv: read" in m and "MiB" in m for m in logged)
+    assert any("60 rows read and typed" in m for m in logged)
+    assert any("checks on 60 rows" in m and "passed" in m for m in logged)
+    mat = pipeline.instance.get_latest_materialization_event(pipeline.key("raw_batch"))
+    assert mat.asset_materialization.metadata["dagster/row_count"].value == 60

@@ -15,6 +15,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
+import shutil
+import tempfile
+import uuid
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -41,6 +45,45 @@ def _keep_bytes(path: Path, content: bytes, sha256: str) -> None:
     if path.is_file() and path.stat().st_size == len(content) and _file_sha256(path) == sha256:
         return
     write_atomic(path, content)
+
+
+def _keep_file(path: Path, source: Path, sha256: str) -> None:
+    """Put the file `source` (whose sha256 the caller computed) at its content-addressed path, unless the very
+    same bytes are already there: a hard link when both are on one file system (no copy of a large file), else
+    a streamed copy; atomically either way. `source` stays where it is."""
+    source = Path(source)
+    if path.is_file():
+        if os.path.samefile(path, source):
+            return
+        if path.stat().st_size == source.stat().st_size and _file_sha256(path) == sha256:
+            return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def spool_chunks(chunks, folder: Path) -> tuple[Path, str]:
+    """Write a stream of byte blocks to a private file in `folder`: (its path, its sha256)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".incoming.", suffix=".tmp")
+    digest = hashlib.sha256()
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for block in chunks:
+                digest.update(block)
+                out.write(block)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp), digest.hexdigest()
 
 
 def _file_sha256(path: Path) -> str:
@@ -84,6 +127,25 @@ class Quarantine:
         sha256 = sha256_bytes(content)
         stored = self.path(name, partition, sha256)
         _keep_bytes(stored, content, sha256)
+        return self._record(name, partition, stored, sha256, reason, column)
+
+    def keep_file(self, name: str, partition: str, source: Path, sha256: str, reason: str,
+                  column: str | None = None) -> QuarantineRecord:
+        """`keep` for a file on disk (its sha256 computed by the caller), without reading it into memory."""
+        stored = self.path(name, partition, sha256)
+        _keep_file(stored, source, sha256)
+        return self._record(name, partition, stored, sha256, reason, column)
+
+    def keep_chunks(self, name: str, partition: str, chunks, reason: str, column: str | None = None) -> QuarantineRecord:
+        """`keep` for a stream of byte blocks (a landed file read in blocks)."""
+        self.folder(partition)  # refuse an unsafe name before writing anything
+        tmp, sha256 = spool_chunks(chunks, self.root)
+        try:
+            return self.keep_file(name, partition, tmp, sha256, reason, column)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _record(self, name, partition, stored: Path, sha256: str, reason: str, column: str | None) -> QuarantineRecord:
         record = QuarantineRecord(
             file=name, partition=partition, column=column, reason=reason, quarantined_at=_now(),
             stored_as=str(stored.relative_to(self.root.resolve())), sha256=sha256,
@@ -144,11 +206,27 @@ class Archive:
         _keep_bytes(path, content, sha256)
         return path
 
+    def store_file(self, name: str, partition: str, source: Path, sha256: str) -> Path:
+        """`store` for a file on disk (its sha256 computed by the caller), linked or streamed, never loaded."""
+        path = self.path(name, partition, sha256)
+        _keep_file(path, source, sha256)
+        return path
+
+    def stored_path(self, version: ArchivedVersion) -> Path:
+        return safe_join(self.root, version.stored_as)
+
     def accept(self, name: str, partition: str, content: bytes) -> ArchivedVersion:
         """Store the bytes and record them as the partition's current accepted version."""
-        kind, _ = parse_file_name(name)
         path = self.store(name, partition, content)
-        version = ArchivedVersion(file=name, partition=partition, sha256=sha256_bytes(content),
+        return self._record_accepted(name, partition, path, sha256_bytes(content))
+
+    def accept_file(self, name: str, partition: str, source: Path, sha256: str) -> ArchivedVersion:
+        """`accept` for a file on disk (its sha256 computed by the caller)."""
+        return self._record_accepted(name, partition, self.store_file(name, partition, source, sha256), sha256)
+
+    def _record_accepted(self, name: str, partition: str, path: Path, sha256: str) -> ArchivedVersion:
+        kind, _ = parse_file_name(name)
+        version = ArchivedVersion(file=name, partition=partition, sha256=sha256,
                                   stored_as=str(path.relative_to(self.root.resolve())), accepted_at=_now())
         history = self.history(kind, partition)
         if not history or history[-1].sha256 != version.sha256:
@@ -184,7 +262,6 @@ def move_to_quarantine(landing, quarantine: Quarantine, name: str, partition: st
     version replaced it meanwhile). Returns None when the file is no longer there (already moved)."""
     if not landing.exists(name):
         return None
-    content = landing.read(name)
-    record = quarantine.keep(name, partition, content, reason, column)
+    record = quarantine.keep_chunks(name, partition, landing.iter_chunks(name), reason, column)
     landing.remove_if_unchanged(name, record.sha256)
     return record

@@ -70,9 +70,13 @@ def _kind_of(mode: int) -> str:
     return "not a regular file"
 
 
-def read_regular_file(path: Path) -> tuple[bytes, str]:
-    """The bytes of a regular file and their sha256. Opened non-blocking and checked with fstat before any
-    read, so a FIFO or device put in its place is refused instead of blocking the caller."""
+CHUNK = 8 << 20  # bytes per block: a landed file is never held whole in memory, whatever its size
+
+
+def regular_file_chunks(path: Path, size: int = CHUNK):
+    """The bytes of a regular file, block by block. Opened non-blocking and checked with fstat before any read,
+    so a FIFO or device put in its place is refused (UnreadableFile, on the first block) instead of blocking
+    the caller."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
@@ -82,16 +86,32 @@ def read_regular_file(path: Path) -> tuple[bytes, str]:
         if not stat.S_ISREG(info.st_mode):
             raise UnreadableFile(errno.EINVAL, f"{_kind_of(info.st_mode)}, not a regular file: never opened for "
                                  "reading", str(path))
-        chunks, sha = [], hashlib.sha256()
         while True:
-            block = os.read(fd, 1 << 20)
+            block = os.read(fd, size)
             if not block:
                 break
-            sha.update(block)
-            chunks.append(block)
-        return b"".join(chunks), sha.hexdigest()
+            yield block
     finally:
         os.close(fd)
+
+
+def hash_chunks(chunks) -> str:
+    digest = hashlib.sha256()
+    for block in chunks:
+        digest.update(block)
+    return digest.hexdigest()
+
+
+def hash_regular_file(path: Path) -> str:
+    """The sha256 of a regular file, read block by block (see regular_file_chunks)."""
+    return hash_chunks(regular_file_chunks(path))
+
+
+def read_regular_file(path: Path) -> tuple[bytes, str]:
+    """The bytes of a regular file and their sha256 (small files only: the whole file is in memory)."""
+    chunks = list(regular_file_chunks(path))
+    content = b"".join(chunks)
+    return content, sha256_bytes(content)
 
 
 def _why(exc: OSError) -> str:
@@ -132,7 +152,7 @@ class LocalLanding:
                 size, stamp = info.st_size, str(info.st_mtime_ns)
                 sha = _known_sha(known, name, size, stamp)
                 if sha is None:
-                    _, sha = read_regular_file(path)
+                    sha = hash_regular_file(path)
                     out.hashed += 1
             except FileNotFoundError:
                 out.skipped.append((name, "vanished between listing and reading"))
@@ -156,18 +176,34 @@ class LocalLanding:
     def read(self, name: str) -> bytes:
         return read_regular_file(self._path(name))[0]
 
+    def iter_chunks(self, name: str):
+        """The landed file block by block (UnreadableFile if it is not a regular file or vanished)."""
+        return regular_file_chunks(self._path(name))
+
     def exists(self, name: str) -> bool:
         return os.path.lexists(self._path(name))
 
     def remove(self, name: str) -> None:
         self._path(name).unlink(missing_ok=True)
 
-    def remove_if_unchanged(self, name: str, sha256: str) -> bool:
-        """Take the file out of the landing zone only if it still holds the bytes that were processed (a newer
-        delivery that replaced it meanwhile stays for the sensor)."""
-        path = self._path(name)
+    def identity(self, name: str) -> tuple[int, int, int, int] | None:
+        """(device, inode, size, modification time in ns): what changes when the file is replaced or rewritten."""
         try:
-            _, current = read_regular_file(path)
+            info = os.stat(self._path(name))
+        except OSError:
+            return None
+        return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+
+    def remove_if_unchanged(self, name: str, sha256: str, identity: tuple | None = None) -> bool:
+        """Take the file out of the landing zone only if it still holds the bytes that were processed (a newer
+        delivery that replaced it meanwhile stays for the sensor). With the `identity` it had when it was read,
+        an unchanged file is not read again to compare its hash."""
+        path = self._path(name)
+        if identity is not None and self.identity(name) == tuple(identity):
+            path.unlink(missing_ok=True)
+            return True
+        try:
+            current = hash_regular_file(path)
         except OSError:
             return False
         if current != sha256:
@@ -214,7 +250,7 @@ class S3Landing:
                 sha = _known_sha(known, name, size, stamp)
                 if sha is None:
                     try:
-                        sha = sha256_bytes(self.read(name))
+                        sha = hash_chunks(self.iter_chunks(name))
                         out.hashed += 1
                     except Exception as exc:  # noqa: BLE001 - gone, denied, throttled: this object, this time
                         out.skipped.append((name, f"unreadable: {exc}"))
@@ -229,6 +265,20 @@ class S3Landing:
     def read(self, name: str) -> bytes:
         return self.client.get_object(Bucket=self.bucket, Key=self._key(name))["Body"].read()
 
+    def iter_chunks(self, name: str, size: int = CHUNK):
+        """The object block by block, streamed from S3 (never held whole in memory)."""
+        body = self.client.get_object(Bucket=self.bucket, Key=self._key(name))["Body"]
+        try:
+            while True:
+                block = body.read(size)
+                if not block:
+                    break
+                yield block
+        finally:
+            close = getattr(body, "close", None)
+            if close is not None:
+                close()
+
     def exists(self, name: str) -> bool:
         resp = self.client.list_objects_v2(Bucket=self.bucket, Prefix=self._key(name))
         return any(o["Key"] == self._key(name) for o in resp.get("Contents", []))
@@ -236,9 +286,12 @@ class S3Landing:
     def remove(self, name: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(name))
 
-    def remove_if_unchanged(self, name: str, sha256: str) -> bool:
+    def identity(self, name: str) -> None:
+        return None  # an object is re-read to compare its hash
+
+    def remove_if_unchanged(self, name: str, sha256: str, identity: tuple | None = None) -> bool:
         try:
-            if sha256_bytes(self.read(name)) != sha256:
+            if hash_chunks(self.iter_chunks(name)) != sha256:
                 return False
         except Exception:  # noqa: BLE001 - already gone or unreadable: nothing to remove
             return False
@@ -261,5 +314,6 @@ __all__ = [
     "FILE_KINDS", "Archive", "ArchivedVersion", "LandedFile", "LandingScan", "LocalLanding", "NotADate",
     "Quarantine", "QuarantineRecord", "S3Landing", "UnreadableFile", "UnsafeFileName", "check_file_name",
     "check_partition_key", "features_file_name", "labels_file_name", "landed_file_name", "move_to_quarantine",
-    "name_problem", "parse_file_name", "parse_s3_url", "read_regular_file", "safe_join", "sha256_bytes",
+    "name_problem", "parse_file_name", "parse_s3_url", "read_regular_file", "regular_file_chunks", "hash_regular_file",
+    "safe_join", "sha256_bytes",
 ]

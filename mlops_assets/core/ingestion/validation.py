@@ -1,4 +1,8 @@
-"""Reading a landed CSV into a typed batch, and the pandera schema that validates it, both built from the spec.
+"""Reading a landed CSV into a typed batch, and the pandera schema that validates it, both built from the spec:
+the in-memory reference. Ingestion streams the file instead (streaming.py: DuckDB and SQL, bounded memory),
+with the same rejections, messages and failure table, tested against this module; the structure check
+(`check_rows`) is shared. read_batch and validate_batch remain for small in-memory frames (history loading,
+benchmarks).
 
 Two kinds of bad input, two outcomes:
 - a file that cannot be read as a table at all (empty, header only, truncated mid-row, a row with too few or
@@ -18,6 +22,7 @@ import datetime as dt
 import io
 import re
 from dataclasses import dataclass, field
+from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -71,11 +76,36 @@ def decode_text(content: bytes, file: str, partition: str) -> str:
                                              f"(Latin-1 or Windows-1252 text?); {SEND_UTF8}") from None
 
 
+@dataclass(frozen=True)
+class TextEnd:
+    """What the structure check needs to know about the end of a file's text, so it can run over a stream of
+    lines as well as over the whole text: whether it ends with a line end, the number of its last line (trailing
+    line ends not counted), and whether that last line ends in an empty field."""
+
+    ends_with_newline: bool
+    last_line: int
+    last_field_empty: bool
+
+    @classmethod
+    def of_text(cls, text: str) -> "TextEnd":
+        stripped = text.rstrip("\r\n")
+        last = stripped.rsplit("\n", 1)[-1].rstrip("\r")
+        return cls(text.endswith("\n"), stripped.count("\n") + 1, last.split(",")[-1] == "")
+
+
 def check_structure(text: str, file: str, partition: str) -> list[str]:
     """The header, after checking the file is one whole table: a header with distinct, non-blank names, at
     least one row, and every row with as many fields as the header (a short row would otherwise be padded with
     nulls, a duplicated column renamed `x.1`)."""
-    reader = csv.reader(io.StringIO(text, newline=""))
+    return check_rows(io.StringIO(text, newline=""), TextEnd.of_text(text), file, partition)[0]
+
+
+def check_rows(lines: Iterable[str], end: TextEnd, file: str, partition: str,
+               write_row: Callable[[list[str]], object] | None = None) -> tuple[list[str], int]:
+    """`check_structure` over any iterable of lines (split as `newline=""` splits them), so a file can be checked
+    as a stream: (header, number of rows). `write_row`, if given, receives the header and each row kept (blank
+    lines are skipped), to write a normalised copy in the same pass."""
+    reader = csv.reader(lines)
     header: list[str] | None = None
     rows = 0
     try:
@@ -85,21 +115,28 @@ def check_structure(text: str, file: str, partition: str) -> list[str]:
             if header is None:
                 header = row
                 _check_header(header, file, partition)
+                if write_row is not None:
+                    write_row(row)
                 continue
             rows += 1
             if len(row) != len(header):
-                _short_or_long_row(text, reader.line_num, row, header, file, partition)
+                _short_or_long_row(end, reader.line_num, row, header, file, partition)
+            if write_row is not None:
+                write_row(row)
     except csv.Error as exc:
         raise BatchRejected(file, partition, f"malformed CSV at line {reader.line_num}: {exc}") from None
     if header is None:
         raise BatchRejected(file, partition, "empty file (0 rows, no header)")
     if rows == 0:
         raise BatchRejected(file, partition, "header only, no rows")
-    last = text.rstrip("\r\n").rsplit("\n", 1)[-1].rstrip("\r")
-    if not text.endswith("\n") and last.split(",")[-1] == "":
+    check_last_field(end, header, file, partition)
+    return header, rows
+
+
+def check_last_field(end: TextEnd, header: list[str], file: str, partition: str) -> None:
+    if not end.ends_with_newline and end.last_field_empty:
         raise BatchRejected(file, partition, "truncated: the last line ends in an empty field and has no line end",
                             column=header[-1])
-    return header
 
 
 def _check_header(header: list[str], file: str, partition: str) -> None:
@@ -116,8 +153,8 @@ def _check_header(header: list[str], file: str, partition: str) -> None:
                                                  f"header (columns {', '.join(map(str, places))})", column=name)
 
 
-def _short_or_long_row(text: str, line: int, row: list[str], header: list[str], file: str, partition: str):
-    if not text.endswith("\n") and text.rstrip("\r\n").count("\n") + 1 == line:
+def _short_or_long_row(end: TextEnd, line: int, row: list[str], header: list[str], file: str, partition: str):
+    if not end.ends_with_newline and end.last_line == line:
         raise BatchRejected(
             file, partition, f"truncated: the last line has {len(row)} of {len(header)} fields and no line end",
             column=header[len(row) - 1] if len(row) <= len(header) else None,

@@ -164,7 +164,8 @@ def _plan_file(f: LandedFile, landing, archive: Archive, quarantine: Quarantine,
                previous: LandingCursor, cursor: LandingCursor, plan: TickPlan, note) -> None:
     status, why = window.classify(f.partition)
     if status == "reject":
-        record = quarantine.keep(f.name, f.partition, landing.read(f.name), f"not a partition of this model: {why}")
+        record = quarantine.keep_chunks(f.name, f.partition, landing.iter_chunks(f.name),
+                                        f"not a partition of this model: {why}")
         if not landing.remove_if_unchanged(f.name, record.sha256):
             cursor.files[f.name] = FileState(None, None, None, WAITING)  # replaced meanwhile: look again
         plan.log.append((logging.WARNING, f"quarantined landed file {f.name!r} (partition {f.partition}): {why} "

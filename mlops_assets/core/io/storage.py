@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import threading
+import uuid
 from pathlib import Path
 
 import duckdb
@@ -76,9 +77,25 @@ class PartitionStore:
         return sorted(p.stem for p in folder.glob("*.parquet")) if folder.exists() else []
 
     # ----------------------------------------------------------------------------------------- tables
-    def write(self, asset: str, partition: str, frame: pd.DataFrame) -> Path:
+    def staging_path(self, asset: str, partition: str) -> Path:
+        """A private file beside the partition's table, for a table written elsewhere (DuckDB straight from a
+        CSV) and then put in place by `write(asset, partition, that_path)`. Not a `.parquet` name, so never
+        read as a partition."""
         target = self.path(asset, partition)
         target.parent.mkdir(parents=True, exist_ok=True)
+        return target.with_name(f".{target.name}.staged-{os.getpid()}-{threading.get_ident()}-{uuid.uuid4().hex[:8]}")
+
+    def write(self, asset: str, partition: str, frame: pd.DataFrame | Path) -> Path:
+        """Replace the partition's table atomically with `frame`, or with the Parquet file at a staging path
+        (which is moved, not copied)."""
+        target = self.path(asset, partition)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(frame, (str, os.PathLike)):
+            staged = Path(frame)
+            if staged.parent.resolve() != target.parent:
+                raise ValueError(f"a staged table must be beside its partition (in {target.parent}), not {staged}")
+            os.replace(staged, target)
+            return target
         tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{threading.get_ident()}")
         if "'" in str(tmp):  # COPY's target cannot be a bound parameter; our paths never hold quotes
             raise ValueError(f"refusing to write to a path with a quote: {tmp}")
@@ -110,6 +127,19 @@ class PartitionStore:
                 [[str(p) for p in paths]],
             ).df()
         return frame.drop(columns=["filename"])
+
+    def fingerprint(self, asset: str, partition: str) -> str:
+        """A content hash of a stored table (column names and types, row count, every value in its row's
+        position), computed by DuckDB without loading the table: the data version of a raw table, however large.
+        DuckDB's hash() may change between DuckDB versions (the data version would then change once)."""
+        path = self.path(asset, partition)
+        if not path.exists():
+            raise MissingPartition(f"no {asset} table for partition {partition}")
+        source = f"read_parquet('{_quoted(path)}', file_row_number = true)"
+        with scratch_connection() as con:
+            schema = con.execute(f"DESCRIBE SELECT * FROM read_parquet('{_quoted(path)}')").fetchall()
+            found = con.execute(f"SELECT count(*), bit_xor(hash(t)), sum(hash(t)::HUGEINT) FROM {source} t").fetchone()
+        return fingerprint_digest(schema, *found)
 
     def remove(self, asset: str, partition: str) -> None:
         self.path(asset, partition).unlink(missing_ok=True)
@@ -147,6 +177,19 @@ class PartitionStore:
                         f"FROM read_parquet('{pattern}', filename = true, union_by_name = true)"
                     )
         return con
+
+
+def fingerprint_digest(schema, rows: int, xor, total) -> str:
+    """PartitionStore.fingerprint from DESCRIBE's rows and the aggregates count(*), bit_xor(hash(t)),
+    sum(hash(t)::HUGEINT) over `read_parquet(path, file_row_number = true) t` (the ingest computes them while it
+    checks the table)."""
+    digest = hashlib.sha256(json.dumps([[name, kind] for name, kind, *_ in schema]).encode())
+    digest.update(f"{rows}:{xor}:{total}".encode())
+    return digest.hexdigest()
+
+
+def _quoted(path: Path) -> str:
+    return str(path).replace("'", "''")
 
 
 def frame_fingerprint(frame: pd.DataFrame) -> str:
