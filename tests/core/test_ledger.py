@@ -335,3 +335,21 @@ def test_a_ledger_in_the_previous_layout_is_read_and_moved_to_day_files_as_days_
     seen, acted = story(ledger)
     assert seen == expected(pd.concat([old_day().iloc[:3], rows_for(D1, "v9", "shadow", ["c1"], [0.5])]))
     assert acted == {e: ["v1"] for e in ENTITIES}
+
+
+def test_reading_one_day_does_not_list_the_ledger(tmp_path, monkeypatch):
+    """A day's rows come from its own file: the daily cycle's cost must not grow with the days stored."""
+    import pathlib
+
+    ledger = PredictionLedger(tmp_path / "ledger")
+    ledger.write(pd.concat([rows_for(dt.date(2025, 3, d), "v1", "champion", ["c1", "c2"], [0.2, 0.7])
+                            for d in (1, 2)], ignore_index=True))
+    before = ledger.day("2025-03-02")
+
+    def no_listing(self, *args, **kwargs):
+        raise AssertionError(f"listed {self}")
+
+    monkeypatch.setattr(pathlib.Path, "glob", no_listing)
+    monkeypatch.setattr(pathlib.Path, "iterdir", no_listing)
+    after = ledger.day("2025-03-02")
+    assert len(after) == len(before) > 0 and set(after["day"].astype(str)) == {"2025-03-02"}

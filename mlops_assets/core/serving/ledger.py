@@ -131,6 +131,8 @@ class PredictionLedger:
 
     def _files(self, start: str | None = None, end: str | None = None, day: str | None = None) -> list[Path]:
         """The files holding the days asked for: a day's file when it has one, else its legacy files."""
+        if day is not None and (self.root / f"{day}.parquet").is_file():
+            return [self.root / f"{day}.parquet"]  # one day: no listing, so its cost does not grow with history
         current = self._day_files()
         files = list(current.values()) + [p for p in self._legacy_files(day) if p.stem not in current]
         return sorted(p for p in files if (day is None or p.stem == day) and not (start and p.stem < start)
