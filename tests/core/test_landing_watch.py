@@ -126,3 +126,24 @@ def test_a_file_waiting_for_its_day_is_requested_once_the_day_is_over(zone):
     later = PartitionWindow(OPEN.first, None, TODAY, TODAY + dt.timedelta(days=1))
     [request] = plan_tick(landing, archive, quarantine, plan.cursor, later).requests
     assert request.run_key.startswith("labels:2025-03-10:")
+
+
+def test_accepted_bytes_leave_landing_even_after_they_were_requested(tmp_path):
+    """A file requested on one tick, ingested, then delivered again with the same bytes (a replay resumed, or a
+    run that died before clearing landing) must not stay in the landing zone forever."""
+    from mlops_assets.core.ingestion.kept import Archive
+    from mlops_assets.core.ingestion.landing import LocalLanding, Quarantine
+    from mlops_assets.core.ingestion.watch import PartitionWindow, plan_tick
+    import datetime as dt
+
+    landing, archive = LocalLanding(tmp_path / "landing"), Archive(tmp_path / "archive")
+    quarantine = Quarantine(tmp_path / "quarantine")
+    window = PartitionWindow(first=dt.date(2025, 1, 1), last=None, last_now=dt.date(2025, 1, 31),
+                             today=dt.date(2025, 2, 1))
+    content = b"timestamp,x\n2025-01-04T01:00:00,1\n"
+    landing.deliver("features_2025-01-04.csv", content)
+    first = plan_tick(landing, archive, quarantine, None, window)
+    assert len(first.requests) == 1
+    archive.accept("features_2025-01-04.csv", "2025-01-04", content)  # the run ingested it ...
+    second = plan_tick(landing, archive, quarantine, first.cursor, window)  # ... and died before clearing landing
+    assert second.requests == [] and not landing.exists("features_2025-01-04.csv")

@@ -175,15 +175,18 @@ def _plan_file(f: LandedFile, landing, archive: Archive, quarantine: Quarantine,
         note(logging.INFO, f.name, f"{f.name}: {why}")
         cursor.files[f.name] = FileState(f.size, f.stamp, f.sha256, WAITING)
         return
-    before = previous.files.get(f.name)
-    if before is not None and before.sha256 == f.sha256 and before.state == REQUESTED:
-        cursor.files[f.name] = FileState(f.size, f.stamp, f.sha256, REQUESTED)  # requested already, not run yet
-        return
+    # First: the bytes already accepted for the day leave the landing zone, even when an earlier tick requested
+    # them (a run that ingested them and died before clearing landing, or a replay delivering the day again);
+    # a pending run then reads the same bytes from the archive.
     current = archive.current(f.kind, f.partition)
     if current is not None and current.sha256 == f.sha256:
         landing.remove_if_unchanged(f.name, f.sha256)
         plan.log.append((logging.INFO, f"{f.name} is identical to the accepted version of {f.partition} (archive/"
                                        f"{current.stored_as}): nothing to ingest; removed from the landing zone"))
+        return
+    before = previous.files.get(f.name)
+    if before is not None and before.sha256 == f.sha256 and before.state == REQUESTED:
+        cursor.files[f.name] = FileState(f.size, f.stamp, f.sha256, REQUESTED)  # requested already, not run yet
         return
     run_key = f"{f.kind}:{f.partition}:{f.sha256[:16]}"
     if archive.holds(f.name, f.partition, f.sha256) or quarantine.holds(f.name, f.partition, f.sha256):
