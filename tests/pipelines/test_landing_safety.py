@@ -2,17 +2,16 @@
 version is kept (archive when accepted, quarantine when rejected), and an accepted day is only replaced by a
 version that passed its checks."""
 
-import contextlib
 import datetime as dt
 import json
 import logging
 import os
-import signal
 import socket
 
 import dagster as dg
 import pandas as pd
 
+from mlops_assets.benchmarks.chaos_common import alarm  # the chaos suite's wedge guard
 from conftest import SPECS
 from mlops_assets.core.ingestion.landing import features_file_name, labels_file_name, sha256_bytes
 from mlops_assets.demo import corruptions, synthetic
@@ -38,7 +37,7 @@ class Tick:
         handler = logging.Handler()
         handler.emit = self.records.append
         ctx.log.addHandler(handler)
-        with _alarm(20):  # opening a FIFO would block for ever: fail instead of hanging
+        with alarm(20, "the landing sensor"):  # opening a FIFO would block for ever: fail instead of hanging
             self.result = sensor.evaluate_tick(ctx)
         self.requests = list(self.result.run_requests or [])
         self.cursor = self.result.cursor
@@ -51,18 +50,6 @@ class Tick:
         return sorted(r.partition_key for r in self.requests)
 
 
-@contextlib.contextmanager
-def _alarm(seconds):
-    def timeout(*_):
-        raise TimeoutError(f"the sensor blocked for {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, timeout)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def quarantined(pipeline) -> dict[str, object]:
