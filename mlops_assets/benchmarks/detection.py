@@ -1,23 +1,29 @@
-"""Drift detection and retraining figures, printed as tables (`python -m mlops_assets.benchmarks.detection`).
+"""Do the loop's decisions hold on data nobody tuned for? Drift, performance, canary, leakage and volume figures
+per scenario, each against its target (`python -m mlops_assets.benchmarks.detection`).
 
-Plain core functions, no Dagster; the same steps the assets run: a model trained on the spec's window, its
-monitoring reference (`monitoring.build_reference`), the daily `drift_report` and `performance_day`, and
-`retraining.plan_retrains` for the retrain decisions.
+Plain core functions, no Dagster, every call through `detection_core` (the same steps the assets run), with
+every spec's [monitoring] and [deployment] at what the spec says (the benchmark never overrides a policy).
+Scenario families (`--only`):
 
-1. Synthetic scenarios (data/specs/synthetic.toml): a model on the first `window_days` stable days, then one
-   drift report a day. Detection delay (days from onset to the first day every drifting feature is flagged
-   and the status is at least WARN), precision/recall of the flagged features after onset, false alarms on
-   stable days, and the realised accuracy before/after onset (concept drift and prior shift).
-2. Elec2 (data/specs/elec2.toml): the Victoria columns are constant until 1997-05-04 (data/elec2/README.md).
-   Daily effect sizes before the change, ERROR days before it, and the delay to the first ERROR after it.
-3. Elec2 accuracy of the daily champion, deciding at the spec's decision_threshold: never retrained, retrained
-   weekly on the trailing window, retrained on a drift ERROR (and on drift or performance ERROR, as the retrain
-   sensor does), all with the spec's cooldown. Every retrained model is promoted: the promotion gates are not
-   simulated.
+- classification: the synthetic scenarios of data/specs/synthetic.toml (mlops_assets/demo/synthetic.py,
+  500 rows a day): stable, gradual and abrupt covariate shift, concept drift, prior shift.
+- regression: an hourly load at 24 rows a day with trend and daily/weekly seasonality
+  (mlops_assets/demo/synthetic_regression.py, benchmarks/specs/synthetic_regression.toml): stable, feature
+  shift, concept change.
+- elec2: the real Elec2 history; its Victoria columns go live on 1997-05-04 (data/elec2/README.md).
+- canary: candidates known to be better (trained on post-change data, the champion on pre-change data) and
+  worse (trained on label-shuffled data, the champion on the same window) served as canaries day by day
+  through the serving core, labels landing `label_delay_days` later.
+- leakage: an honest candidate, one with a feature that is the target plus a little noise, and one with two
+  features that sum to the target, through the promotion gates.
+- volume: every ordinary served day and a day with 1/24 of its rows, through the volume check.
 
-Options: --quick (one synthetic seed; on Elec2 only the never-retrained and drift-triggered policies),
---seeds N (default 5), --onset DAY, --served-days N, --only synthetic|elec2, --jobs N (worker processes,
-default 2), --out FILE (the same figures as JSON). The full run takes about 3 minutes on 2 idle cores.
+Per scenario: alert days in stable periods, days from onset to the first flag, served quality under three
+policies (never retrained; weekly on the trailing window; "served": retrained when a data-drift or performance
+check is ERROR, with the spec's cooldown, as the retrain sensor does; every retrain promoted, gates and canary
+not simulated), and the label-free estimate's error against realised accuracy (classification).
+Options: --quick (one seed, short horizons, Elec2 without weekly), --seeds N (default 5), --only FAMILY,
+--jobs N (worker processes, default 2), --out FILE (the figures as JSON).
 """
 
 from __future__ import annotations
@@ -27,197 +33,64 @@ import datetime as dt
 import json
 import sys
 import time
+from collections import deque
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from mlops_assets.benchmarks.detection_report import print_elec2, print_synthetic
+from mlops_assets.benchmarks import detection_core as core
+from mlops_assets.benchmarks.detection_report import print_family
+from mlops_assets.benchmarks.detection_scoring import (DayRecord, canary_tally, estimate_error, onset_to_flag,
+                                                       quality, stable_alerts, volume_tally)
+from mlops_assets.core.config.spec import DatasetSpec, FeatureSpec, load_spec
 from mlops_assets.core.features import engineering as features
-from mlops_assets.core.monitoring import reports as monitoring
-from mlops_assets.demo import history as replay
-from mlops_assets.demo import synthetic
-from mlops_assets.core.training import trainer as training
-from mlops_assets.core.training.manifest import plan_training_window
+from mlops_assets.core.ingestion.validation import read_batch
 from mlops_assets.core.io.atomic import write_atomic
 from mlops_assets.core.io.json_safe import json_safe
-from mlops_assets.core.monitoring.drift import drift_report
-from mlops_assets.core.monitoring.drift_profile import ReferenceProfile
-from mlops_assets.core.monitoring.reference import MonitoringReference
-from mlops_assets.core.evaluation.report import latency_ms_per_1k
 from mlops_assets.core.monitoring.retraining import FailedCheck, RetrainState, plan_retrains
-from mlops_assets.core.config.spec import DatasetSpec, load_spec
-from mlops_assets.core.ingestion.validation import read_batch
+from mlops_assets.core.training import trainer as training
+from mlops_assets.demo import history as replay
+from mlops_assets.demo import synthetic
+from mlops_assets.demo import synthetic_regression
 
 DATA = Path(__file__).resolve().parents[2] / "data"
+SPECS = {"classification": DATA / "specs" / "synthetic.toml",
+         "regression": Path(__file__).resolve().parent / "specs" / "synthetic_regression.toml",
+         "elec2": DATA / "specs" / "elec2.toml"}
+ELEC2_CSV = DATA / "elec2" / "elec2_timestamped.csv"
 ELEC2_CHANGE = dt.date(1997, 5, 4)  # the Victoria columns go live (data/elec2/README.md)
-SYNTHETIC_SCENARIOS = ("stable", "gradual_shift", "abrupt_shift", "concept_drift", "prior_shift")
-POLICIES = ("never", "weekly", "drift", "drift_or_performance")
+SCENARIOS = {"classification": synthetic.SCENARIOS, "regression": synthetic_regression.SCENARIOS}
+CONCEPT = {"classification": "concept_drift", "regression": "concept_change"}
+FAMILIES = ("classification", "regression", "elec2", "canary", "leakage", "volume")
+POLICIES = ("never", "weekly", "served")
+SERVED_DAYS_AFTER_ONSET = 30
+CANARY_HORIZON_DAYS = 40
+WINDOW_ROWS_KEPT_DAYS = 60  # earlier served days handed to a core that judges performance over a window
 
 
-# ----------------------------------------------------------------------------------------------- serving
+# ------------------------------------------------------------------------------------------------ frames
 
 
-@dataclass
-class ServingModel:
-    as_of: dt.date
-    pipeline: object
-    reference: MonitoringReference
-    profile: ReferenceProfile
-    dormant: tuple[str, ...]  # numeric features constant in the training rows: no importance to show
-
-
-@dataclass
-class DayRecord:
-    day: str
-    model_as_of: str
-    status: str  # data drift: OK, WARN or ERROR
-    drift_share: float
-    flagged: list[str]
-    effects: dict[str, float]
-    rows: int
-    correct: int  # rows whose decision (at the spec's decision_threshold) matched the label
-    performance_status: str
-    performance_drop: float = 0.0  # validation accuracy of the serving model minus today's
-    accuracy: float = field(init=False)
-
-    def __post_init__(self):
-        self.accuracy = self.correct / self.rows if self.rows else float("nan")
-
-
-def fit_model(spec: DatasetSpec, frames: dict[dt.date, pd.DataFrame], as_of: dt.date) -> ServingModel:
-    """Train on the window ending at `as_of` and build its monitoring reference, as candidate_model does."""
-    window = plan_training_window(as_of, list(frames), spec.training)
-    train = pd.concat([frames[d] for d in window.train_days], ignore_index=True)
-    validation = pd.concat([frames[d] for d in window.validation_days], ignore_index=True)
-    model = training.train(spec, spec.training, train, git_commit="bench")
-    reference = monitoring.build_reference(spec, model.pipeline, train, validation,
-                                           latency_ms_per_1k(model.pipeline, spec, validation))
-    profile = reference.profile
-    dormant = tuple(p.name for p in profile.features  # as drift.py judges a constant reference
-                    if p.kind == "numeric" and p.count and p.std <= 1e-9 * abs(p.mean))
-    return ServingModel(as_of, model.pipeline, reference, profile, dormant)
-
-
-def serve_day(spec: DatasetSpec, model: ServingModel, day: dt.date, frame: pd.DataFrame) -> DayRecord:
-    report = drift_report(model.profile, frame, spec.monitoring)
-    scores = training.predict_scores(model.pipeline, spec, frame)
-    labels = training.labels(spec, frame)
-    perf = monitoring.performance_day(spec, model.reference, scores, labels, len(frame), spec.monitoring)
-    correct = int(np.sum((scores >= spec.deployment.decision_threshold) == labels))
-    flagged = [f for f in report.drifted_features if spec.feature(f).monitor]  # unmonitored ones weigh 0
-    effects = {f.feature: round(float(f.effect_size), 4) for f in report.features}
-    return DayRecord(day.isoformat(), model.as_of.isoformat(), report.status, report.drift_share, flagged, effects,
-                     len(frame), correct, perf.status, round(perf.drop, 4))
-
-
-def run_policy(spec: DatasetSpec, frames: dict[dt.date, pd.DataFrame], first_as_of: dt.date, policy: str,
-               last_day: dt.date | None = None) -> tuple[list[DayRecord], list[dict]]:
-    """Serve every day after `first_as_of` with the current champion; retrain as `policy` says. A retrain as
-    of day D (labels of D land on D + 1, with the monitoring of D) serves from D + 1."""
-    if policy not in POLICIES:
-        raise ValueError(f"unknown policy {policy!r}; expected one of {POLICIES}")
-    days = [d for d in sorted(frames) if d > first_as_of and (last_day is None or d <= last_day)]
-    model = fit_model(spec, frames, first_as_of)
-    state, event, records, retrains = RetrainState(), 0, [], []
-    triggers = {"drift": ("data_drift_ok",), "drift_or_performance": ("data_drift_ok", "performance_ok")}
-    for day in days:
-        if policy == "weekly" and (day - model.as_of).days > 7:
-            model = fit_model(spec, frames, day - dt.timedelta(days=1))
-            retrains.append({"as_of": model.as_of.isoformat(), "reason": "weekly"})
-        record = serve_day(spec, model, day, frames[day])
-        records.append(record)
-        if policy not in triggers:
-            continue
-        failures = []
-        for check, status in (("data_drift_ok", record.status), ("performance_ok", record.performance_status)):
-            if check in triggers[policy] and status == "ERROR":
-                event += 1
-                failures.append(FailedCheck(event, check, record.day))
-        labeled = [d.isoformat() for d in frames if d <= day]
-        for request in plan_retrains(state, failures, labeled, spec.monitoring.retrain_cooldown_days):
-            model = fit_model(spec, frames, dt.date.fromisoformat(request.as_of))
-            retrains.append({"as_of": request.as_of, "reason": f"{request.check} ERROR on {request.incident_day}"})
-    return records, retrains
-
-
-def accuracy(records: list[DayRecord], start: dt.date | None = None, end: dt.date | None = None) -> float:
-    first, last = start.isoformat() if start else "", end.isoformat() if end else "9999"
-    chosen = [r for r in records if first <= r.day <= last]
-    rows = sum(r.rows for r in chosen)
-    return sum(r.correct for r in chosen) / rows if rows else float("nan")
-
-
-# --------------------------------------------------------------------------------------------- synthetic
-
-
-def labeled_frame(spec: DatasetSpec, batch: synthetic.DayBatch) -> pd.DataFrame:
+def labeled_frame(spec: DatasetSpec, batch) -> pd.DataFrame:
     return features.join_labels(features.engineer(batch.features, spec), batch.labels, spec)[0]
 
 
-def synthetic_run(spec: DatasetSpec, scenario: str, seed: int, onset_day: int, served_days: int,
-                  rows_per_day: int = 500) -> dict:
-    """One scenario and seed: a model on the first window, then `served_days` days of monitoring."""
-    window = spec.training.window_days
-    cfg = synthetic.ScenarioConfig(scenario, spec.start_date, window + served_days, onset_day=onset_day,
-                                   rows_per_day=rows_per_day, seed=seed)
-    truth = synthetic.ground_truth(spec, cfg)
-    frames = {b.day: labeled_frame(spec, b) for b in synthetic.generate_days(spec, cfg)}
-    model = fit_model(spec, frames, cfg.day(window - 1))
-    records = [serve_day(spec, model, day, frame) for day, frame in frames.items() if day > model.as_of]
-    return score_scenario(records, truth)
-
-
-def score_scenario(records: list[DayRecord], truth: synthetic.GroundTruth) -> dict:
-    """Detection figures against the scenario's ground truth (micro-averaged over the days after onset)."""
-    onset = truth.onset.isoformat() if truth.onset else "9999-12-31"
-    pre = [r for r in records if r.day < onset]
-    post = [r for r in records if r.day >= onset]
-    drifting = set(truth.drifting_features)
-    out = {
-        "seed": truth.seed, "served_days_before_onset": len(pre), "served_days_after_onset": len(post),
-        "alarm_days_before_onset": sum(r.status != "OK" for r in pre),
-        "wrong_flags_before_onset": sum(len(r.flagged) for r in pre),
-        "alarm_days_after_onset": sum(r.status != "OK" for r in post),
-        "error_days_after_onset": sum(r.status == "ERROR" for r in post),
-        "accuracy_before_onset": accuracy(pre), "accuracy_after_onset": accuracy(post),
-        "performance_alarm_days_before_onset": sum(r.performance_status != "OK" for r in pre),
-        "performance_error_days_before_onset": sum(r.performance_status == "ERROR" for r in pre),
-        "performance_error_days_after_onset": sum(r.performance_status == "ERROR" for r in post),
-        "flagged_after_onset": sorted({f for r in post for f in r.flagged}),
-    }
-    if drifting:
-        index = {r.day: i for i, r in enumerate(post)}
-        hit = next((r for r in post if drifting <= set(r.flagged) and r.status != "OK"), None)
-        flagged = sum(len(r.flagged) for r in post)
-        right = sum(len(drifting & set(r.flagged)) for r in post)
-        out.update(
-            delay_days=index[hit.day] if hit else None, status_at_detection=hit.status if hit else None,
-            precision=right / flagged if flagged else float("nan"), recall=right / (len(drifting) * len(post)),
-            exact_days=sum(set(r.flagged) == drifting for r in post), drifting=sorted(drifting))
-    return out
-
-
-def _synthetic_task(args: tuple) -> dict:
-    spec_path, scenario, seed, onset_day, served_days = args
-    with threadpool_limits(limits=1):
-        return synthetic_run(load_spec(spec_path), scenario, seed, onset_day, served_days)
-
-
-def synthetic_figures(spec_path: Path, seeds: list[int], onset_day: int, served_days: int, pool) -> dict:
-    tasks = [(spec_path, s, seed, onset_day, served_days) for s in SYNTHETIC_SCENARIOS for seed in seeds]
-    runs = list(pool.map(_synthetic_task, tasks))
-    return {s: [r for (_, scenario, *_), r in zip(tasks, runs) if scenario == s] for s in SYNTHETIC_SCENARIOS}
-
-
-# ------------------------------------------------------------------------------------------------ Elec2
-
-
-def elec2_frames(spec: DatasetSpec, csv_path: Path) -> dict[dt.date, pd.DataFrame]:
-    return labeled_days(spec, replay.load_history(csv_path, spec))
+def scenario_frames(family: str, spec: DatasetSpec, scenario: str, seed: int, onset_day: int, days: int, **kw):
+    """The labeled frames of one synthetic scenario, by day, and its ground truth (onset, drifting features)."""
+    if family == "classification":
+        cfg = synthetic.ScenarioConfig(scenario, spec.start_date, days, onset_day=onset_day, seed=seed, **kw)
+        truth = synthetic.ground_truth(spec, cfg)
+        batches = synthetic.generate_days(spec, cfg)
+    else:
+        cfg = synthetic_regression.RegressionScenario(scenario, spec.start_date, days, onset_day=onset_day,
+                                                      seed=seed, **kw)
+        truth = synthetic_regression.ground_truth(spec, cfg)
+        batches = synthetic_regression.generate_days(spec, cfg)
+    return {b.day: labeled_frame(spec, b) for b in batches}, truth
 
 
 def labeled_days(spec: DatasetSpec, history: dict[dt.date, pd.DataFrame]) -> dict[dt.date, pd.DataFrame]:
@@ -230,125 +103,232 @@ def labeled_days(spec: DatasetSpec, history: dict[dt.date, pd.DataFrame]) -> dic
     return {day: frame.reset_index(drop=True) for day, frame in replay.split_by_day(joined, spec).items()}
 
 
-def effect_quantiles(records: list[DayRecord], names: list[str]) -> dict:
-    out = {}
-    for name in names:
-        x = np.array([r.effects[name] for r in records if np.isfinite(r.effects.get(name, np.nan))])
-        if len(x):
-            out[name] = {q: round(float(np.quantile(x, p)), 3)
-                         for q, p in (("p50", .5), ("p95", .95), ("p99", .99), ("max", 1))}
-    return out
-
-
-def in_window_effects(spec: DatasetSpec, frames: dict[dt.date, pd.DataFrame], model: ServingModel) -> dict:
-    """Each training day of the model against its own profile: the day-to-day variation an ordinary day has."""
-    window = plan_training_window(model.as_of, list(frames), spec.training)
-    records = [DayRecord(d.isoformat(), "", "", 0.0, [], {f.feature: float(f.effect_size) for f in
-                         drift_report(model.profile, frames[d], spec.monitoring).features}, 0, 0, "")
-               for d in window.train_days]
-    return effect_quantiles(records, monitored(spec))
-
-
-def monitored(spec: DatasetSpec) -> list[str]:
-    return [f.name for f in spec.features if f.monitor]
-
-
-def detection(records: list[DayRecord], change: dt.date, dormant: tuple[str, ...]) -> dict:
-    before = [r for r in records if r.day < change.isoformat()]
-    after = [r for r in records if r.day >= change.isoformat()]
-    first = next((r for r in after if r.status == "ERROR" and set(dormant) & set(r.flagged)), None)
-    three_months = (change - dt.timedelta(days=89)).isoformat()
-    return {
-        "days_before_change": len(before),
-        "error_days_before_change": sum(r.status == "ERROR" for r in before),
-        "warn_days_before_change": sum(r.status == "WARN" for r in before),
-        "error_days_90d_before_change": sum(r.status == "ERROR" for r in before if r.day >= three_months),
-        "first_error_after_change": first.day if first else None,
-        "delay_days": (dt.date.fromisoformat(first.day) - change).days if first else None,
-        "flagged_at_detection": first.flagged if first else None,
-        "error_days_first_8_weeks_after_change": sum(r.status == "ERROR" for r in after[:56]),
-        "error_days_after_change": sum(r.status == "ERROR" for r in after),
-    }
-
-
-def _first_as_of(spec: DatasetSpec, frames: dict) -> dt.date:
+def first_as_of(spec: DatasetSpec, frames: dict) -> dt.date:
     return min(frames) + dt.timedelta(days=spec.training.window_days - 1)
 
 
-def elec2_policy(spec_path: Path, csv_path: Path, policy: str) -> dict:
-    """One retraining policy over the whole history (a process of its own: they are independent)."""
-    with threadpool_limits(limits=1):
-        spec = load_spec(spec_path)
-        frames = elec2_frames(spec, csv_path)
-        started = time.perf_counter()
-        first_as_of = _first_as_of(spec, frames)
-        records, retrains = run_policy(spec, frames, first_as_of, policy)
-        dormant = fit_model(spec, frames, first_as_of).dormant
-    change, settled = ELEC2_CHANGE.isoformat(), (ELEC2_CHANGE + dt.timedelta(weeks=9)).isoformat()
-    before = [r for r in records if r.day < change]
-    return {
-        "seconds": round(time.perf_counter() - started, 1), "retrains": len(retrains),
-        "retrains_before_change": sum(r["as_of"] < change for r in retrains),
-        "accuracy_all": accuracy(records), "accuracy_before_change": accuracy(before),
-        "accuracy_from_change": accuracy(records, start=ELEC2_CHANGE),
-        "accuracy_1998": accuracy(records, start=dt.date(1998, 1, 1)),
-        "served_days": len(records), "detection": detection(records, ELEC2_CHANGE, dormant),
-        "performance_error_days_before_change": sum(r.performance_status == "ERROR" for r in before),
-        "performance_error_days_from_change": sum(r.performance_status == "ERROR" for r in records if r.day >= change),
-        "effects_before_change": effect_quantiles(before, monitored(spec)),
-        # by then a trailing window holds only live Victoria data
-        "effects_9w_after_change": effect_quantiles([r for r in records if r.day >= settled], monitored(spec)),
-        "retrain_log": retrains,
-    }
+# ----------------------------------------------------------------------------------------------- serving
 
 
-def elec2_figures(spec_path: Path, csv_path: Path, policies: tuple[str, ...], pool) -> dict:
-    futures = {p: pool.submit(elec2_policy, spec_path, csv_path, p) for p in policies}
-    with threadpool_limits(limits=1):
-        spec = load_spec(spec_path)
-        frames = elec2_frames(spec, csv_path)
-        first = fit_model(spec, frames, _first_as_of(spec, frames))
-        out = {"first_as_of": first.as_of.isoformat(), "dormant_features": list(first.dormant),
-               "weights": {k: round(v, 3) for k, v in first.profile.weights.items()},
-               "in_window_effects": in_window_effects(spec, frames, first)}
-    out["policies"] = {p: f.result() for p, f in futures.items()}
+def day_record(spec: DatasetSpec, model: core.Model, day: dt.date, frame: pd.DataFrame, window) -> DayRecord:
+    served = core.monitor_day(spec, model, frame, list(window))
+    labels, scores = training.labels(spec, frame), served.scores
+    record = DayRecord(day.isoformat(), model.as_of.isoformat(), served.drift_status, served.performance_status,
+                       served.flagged, len(frame), drift_share=round(served.drift_share, 4),
+                       estimated_accuracy=served.performance.get("estimated_accuracy"),
+                       realised_accuracy=served.performance.get("realised_accuracy"))
+    if spec.is_classification:
+        record.correct = int(np.sum((scores >= spec.deployment.decision_threshold) == labels))
+    else:
+        record.abs_error, record.sq_error = float(np.abs(scores - labels).sum()), float(((scores - labels) ** 2).sum())
+    window.append(pd.DataFrame({"day": day, "score": scores, "label": labels}))
+    return record
+
+
+def run_policy(spec: DatasetSpec, frames: dict[dt.date, pd.DataFrame], as_of: dt.date, policy: str,
+               last_day: dt.date | None = None) -> tuple[list[DayRecord], list[dict]]:
+    """Serve every day after `as_of` with the current model; retrain as `policy` says. A retrain as of day D
+    (labels of D land with the monitoring of D) serves from D + 1."""
+    if policy not in POLICIES:
+        raise ValueError(f"unknown policy {policy!r}; expected one of {POLICIES}")
+    days = [d for d in sorted(frames) if d > as_of and (last_day is None or d <= last_day)]
+    model = core.fit_model(spec, frames, as_of)
+    state, event, records, retrains = RetrainState(), 0, [], []
+    window: deque = deque(maxlen=WINDOW_ROWS_KEPT_DAYS)
+    for day in days:
+        if policy == "weekly" and (day - model.as_of).days > 7:
+            model = core.fit_model(spec, frames, day - dt.timedelta(days=1))
+            retrains.append({"as_of": model.as_of.isoformat(), "reason": "weekly"})
+            window.clear()  # a new version is judged on its own rows
+        record = day_record(spec, model, day, frames[day], window)
+        records.append(record)
+        if policy != "served":
+            continue
+        failures = []
+        for check, status in (("data_drift_ok", record.drift_status), ("performance_ok", record.performance_status)):
+            if status == "ERROR":
+                event += 1
+                failures.append(FailedCheck(event, check, record.day))
+        labeled = [d.isoformat() for d in frames if d <= day]
+        for request in plan_retrains(state, failures, labeled, spec.monitoring.retrain_cooldown_days):
+            model = core.fit_model(spec, frames, dt.date.fromisoformat(request.as_of))
+            retrains.append({"as_of": request.as_of, "reason": f"{request.check} ERROR on {request.incident_day}"})
+            window.clear()
+    return records, retrains
+
+
+def policy_figures(spec: DatasetSpec, frames, as_of: dt.date, onset: dt.date | None, policies, watched=()) -> dict:
+    """Monitoring figures of the served policy, and served quality under every policy in `policies`."""
+    runs = {p: run_policy(spec, frames, as_of, p) for p in policies}
+    served, _ = runs["served"]
+    out = {"stable": stable_alerts(served, onset), "flag": onset_to_flag(served, onset, watched),
+           "quality": {p: {"all": quality(r, spec.task), "after_onset": quality(r, spec.task, start=onset)
+                           if onset else None} for p, (r, _) in runs.items()},
+           "retrains": {p: len(log) for p, (_, log) in runs.items()}, "served_retrain_log": runs["served"][1]}
+    if spec.is_classification:
+        out["estimate"] = estimate_error(served, onset)
     return out
+
+
+# --------------------------------------------------------------------------------------------- families
+
+
+def synthetic_task(family: str, scenario: str, seed: int, quick: bool) -> dict:
+    spec = load_spec(SPECS[family])
+    onset_day = spec.training.window_days + (10 if quick else 20)
+    frames, truth = scenario_frames(family, spec, scenario, seed, onset_day,
+                                    onset_day + (10 if quick else SERVED_DAYS_AFTER_ONSET))
+    policies = ("never", "served") if quick else POLICIES
+    figures = policy_figures(spec, frames, first_as_of(spec, frames), truth.onset, policies, truth.drifting_features)
+    return {"scenario": scenario, "seed": seed, "onset": truth.onset, **figures}
+
+
+def elec2_task(policies: tuple[str, ...]) -> dict:
+    spec = load_spec(SPECS["elec2"])
+    frames = labeled_days(spec, replay.load_history(ELEC2_CSV, spec))
+    as_of = first_as_of(spec, frames)
+    dormant = core.dormant_features(core.fit_model(spec, frames, as_of))
+    figures = policy_figures(spec, frames, as_of, ELEC2_CHANGE, policies, dormant)
+    return {"scenario": "victoria_goes_live", "seed": None, "onset": ELEC2_CHANGE, "first_as_of": as_of,
+            "watched_features": list(dormant), **figures}
+
+
+def canary_task(family: str, seed: int, quick: bool) -> list[dict]:
+    """Two canaries after a concept change: a better candidate (post-change window) against the stale
+    pre-change champion, and a worse one (the same window, labels shuffled) against a post-change champion."""
+    spec = load_spec(SPECS[family])
+    window, delay = spec.training.window_days, spec.label_delay_days
+    onset_day = window + 5
+    horizon = 20 if quick else CANARY_HORIZON_DAYS
+    frames, truth = scenario_frames(family, spec, CONCEPT[family], seed, onset_day, onset_day + window + delay + horizon)
+    post_as_of = truth.onset + dt.timedelta(days=window - 1)
+    first_day = post_as_of + dt.timedelta(days=delay + 1)  # trainable once its last labels land, serving next day
+    stale = core.fit_model(spec, frames, truth.onset - dt.timedelta(days=1), version="stale")
+    fresh = core.fit_model(spec, frames, post_as_of, version="fresh")
+    rng = np.random.default_rng([seed, 99])
+
+    def shuffled(train: pd.DataFrame) -> pd.DataFrame:
+        return train.assign(**{spec.target: rng.permutation(train[spec.target].to_numpy())})
+
+    worse = core.fit_model(spec, frames, post_as_of, version="shuffled", relabel=shuffled)
+    out = []
+    for kind, champion, candidate in (("better", stale, fresh), ("worse", fresh, worse)):
+        run = core.run_canary(spec, champion, candidate, frames, first_day, horizon)
+        out.append({"family": family, "seed": seed, "kind": kind, "outcome": run.outcome, "days": run.days,
+                    "last_reasons": run.steps[-1]["reasons"] if run.steps else None, "steps": run.steps})
+    return out
+
+
+def with_leaks(spec: DatasetSpec, frames: dict, how: str, seed: int) -> tuple[DatasetSpec, dict]:
+    """The spec and frames with a leaking feature: "single" = the target plus a little noise (a post-outcome
+    field), "pair" = two features that sum to the target exactly, each alone uninformative."""
+    rng = np.random.default_rng([seed, 7])
+    y_std = float(np.std(np.concatenate([training.labels(spec, f) for f in frames.values()]))) or 1.0
+    names = ["leak_total"] if how == "single" else ["leak_part_a", "leak_part_b"]
+    out = {}
+    for day, frame in frames.items():
+        y = training.labels(spec, frame).astype(float)
+        if how == "single":
+            extra = {names[0]: y + rng.normal(0, 0.1 * y_std, len(y))}
+        else:
+            a = rng.normal(0, 3 * y_std, len(y))
+            extra = {names[0]: a, names[1]: y - a}
+        out[day] = frame.assign(**extra)
+    added = tuple(FeatureSpec(n, "numeric") for n in names)
+    return replace(spec, features=spec.features + added), out
+
+
+def leakage_task(family: str, seed: int) -> dict:
+    spec = load_spec(SPECS[family])
+    if family == "elec2":
+        history = replay.load_history(ELEC2_CSV, spec)
+        frames = labeled_days(spec, {d: f for d, f in sorted(history.items())[:spec.training.window_days]})
+    else:
+        frames, _ = scenario_frames(family, spec, "stable", seed, 0, spec.training.window_days)
+    as_of = max(frames)
+    out = {"family": family, "seed": seed}
+    for how in ("honest", "single", "pair"):
+        s, f = (spec, frames) if how == "honest" else with_leaks(spec, frames, how, seed)
+        candidate = core.fit_model(s, f, as_of)
+        out[how] = core.leakage_verdict(s, core.train_frame(s, f, as_of), core.benchmark_frame(s, f, as_of),
+                                        candidate, None)
+    return out
+
+
+def volume_task(family: str, seed: int, quick: bool) -> dict:
+    """Every served day of a stable stream must pass the volume check; a day cut to 1/24 of its rows must not."""
+    spec = load_spec(SPECS[family])
+    served = 10 if quick else SERVED_DAYS_AFTER_ONSET
+    if family == "elec2":
+        frames = labeled_days(spec, dict(sorted(replay.load_history(ELEC2_CSV, spec).items())
+                                         [:spec.training.window_days + served]))
+    else:
+        frames, _ = scenario_frames(family, spec, "stable", seed, 0, spec.training.window_days + served)
+    as_of = first_as_of(spec, frames)
+    model = core.fit_model(spec, frames, as_of)
+    accepted = [len(frames[d]) for d in sorted(frames) if d <= as_of]
+    ordinary = [core.volume_verdict(spec, model, accepted, len(frames[d])) for d in sorted(frames) if d > as_of]
+    cut = [core.volume_verdict(spec, model, accepted, max(1, len(frames[d]) // 24)) for d in sorted(frames)
+           if d > as_of]
+    return {"family": family, "seed": seed, "rows_per_day": float(np.median(accepted)),
+            "ordinary": volume_tally(ordinary, expect_blocked=False), "low": volume_tally(cut, expect_blocked=True)}
+
+
+def _run(task: tuple):
+    # One BLAS/OpenMP thread per worker: oversubscribed threads make small predictions slow.
+    name, *args = task
+    with threadpool_limits(limits=1):
+        return {"synthetic": synthetic_task, "elec2": elec2_task, "canary": canary_task,
+                "leakage": leakage_task, "volume": volume_task}[name](*args)
 
 
 # ---------------------------------------------------------------------------------------------- output
 
 
+def family_tasks(family: str, seeds: list[int], quick: bool) -> list[tuple]:
+    if family in ("classification", "regression"):
+        return [("synthetic", family, s, seed, quick) for s in SCENARIOS[family] for seed in seeds]
+    if family == "elec2":
+        return [("elec2", ("never", "served") if quick else POLICIES)]
+    if family == "canary":
+        return [("canary", f, seed, quick) for f in ("classification", "regression") for seed in seeds]
+    if family == "leakage":
+        return [("leakage", f, seeds[0]) for f in ("classification", "regression", "elec2")]
+    return [("volume", f, seeds[0], quick) for f in ("classification", "regression", "elec2")]
+
+
+def collect(family: str, results: list) -> dict:
+    if family == "canary":
+        runs = [r for pair in results for r in pair]
+        by_family = {f: canary_tally([r for r in runs if r["family"] == f]) for f in ("classification", "regression")}
+        return {"tally": by_family, "runs": runs}
+    return {"runs": results}
+
+
 def write_json(path: Path, payload: dict) -> None:
     """The figures as strict JSON: NaN becomes null, dates become text."""
-    text = json.dumps(json_safe(payload), indent=2, allow_nan=False)
-    write_atomic(path, text.encode())
+    write_atomic(path, json.dumps(json_safe(payload), indent=2, allow_nan=False).encode())
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one synthetic seed; Elec2 drift-triggered policies only")
+    parser.add_argument("--quick", action="store_true", help="smoke run: one seed, short horizons")
     parser.add_argument("--seeds", type=int, default=5, help="synthetic seeds (default 5)")
-    parser.add_argument("--onset", type=int, default=40, help="synthetic onset day (default 40)")
-    parser.add_argument("--served-days", type=int, default=60, help="synthetic days monitored after training")
-    parser.add_argument("--only", choices=("synthetic", "elec2"))
+    parser.add_argument("--only", choices=FAMILIES, action="append", help="a scenario family (repeatable)")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--out", type=Path, help="write the figures as JSON to this file")
     args = parser.parse_args(argv)
-    figures: dict = {"started": dt.datetime.now().isoformat(timespec="seconds"),
-                     "argv": list(sys.argv[1:] if argv is None else argv)}
+    argv_text = list(sys.argv[1:] if argv is None else argv)
+    figures: dict = {"started": dt.datetime.now().isoformat(timespec="seconds"), "argv": argv_text}
+    seeds = list(range(1 if args.quick else args.seeds))
     started = time.perf_counter()
-    # Each worker runs with one BLAS/OpenMP thread: oversubscribed threads make small predictions slow.
+    families = [f for f in FAMILIES if f in (args.only or FAMILIES)]
     with ProcessPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
-        if args.only in (None, "synthetic"):
-            spec_path = DATA / "specs" / "synthetic.toml"
-            seeds = list(range(1 if args.quick else args.seeds))
-            figures["synthetic"] = synthetic_figures(spec_path, seeds, args.onset, args.served_days, pool)
-            print_synthetic(figures["synthetic"], load_spec(spec_path), args.onset)
-        if args.only in (None, "elec2"):
-            spec_path = DATA / "specs" / "elec2.toml"
-            policies = ("never", "drift") if args.quick else POLICIES
-            figures["elec2"] = elec2_figures(spec_path, DATA / "elec2" / "elec2_timestamped.csv", policies, pool)
-            print_elec2(figures["elec2"], load_spec(spec_path), ELEC2_CHANGE)
+        pending = {f: [pool.submit(_run, t) for t in family_tasks(f, seeds, args.quick)] for f in families}
+        for family in families:
+            figures[family] = collect(family, [p.result() for p in pending[family]])
+            command = "python -m mlops_assets.benchmarks.detection --only " + family + (" --quick" if args.quick else "")
+            print_family(family, figures[family], load_spec(SPECS.get(family, SPECS["classification"])), command)
     figures["seconds"] = round(time.perf_counter() - started, 1)
     print(f"\ntotal {figures['seconds']} s")
     if args.out:

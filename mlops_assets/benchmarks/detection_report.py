@@ -1,13 +1,23 @@
-"""The detection benchmark's figures as plain-text tables (`mlops_assets.benchmarks.detection` prints them)."""
+"""The detection benchmark's figures as plain-text tables, each line with its target and whether it is met
+(`mlops_assets.benchmarks.detection` prints them)."""
 
 from __future__ import annotations
 
-import datetime as dt
-from pathlib import Path
+from collections import defaultdict
 
 import numpy as np
 
+from mlops_assets.benchmarks.detection_core import NOT_AVAILABLE
+from mlops_assets.benchmarks.detection_scoring import TARGETS
 from mlops_assets.core.config.spec import DatasetSpec
+
+TITLES = {"classification": "Synthetic classification (data/specs/synthetic.toml, 500 rows a day)",
+          "regression": "Synthetic regression (benchmarks/specs/synthetic_regression.toml, 24 rows a day, trend "
+                        "and daily/weekly seasonality)",
+          "elec2": "Elec2 (data/specs/elec2.toml, 48 rows a day; the Victoria columns go live on 1997-05-04)",
+          "canary": "Canaries through the serving core, day by day, labels landing after the label delay",
+          "leakage": "Leakage gate on candidates with a leaking feature",
+          "volume": "Volume check: ordinary days and a day with 1/24 of its rows"}
 
 
 def table(header: list[str], rows: list[list]) -> str:
@@ -21,56 +31,138 @@ def _fmt(v) -> str:
     if isinstance(v, float):
         return "nan" if np.isnan(v) else f"{v:.3f}"
     if isinstance(v, (list, tuple)):
-        return ",".join(str(x) for x in v) or "-"
+        return ",".join(_fmt(x) for x in v) or "-"
     return "-" if v is None else str(v)
 
 
-def print_synthetic(figures: dict, spec: DatasetSpec, onset_day: int) -> None:
-    m = spec.monitoring
-    print(f"\n1. Synthetic scenarios ({Path(spec.source).name}): model on days 0..{spec.training.window_days - 1}, "
-          f"onset day {onset_day}; drift_alpha={m.drift_alpha}, drift_min_effect={m.drift_min_effect}, "
-          f"warn/error share {m.warn_drift_share}/{m.error_drift_share}. One row per seed.")
+def _verdict(key: str, value) -> str:
+    target = TARGETS[key]
+    return f"{target} {target.judge(value)}"
+
+
+def _mean(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+def print_family(family: str, figures: dict, spec: DatasetSpec, command: str) -> None:
+    print(f"\n== {TITLES[family]}\n   command: {command}")
+    {"canary": _print_canary, "leakage": _print_leakage, "volume": _print_volume}.get(family, _print_scenarios)(
+        figures, spec)
+
+
+def _by_scenario(runs: list[dict]) -> dict[str, list[dict]]:
+    out = defaultdict(list)
+    for r in runs:
+        out[r["scenario"]].append(r)
+    return out
+
+
+def _print_scenarios(figures: dict, spec: DatasetSpec) -> None:
+    scenarios = _by_scenario(figures["runs"])
+    print("Alert days in stable periods (before the onset; every served day when nothing changes), served policy; "
+          "a day counts once at its worst status:")
     rows = []
-    for scenario, runs in figures.items():
-        for r in runs:
-            post = r["served_days_after_onset"]
-            rows.append([scenario, r["seed"], f'{r["alarm_days_before_onset"]}/{r["served_days_before_onset"]}',
-                         r["wrong_flags_before_onset"], r.get("delay_days"), r.get("status_at_detection"),
-                         r.get("precision"), r.get("recall"), f'{r["alarm_days_after_onset"]}/{post}' if post else None,
-                         r["flagged_after_onset"] if scenario in ("concept_drift", "prior_shift") else None,
-                         r["accuracy_before_onset"], r["accuracy_after_onset"] if post else None,
-                         r["performance_error_days_after_onset"] if post else None])
-    print(table(["scenario", "seed", "alarms pre", "wrong flags pre", "delay", "status", "precision", "recall",
-                 "alarms post", "flagged post", "acc pre", "acc post", "perf ERROR post"], rows))
+    for name, runs in scenarios.items():
+        total = {k: sum(r["stable"][k] for r in runs) for k in runs[0]["stable"]}
+        rows.append([name, len(runs), total["days"], total["error_days"],
+                     f'{total["drift_error_days"]}/{total["performance_error_days"]}', total["warn_days"],
+                     f'{total["drift_warn_days"]}/{total["performance_warn_days"]}', total["wrong_flags"],
+                     _verdict("stable_error_days", total["error_days"])])
+    print(table(["scenario", "seeds", "stable days", "ERROR days", "ERROR drift/perf", "WARN days",
+                 "WARN drift/perf", "wrong flags", "target ERROR days"], rows))
+
+    changed = {n: runs for n, runs in scenarios.items() if runs[0]["onset"] is not None}
+    if changed:
+        print("Days from onset to flag (first WARN or ERROR on or after the onset, by the monitored day; "
+              "realised-performance flags are known label_delay_days later):")
+        rows = []
+        for name, runs in changed.items():
+            delays = [r["flag"]["delay_days"] for r in runs]
+            worst = None if None in delays else max(delays)
+            rows.append([name, delays, [r["flag"]["delay_to_error_days"] for r in runs],
+                         sorted({r["flag"]["monitor_at_flag"] or "-" for r in runs}),
+                         _verdict("onset_to_flag_days", worst)])
+        print(table(["scenario", "days to flag per seed", "days to ERROR per seed", "flagged by",
+                     "target (worst seed)"], rows))
+
+    metric = ["accuracy"] if spec.is_classification else ["mae", "rmse"]
+    print(f"Served quality ({'/'.join(metric)}, mean over seeds; 'served' retrains on a drift or performance ERROR "
+          "with the spec's cooldown, every retrain promoted; target: served no worse than never retrained):")
+    rows = []
+    for name, runs in scenarios.items():
+        part = "after_onset" if runs[0]["onset"] is not None else "all"
+        policies = list(runs[0]["quality"])
+        values = {p: {m: _mean(r["quality"][p][part].get(m) for r in runs) for m in metric} for p in policies}
+        key = metric[0]
+        served, never = values["served"][key], values["never"][key]
+        better = None if served is None or never is None else (served >= never - 1e-9 if spec.is_classification
+                                                               else served <= never + 1e-9)
+        rows.append([name, part, *[[values[p][m] for m in metric] if p in values else "-" for p in POLICY_ORDER],
+                     [_mean(r["retrains"].get(p) for r in runs) for p in ("served", "weekly")],
+                     "met" if better else ("n/a" if better is None else "NOT met")])
+    print(table(["scenario", "days", *[f"{p}" for p in POLICY_ORDER], "retrains served/weekly", "served vs never"],
+                rows))
+
+    if spec.is_classification:
+        print("Label-free accuracy estimate minus realised accuracy, per day (bias > 0: optimistic):")
+        rows = []
+        for name, runs in scenarios.items():
+            stable = [r["estimate"]["stable"] for r in runs]
+            after = [r["estimate"]["after_onset"] for r in runs]
+            bias = _mean(s["bias"] for s in stable)
+            rows.append([name, _mean(s["bias"] for s in stable), _mean(s["mean_abs_error"] for s in stable),
+                         _mean(a["bias"] for a in after), _mean(a["mean_abs_error"] for a in after),
+                         _verdict("estimate_abs_bias_stable", None if bias is None else abs(bias))])
+        print(table(["scenario", "bias stable", "abs error stable", "bias after onset", "abs error after",
+                     "target |bias stable|"], rows))
 
 
-def print_elec2(figures: dict, spec: DatasetSpec, change: dt.date) -> None:
-    m = spec.monitoring
-    print(f"\n2. Elec2 ({Path(spec.source).name}): first model as of {figures['first_as_of']}; dormant (constant in "
-          f"training): {', '.join(figures['dormant_features']) or '-'}; change {change}.\n   drift_min_effect="
-          f"{m.drift_min_effect}, constant_min_effect={m.constant_min_effect}, even_weight_share="
-          f"{m.even_weight_share}, warn/error share {m.warn_drift_share}/{m.error_drift_share}\n   weights of the "
-          f"first model {figures['weights']}")
-    sources = [("first model's own training days", figures["in_window_effects"])]
-    sources += [(f"served before change, {p}", f["effects_before_change"]) for p, f in figures["policies"].items()
-                if p in ("never", "weekly")]
-    sources += [("served 9+ weeks after change, weekly", f["effects_9w_after_change"])
-                for p, f in figures["policies"].items() if p == "weekly"]
-    rows = [[label, name, q["p50"], q["p95"], q["p99"], q["max"]] for label, qs in sources for name, q in qs.items()
-            if name not in figures["dormant_features"] or "after" in label]
-    print("Daily effect size (Wasserstein / reference std) of the monitored features:")
-    print(table(["days", "feature", "p50", "p95", "p99", "max"], rows))
-    rows = [[p, d["days_before_change"], d["error_days_before_change"], d["warn_days_before_change"],
-             d["error_days_90d_before_change"], d["first_error_after_change"], d["delay_days"],
-             d["flagged_at_detection"], d["error_days_first_8_weeks_after_change"]]
-            for p, f in figures["policies"].items() for d in [f["detection"]]]
-    print(table(["policy", "days pre", "ERROR pre", "WARN pre", "ERROR 90d pre", "first ERROR after", "delay",
-                 "flagged then", "ERROR 8w after"], rows))
-    print(f"\n3. Elec2 accuracy at {spec.deployment.decision_threshold:g} of the daily champion (every retrain promoted; "
-          "gates not simulated):")
-    rows = [[p, f["retrains"], f["retrains_before_change"], f["accuracy_all"], f["accuracy_before_change"],
-             f["accuracy_from_change"], f["accuracy_1998"],
-             f'{f["performance_error_days_before_change"]}/{f["performance_error_days_from_change"]}', f["seconds"]]
-            for p, f in figures["policies"].items()]
-    print(table(["policy", "retrains", "before change", "acc all", "acc pre-change", "acc from change", "acc 1998",
-                 "perf ERROR pre/post", "seconds"], rows))
+POLICY_ORDER = ("served", "never", "weekly")
+
+
+def _print_canary(figures: dict, spec: DatasetSpec) -> None:
+    rows = []
+    for family, tally in figures["tally"].items():
+        better, worse = tally["better"], tally["worse"]
+        rows.append([family, f'{better["completed"]}/{better["n"]}', better["pending"],
+                     _verdict("canary_better_completed", better["completed_share"]),
+                     f'{worse["rolled_back"]}/{worse["n"]}', worse["pending"],
+                     _verdict("canary_worse_rolled_back", worse["rolled_back_share"])])
+    print(table(["family", "better completed", "better pending", "target", "worse rolled back", "worse pending",
+                 "target"], rows))
+    reasons = defaultdict(set)
+    for run in figures["runs"]:
+        if run["outcome"] != ("complete" if run["kind"] == "better" else "rollback") and run["last_reasons"]:
+            reasons[(run["family"], run["kind"], run["outcome"])].add(run["last_reasons"][:160])
+    for (family, kind, outcome), texts in reasons.items():
+        print(f"   {family} {kind} ended {outcome}, last step said: {sorted(texts)[0]}")
+
+
+def _print_leakage(figures: dict, spec: DatasetSpec) -> None:
+    rows = []
+    for run in figures["runs"]:
+        if run["honest"] is None:
+            rows.append([run["family"], NOT_AVAILABLE, NOT_AVAILABLE, NOT_AVAILABLE, "-"])
+            continue
+        rows.append([run["family"], "passed" if not run["honest"]["blocked"] else "BLOCKED",
+                     "blocked" if run["single"]["blocked"] else "passed",
+                     "blocked" if run["pair"]["blocked"] else "passed",
+                     f'{TARGETS["leak_blocked"]} leaks blocked, honest passed: '
+                     + ("met" if run["single"]["blocked"] and run["pair"]["blocked"] and not run["honest"]["blocked"]
+                        else "NOT met")])
+    print(table(["family", "honest candidate", "target + noise", "two parts summing to target", "target"], rows))
+
+
+def _print_volume(figures: dict, spec: DatasetSpec) -> None:
+    rows = []
+    for run in figures["runs"]:
+        ordinary, low = run["ordinary"], run["low"]
+        if not ordinary["available"]:
+            rows.append([run["family"], run["rows_per_day"], NOT_AVAILABLE, NOT_AVAILABLE, "-"])
+            continue
+        rows.append([run["family"], run["rows_per_day"], f'{ordinary["as_expected"]}/{ordinary["days"]} passed',
+                     f'{low["as_expected"]}/{low["days"]} blocked',
+                     f'{_verdict("volume_ordinary_days_passed", ordinary["share"])}; '
+                     f'{_verdict("volume_low_day_blocked", low["share"])}'])
+    print(table(["family", "rows a day", "ordinary days", "1/24 days", "targets"], rows))

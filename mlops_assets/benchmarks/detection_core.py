@@ -1,0 +1,187 @@
+"""The detection benchmark's one doorway into the core: every call it makes into training, monitoring, gates and
+serving goes through here, so a change of a core API is adapted in this file alone.
+
+Plain functions, no Dagster, the same steps the assets run: train on the spec's window and build the version's
+monitoring reference (candidate_model), the daily drift and performance reports (data_drift_report,
+performance_report), the promotion gates (evaluation_report), the volume check on a day's rows, and the canary
+step day by day over ledger rows from `score_batch` (batch_scoring, canary_step). A piece of the core that does
+not exist yet answers None, and the benchmark prints "not available yet".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+
+from mlops_assets.core.config.spec import DatasetSpec
+from mlops_assets.core.evaluation import gates as gate_module
+from mlops_assets.core.evaluation.report import evaluate, latency_ms_per_1k
+from mlops_assets.core.monitoring import reports as monitoring
+from mlops_assets.core.monitoring.drift import drift_report
+from mlops_assets.core.monitoring.reference import MonitoringReference
+from mlops_assets.core.serving import canary as canary_core
+from mlops_assets.core.serving.scoring import ServingModel, ledger_labels, score_batch
+from mlops_assets.core.training import trainer as training
+from mlops_assets.core.training.manifest import plan_training_window
+
+NOT_AVAILABLE = "not available yet"
+
+
+@dataclass
+class Model:
+    version: str
+    as_of: dt.date
+    pipeline: object
+    reference: MonitoringReference
+
+
+@dataclass(frozen=True)
+class Served:
+    """What the monitoring of one served day says, and what serving it cost in errors."""
+
+    drift_status: str  # OK, WARN or ERROR
+    drift_share: float
+    flagged: list[str]  # monitored features drifting beyond their floor
+    effects: dict[str, float]
+    performance_status: str
+    performance: dict  # metric, realised, estimated (label-free, classification), limits when the core has them
+    scores: np.ndarray
+
+
+# ------------------------------------------------------------------------------------------------ training
+
+
+def fit_model(spec: DatasetSpec, frames: dict[dt.date, pd.DataFrame], as_of: dt.date, *, version: str | None = None,
+              relabel=None) -> Model:
+    """Train on the spec's window ending at `as_of` and build the version's monitoring reference, as
+    candidate_model does. `relabel(train_frame) -> frame` makes deliberately damaged candidates (canaries)."""
+    window = plan_training_window(as_of, list(frames), spec.training)
+    train = pd.concat([frames[d] for d in window.train_days], ignore_index=True)
+    validation = pd.concat([frames[d] for d in window.validation_days], ignore_index=True)
+    if relabel is not None:
+        train = relabel(train)
+    model = training.train(spec, spec.training, train, git_commit="bench")
+    reference = monitoring.build_reference(spec, model.pipeline, train, validation,
+                                           latency_ms_per_1k(model.pipeline, spec, validation))
+    return Model(version or f"{spec.name}@{as_of.isoformat()}", as_of, model.pipeline, reference)
+
+
+def benchmark_frame(spec: DatasetSpec, frames: dict[dt.date, pd.DataFrame], as_of: dt.date) -> pd.DataFrame:
+    window = plan_training_window(as_of, list(frames), spec.training)
+    return pd.concat([frames[d] for d in window.benchmark_days], ignore_index=True)
+
+
+def train_frame(spec: DatasetSpec, frames: dict[dt.date, pd.DataFrame], as_of: dt.date) -> pd.DataFrame:
+    window = plan_training_window(as_of, list(frames), spec.training)
+    return pd.concat([frames[d] for d in window.train_days], ignore_index=True)
+
+
+# ---------------------------------------------------------------------------------------------- monitoring
+
+
+def monitor_day(spec: DatasetSpec, model: Model, frame: pd.DataFrame, window: list[pd.DataFrame]) -> Served:
+    """Data drift of the day's rows and the performance report with the day's labels landed. `window` holds the
+    earlier served days' rows (columns day, score, label), newest last, for a core that judges performance over
+    a trailing window of rows; today's core judges the day alone."""
+    report = drift_report(model.reference.profile, frame, spec.monitoring)
+    scores = training.predict_scores(model.pipeline, spec, frame)
+    labels = training.labels(spec, frame)
+    perf = monitoring.performance_day(spec, model.reference, scores, labels, len(frame), spec.monitoring)
+    estimated = monitoring.performance_day(spec, model.reference, scores, None, len(frame), spec.monitoring)
+    realised_accuracy = (float(np.mean((scores >= spec.deployment.decision_threshold) == labels))
+                         if spec.is_classification and len(labels) else None)
+    flagged = [f for f in report.drifted_features if spec.feature(f).monitor]
+    effects = {f.feature: round(float(f.effect_size), 4) for f in report.features}
+    performance = {"metric": perf.key_metric, "realised": perf.realised, "baseline": perf.baseline,
+                   "estimated_accuracy": estimated.estimated, "realised_accuracy": realised_accuracy}
+    return Served(report.status, float(report.drift_share), flagged, effects, perf.status, performance, scores)
+
+
+def dormant_features(model: Model) -> tuple[str, ...]:
+    """Numeric features constant in the training rows (Elec2's Victoria columns before they went live)."""
+    return tuple(p.name for p in model.reference.profile.features
+                 if p.kind == "numeric" and p.count and p.std <= 1e-9 * abs(p.mean))
+
+
+# ------------------------------------------------------------------------------------------------- gates
+
+
+def leakage_verdict(spec: DatasetSpec, train: pd.DataFrame, benchmark: pd.DataFrame, candidate: Model,
+                    champion: Model | None) -> dict | None:
+    """Whether the promotion gates block `candidate` for leakage, with the gate's message; None while the core
+    only checks row keys (a leaking feature cannot be seen that way)."""
+    params = inspect.signature(gate_module.evaluate_gates).parameters
+    frame_args = [p for p in params if "frame" in p]
+    if not frame_args:
+        return None
+    report = evaluate(spec, candidate.pipeline, champion.pipeline if champion else None, benchmark, spec.gates)
+    result = gate_module.evaluate_gates(report, spec.gates, champion is not None,
+                                        training_keys=train[spec.key_columns],
+                                        benchmark_keys=benchmark[spec.key_columns],
+                                        **{a: (train if "train" in a else benchmark) for a in frame_args})
+    leaks = [r for r in result.results if "leak" in r.name]
+    return {"blocked": any(not r.passed for r in leaks),
+            "gates": {r.name: {"passed": r.passed, "message": r.message} for r in leaks}}
+
+
+def volume_verdict(spec: DatasetSpec, model: Model, accepted_rows: list[int], rows_today: int) -> dict | None:
+    """Whether the volume check blocks a day of `rows_today` rows; None until the core has the check."""
+    return None
+
+
+# ----------------------------------------------------------------------------------------------- canary
+
+
+@dataclass
+class CanaryRun:
+    outcome: str  # "complete", "rollback", or "pending" when the horizon ended first
+    days: int  # days served from the canary's first day to the decision (or the horizon)
+    steps: list[dict] = field(default_factory=list)  # one per judged window: day, action, reasons
+
+
+def run_canary(spec: DatasetSpec, champion: Model, candidate: Model, frames: dict[dt.date, pd.DataFrame],
+               first_day: dt.date, max_days: int) -> CanaryRun:
+    """Serve `candidate` as a canary beside `champion` from `first_day`, one day at a time, through the serving
+    core: `score_batch` writes the day's ledger rows at the current share, and each morning `step_canary`
+    judges the window with the labels landed by then (a day's labels land `label_delay_days` after it)."""
+    if candidate.version == champion.version:
+        candidate = replace(candidate, version=candidate.version + "-canary")
+    ledger: dict[dt.date, pd.DataFrame] = {}
+    start = first_day - dt.timedelta(days=1)
+    step = canary_core.step_canary(None, canary_version=candidate.version, champion_version=champion.version,
+                                   day=start.isoformat(), spec=spec, read_window=_never, actor="bench")
+    state, run = step.new_state, CanaryRun("pending", 0)
+    days = [d for d in sorted(frames) if first_day <= d < first_day + dt.timedelta(days=max_days)]
+    for day in days:
+        ledger[day] = score_batch(frames[day], spec, ServingModel(champion.version, champion.pipeline),
+                                  ServingModel(candidate.version, candidate.pipeline), canary_share=state.share,
+                                  salt=state.plan.salt, scored_at=pd.Timestamp(day, tz="UTC"))
+        landed = day + dt.timedelta(days=1 - spec.label_delay_days)  # the step runs the morning after `day`
+
+        def read_window(window_days: list[str]) -> canary_core.CanaryWindow:
+            chosen = [dt.date.fromisoformat(d) for d in window_days]
+            rows = pd.concat([ledger[d] for d in chosen if d in ledger], ignore_index=True)
+            labelled = [frames[d] for d in chosen if d in frames and d <= landed]
+            labels = ledger_labels(pd.concat(labelled, ignore_index=True), spec) if labelled else None
+            return canary_core.CanaryWindow(rows, labels, candidate.reference.profile)
+
+        step = canary_core.step_canary(state, canary_version=candidate.version, champion_version=champion.version,
+                                       day=day.isoformat(), spec=spec, read_window=read_window, actor="bench")
+        run.days = (day - first_day).days + 1
+        if step.action in ("hold", "ramp", "complete", "rollback"):
+            run.steps.append({"day": day.isoformat(), "action": step.action, "share": step.metadata.get("share"),
+                              "reasons": step.metadata.get("reasons")})
+        if step.new_state is not None:
+            state = step.new_state
+        if step.action in ("complete", "rollback"):
+            run.outcome = step.action
+            break
+    return run
+
+
+def _never(days):  # the first step only starts the canary; it reads no window
+    raise AssertionError("a starting canary reads no window")
