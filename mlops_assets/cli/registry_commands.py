@@ -192,7 +192,8 @@ def _retired(registry: ModelRegistry, version: str) -> int:
 def _build_rollback(parser: argparse.ArgumentParser) -> Handler:
     add_registry_options(parser)
     add_actor_option(parser)
-    parser.add_argument("--reason", default="", help="why; recorded in the audit log")
+    # Required: a rollback overrides what the gates and the canary decided, so it says why.
+    parser.add_argument("--reason", required=True, help="why; recorded in the audit log")
 
     def run(args: argparse.Namespace) -> int:
         registry = registry_from_args(args)

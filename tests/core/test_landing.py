@@ -1,4 +1,5 @@
 import os
+import time
 
 import pytest
 
@@ -47,6 +48,19 @@ def test_listing_hashes_and_rejects(tmp_path):
     assert [r[0] for r in rejected] == ["notes.txt"]
     landing.deliver("features_2024-01-02.csv", b"a,b\n1,3\n")
     assert landing.list_files()[0][0].sha256 != files[0].sha256
+
+
+def test_an_abandoned_upload_is_reported_and_a_fresh_one_is_not(tmp_path):
+    landing = LocalLanding(tmp_path)
+    (tmp_path / ".features_2024-01-03.csv.tmp").write_text("in progress")
+    abandoned = tmp_path / ".features_2024-01-04.csv.tmp"
+    abandoned.write_text("died half way")
+    two_hours_ago = time.time() - 7200
+    os.utime(abandoned, (two_hours_ago, two_hours_ago))
+    scan = landing.scan()
+    assert scan.files == [] and scan.rejected == []
+    [(name, why)] = scan.skipped
+    assert name == abandoned.name and "unchanged for over 60 minutes" in why and "rename it without the dot" in why
 
 
 def test_quarantine_keeps_bytes_and_reason(tmp_path):

@@ -4,6 +4,8 @@ cursor (small, tolerant of the old format), what is requested, quarantined, left
 import datetime as dt
 import json
 import logging
+import os
+import time
 
 import pytest
 
@@ -133,7 +135,7 @@ def test_accepted_bytes_leave_landing_even_after_they_were_requested(tmp_path):
     run that died before clearing landing) must not stay in the landing zone forever."""
     from mlops_assets.core.ingestion.kept import Archive
     from mlops_assets.core.ingestion.landing import LocalLanding, Quarantine
-    from mlops_assets.core.ingestion.watch import PartitionWindow, plan_tick
+    from mlops_assets.core.ingestion.watch import plan_tick
     import datetime as dt
 
     landing, archive = LocalLanding(tmp_path / "landing"), Archive(tmp_path / "archive")
@@ -147,3 +149,17 @@ def test_accepted_bytes_leave_landing_even_after_they_were_requested(tmp_path):
     archive.accept("features_2025-01-04.csv", "2025-01-04", content)  # the run ingested it ...
     second = plan_tick(landing, archive, quarantine, first.cursor, window)  # ... and died before clearing landing
     assert second.requests == [] and not landing.exists("features_2025-01-04.csv")
+
+
+def test_an_abandoned_upload_is_logged_once_not_on_every_tick(tmp_path):
+    landing = LocalLanding(tmp_path / "landing")
+    landing.root.mkdir()
+    abandoned = landing.root / ".features_2024-01-04.csv.part"
+    abandoned.write_text("died half way")
+    os.utime(abandoned, (time.time() - 7200, time.time() - 7200))
+    archive, quarantine = Archive(tmp_path / "archive"), Quarantine(tmp_path / "quarantine")
+    window = OPEN
+    first = plan_tick(landing, archive, quarantine, None, window)
+    assert [m for _, m in first.log if abandoned.name in m and "rename it without the dot" in m]
+    second = plan_tick(landing, archive, quarantine, first.cursor, window)
+    assert not [m for _, m in second.log if abandoned.name in m]

@@ -127,7 +127,9 @@ def test_rollback_restores_the_previous_champion(registry, url, capsys):
     assert code == 0
     assert out.strip() == f"champion is now v1 again (artifact sha256 {registry.get('v1').artifact.sha256})"
     assert registry.version_for("champion") == "v1"
-    code, _, err = run(capsys, "rollback", "--registry", url)
+    assert run(capsys, "rollback", "--registry", url)[0] == 2  # --reason is required
+    assert registry.version_for("champion") == "v1"
+    code, _, err = run(capsys, "rollback", "--reason", "again", "--registry", url)
     assert code == 1 and "no previous known-good champion" in err
 
 

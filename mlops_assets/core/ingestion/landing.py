@@ -16,6 +16,7 @@ import errno
 import hashlib
 import os
 import stat
+import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Mapping
@@ -71,6 +72,21 @@ def _kind_of(mode: int) -> str:
 
 
 CHUNK = 8 << 20  # bytes per block: a landed file is never held whole in memory, whatever its size
+STALE_UPLOAD_SECONDS = 3600  # a dot file unchanged this long is an upload that died, not one in progress
+
+
+def _stale_upload(entry: os.DirEntry) -> str | None:
+    """Why a hidden landed file deserves a warning (an upload abandoned for an hour), or None."""
+    try:
+        info = entry.stat(follow_symlinks=False)
+    except OSError:
+        return None
+    age = time.time() - info.st_mtime
+    if not stat.S_ISREG(info.st_mode) or age < STALE_UPLOAD_SECONDS:
+        return None
+    # no age in the text: the sensor logs a problem once per distinct message, not on every tick
+    return (f"hidden file unchanged for over {STALE_UPLOAD_SECONDS // 60} minutes: an upload in progress is named "
+            "with a leading dot, so it is never ingested; if it is complete, rename it without the dot, else delete it")
 
 
 def regular_file_chunks(path: Path, size: int = CHUNK):
@@ -130,13 +146,17 @@ class LocalLanding:
         return str(self.root)
 
     def scan(self, known: Known | None = None) -> LandingScan:
-        """Every entry of the folder, classified; in-progress uploads (dot files) are skipped silently."""
+        """Every entry of the folder, classified; in-progress uploads (dot files) are skipped, silently while
+        they are fresh, with a reason once one has not changed for STALE_UPLOAD_SECONDS (an upload that died)."""
         out = LandingScan()
         if not self.root.exists():
             return out
         for entry in sorted(os.scandir(self.root), key=lambda e: e.name):
             name = entry.name
             if name.startswith("."):
+                stale = _stale_upload(entry)
+                if stale:
+                    out.skipped.append((name, stale))
                 continue
             try:
                 parse_file_name(name)

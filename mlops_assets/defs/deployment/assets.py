@@ -8,11 +8,13 @@ import dagster as dg
 
 from ...core.deployment.promotion import decide_promotion
 from ..resources import PortfolioResource
+from ..retries import STEP_RETRY_POLICY
 from ..scope import OWNERS, ModelScope
 
 
 def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
     @dg.asset(
+        retry_policy=STEP_RETRY_POLICY,
         key_prefix=scope.key_prefix, partitions_def=scope.daily, deps=[scope.key("evaluation_report")],
         group_name="deployment", owners=OWNERS, kinds={"json"},
         code_version="promotion-v1",

@@ -9,6 +9,7 @@ from ...core.evaluation.candidate import GATE_CHECKS, evaluate_candidate, gate_c
 from ...core.training.candidate import CandidateRecord, load_candidate
 from ..metadata import table
 from ..resources import PortfolioResource
+from ..retries import STEP_RETRY_POLICY
 from ..scope import OWNERS, ModelScope
 
 GATE_RUNBOOK = (
@@ -38,6 +39,7 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
     ]
 
     @dg.asset(
+        retry_policy=STEP_RETRY_POLICY,
         key_prefix=scope.key_prefix, partitions_def=scope.daily, deps=[scope.key("candidate_model")],
         group_name="evaluation", owners=OWNERS,
         kinds={"scikitlearn", "json"}, code_version="evaluation-v1", check_specs=check_specs,

@@ -5,11 +5,13 @@ import dagster as dg
 from ...core.features.engineering import FEATURE_CODE_VERSION, engineer, join_labels
 from ...core.io.storage import frame_fingerprint
 from ..resources import PortfolioResource
+from ..retries import STEP_RETRY_POLICY
 from ..scope import OWNERS, ModelScope
 
 
 def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
     @dg.asset(
+        retry_policy=STEP_RETRY_POLICY,
         key_prefix=scope.key_prefix, partitions_def=scope.daily, deps=[scope.key("raw_batch")],
         group_name="features", owners=OWNERS, kinds={"pandas", "parquet"}, code_version=FEATURE_CODE_VERSION,
         description="The day's model inputs from mlops_assets/core/features/engineering.py: keys, typed "
@@ -26,6 +28,7 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
         )
 
     @dg.asset(
+        retry_policy=STEP_RETRY_POLICY,
         key_prefix=scope.key_prefix, partitions_def=scope.daily,
         deps=[feature_table, scope.key("raw_labels")], group_name="features", owners=OWNERS,
         kinds={"pandas", "parquet"}, code_version="labeled-v1",

@@ -14,6 +14,7 @@ from ...core.ingestion.ingest import RAW_TABLE, MissingFile, ingest
 from ...core.ingestion.validation import BatchRejected
 from ..metadata import table
 from ..resources import PortfolioResource
+from ..retries import STEP_RETRY_POLICY
 from ..scope import OWNERS, ModelScope
 
 INGEST_CODE_VERSION = "ingest-v2"
@@ -37,6 +38,7 @@ def _ingest_asset(scope: ModelScope, kind: str, description: str):
     )
 
     @dg.asset(
+        retry_policy=STEP_RETRY_POLICY,
         name=name, key_prefix=scope.key_prefix, partitions_def=scope.daily, group_name="ingestion",
         owners=OWNERS, kinds={"csv", "duckdb", "parquet"}, code_version=INGEST_CODE_VERSION, description=description,
         check_specs=[schema_check],
@@ -48,7 +50,7 @@ def _ingest_asset(scope: ModelScope, kind: str, description: str):
             outcome = ingest(project.landing, project.archive, project.quarantine, project.store, project.spec,
                              kind, partition, progress=context.log.info)
         except MissingFile as exc:
-            raise dg.Failure(description=str(exc), metadata={"partition": partition, "reason": str(exc)}) from None
+            raise dg.Failure(description=str(exc), metadata={"partition": partition, "reason": str(exc)}, allow_retries=False) from None
         except BatchRejected as exc:
             record, kept = getattr(exc, "quarantined", None), getattr(exc, "kept", None)
             raise dg.Failure(description=str(exc), metadata={
@@ -56,7 +58,7 @@ def _ingest_asset(scope: ModelScope, kind: str, description: str):
                 "quarantined_as": str(project.quarantine.root / record.stored_as) if record else "(not quarantined)",
                 "kept": f"{kept.file} sha256 {kept.sha256} (archive/{kept.stored_as})" if kept
                         else "no accepted version of this day yet",
-            }) from None
+            }, allow_retries=False) from None
 
         result, source = outcome.validation, outcome.source
         check_metadata = {"partition": partition, "file": source.file, "file_sha256": source.sha256,

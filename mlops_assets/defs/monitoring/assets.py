@@ -11,6 +11,7 @@ from ...core.monitoring.drift_plots import drift_plots, prediction_drift_plot
 from ...core.monitoring.served import CostSummary, NothingServed, labelled_rows, served_rows
 from ..metadata import table
 from ..resources import PortfolioResource
+from ..retries import STEP_RETRY_POLICY
 from ..scope import OWNERS, ModelScope
 
 SEVERITY = {"WARN": dg.AssetCheckSeverity.WARN, "ERROR": dg.AssetCheckSeverity.ERROR}
@@ -39,7 +40,7 @@ def _served(project, day: str):
     try:
         served = served_rows(project.ledger.day(day), day)
     except NothingServed as exc:
-        raise dg.Failure(f"{exc}: run batch_scoring first") from None
+        raise dg.Failure(f"{exc}: run batch_scoring first", allow_retries=False) from None
     return served.rows, served.version, project.registry.load_reference(served.version)
 
 
@@ -52,7 +53,7 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
     feature_table, labeled_examples = scope.key("feature_table"), scope.key("labeled_examples")
     batch_scoring = scope.key("batch_scoring")
     # Every report: one per day of this model, in the monitoring group.
-    report = functools.partial(dg.asset, key_prefix=scope.key_prefix, partitions_def=scope.daily,
+    report = functools.partial(dg.asset, retry_policy=STEP_RETRY_POLICY, key_prefix=scope.key_prefix, partitions_def=scope.daily,
                                group_name="monitoring", owners=OWNERS)
 
     @report(deps=[feature_table, batch_scoring], kinds={"scipy", "json"}, code_version="data-drift-v1",

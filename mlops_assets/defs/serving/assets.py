@@ -11,6 +11,7 @@ from ...core.serving.canary import AliasMove, CanaryStateFile, CanaryWindow, ste
 from ...core.serving.scoring import ServingModel, ledger_labels, score_batch
 from ...core.serving.shadow import shadow_comparison
 from ..resources import PortfolioResource
+from ..retries import STEP_RETRY_POLICY
 from ..scope import OWNERS, ModelScope
 
 ACTOR = "dagster:canary_step"
@@ -22,6 +23,7 @@ def _canary_file(project) -> CanaryStateFile:
 
 def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
     @dg.asset(
+        retry_policy=STEP_RETRY_POLICY,
         key_prefix=scope.key_prefix, partitions_def=scope.daily, deps=[scope.key("feature_table")],
         group_name="serving", owners=OWNERS,
         kinds={"scikitlearn", "parquet"}, code_version="scoring-v1",
@@ -34,7 +36,8 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
         day, registry = context.partition_key, project.registry
         champion_version = registry.version_for("champion")
         if champion_version is None:
-            raise dg.Failure(f"no champion to score {day} with: train one (train_candidate_job) first")
+            raise dg.Failure(f"no champion to score {day} with: train one (train_candidate_job) first",
+                             allow_retries=False)
         champion = ServingModel(champion_version, registry.load_model(champion_version))
         state = _canary_file(project).load()
         canary = shadow = None
@@ -63,6 +66,7 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
         })
 
     @dg.asset(
+        retry_policy=STEP_RETRY_POLICY,
         key_prefix=scope.key_prefix, partitions_def=scope.daily, deps=[batch_scoring, scope.key("labeled_examples")],
         group_name="serving", owners=OWNERS,
         kinds={"json"}, code_version="canary-v1",
@@ -99,6 +103,7 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
         return dg.MaterializeResult(metadata=step.metadata)
 
     @dg.asset(
+        retry_policy=STEP_RETRY_POLICY,
         key_prefix=scope.key_prefix, partitions_def=scope.daily, deps=[batch_scoring, scope.key("labeled_examples")],
         group_name="serving", owners=OWNERS,
         kinds={"json"}, code_version="shadow-v1",

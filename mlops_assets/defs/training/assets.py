@@ -7,6 +7,7 @@ from ...core.ingestion.landing import sha256_bytes
 from ...core.training import candidate
 from ...core.training.manifest import InsufficientDataError, TrainingManifest
 from ..resources import PortfolioResource
+from ..retries import STEP_RETRY_POLICY
 from ..scope import OWNERS, ModelScope
 
 
@@ -15,6 +16,7 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
     window = dg.TimeWindowPartitionMapping(start_offset=-(spec.training.window_days - 1))
 
     @dg.asset(
+        retry_policy=STEP_RETRY_POLICY,
         key_prefix=scope.key_prefix, partitions_def=scope.daily, group_name="training", owners=OWNERS,
         kinds={"duckdb", "json"}, code_version="training-set-v1",
         deps=[dg.AssetDep(scope.key("labeled_examples"), partition_mapping=window)],
@@ -27,7 +29,8 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
         try:
             manifest = candidate.plan_training_set(project.store, project.spec, context.partition_key)
         except InsufficientDataError as exc:
-            raise dg.Failure(str(exc), metadata={"missing_days": len(exc.missing)}) from None
+            raise dg.Failure(str(exc), metadata={"missing_days": len(exc.missing)},
+                             allow_retries=False) from None
         project.store.write_json("training_set", context.partition_key, manifest.to_dict())
         return dg.MaterializeResult(
             data_version=dg.DataVersion(sha256_bytes(manifest.to_json().encode())),
@@ -36,6 +39,7 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
         )
 
     @dg.asset(
+        retry_policy=STEP_RETRY_POLICY,
         key_prefix=scope.key_prefix, partitions_def=scope.daily, deps=[training_set], group_name="training",
         owners=OWNERS, kinds={"scikitlearn"}, code_version=f"candidate-v1/{FEATURE_CODE_VERSION}",
         check_specs=[dg.AssetCheckSpec("candidate_model_reproducible", asset=scope.key("candidate_model"),
