@@ -33,7 +33,6 @@ import datetime as dt
 import json
 import sys
 import time
-from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -69,7 +68,7 @@ FAMILIES = ("classification", "regression", "elec2", "canary", "leakage", "volum
 POLICIES = ("never", "weekly", "served")
 SERVED_DAYS_AFTER_ONSET = 30
 CANARY_HORIZON_DAYS = 40
-WINDOW_ROWS_KEPT_DAYS = 60  # earlier served days handed to a core that judges performance over a window
+WINDOW_KEPT_DAYS = 60  # served days kept for a core that judges performance over a trailing window
 
 
 # ------------------------------------------------------------------------------------------------ frames
@@ -111,17 +110,18 @@ def first_as_of(spec: DatasetSpec, frames: dict) -> dt.date:
 
 
 def day_record(spec: DatasetSpec, model: core.Model, day: dt.date, frame: pd.DataFrame, window) -> DayRecord:
-    served = core.monitor_day(spec, model, frame, list(window))
+    served = core.monitor_day(spec, model, day, frame, window)
     labels, scores = training.labels(spec, frame), served.scores
     record = DayRecord(day.isoformat(), model.as_of.isoformat(), served.drift_status, served.performance_status,
                        served.flagged, len(frame), drift_share=round(served.drift_share, 4),
-                       estimated_accuracy=served.performance.get("estimated_accuracy"),
-                       realised_accuracy=served.performance.get("realised_accuracy"))
+                       estimated=served.performance.get("estimated"), realised=served.performance.get("realised"),
+                       performance_metric=served.performance["metric"])
     if spec.is_classification:
         record.correct = int(np.sum((scores >= spec.deployment.decision_threshold) == labels))
     else:
         record.abs_error, record.sq_error = float(np.abs(scores - labels).sum()), float(((scores - labels) ** 2).sum())
-    window.append(pd.DataFrame({"day": day, "score": scores, "label": labels}))
+    for old in [d for d in window if d < (day - dt.timedelta(days=WINDOW_KEPT_DAYS)).isoformat()]:
+        del window[old]  # older than any window the core reads
     return record
 
 
@@ -134,7 +134,7 @@ def run_policy(spec: DatasetSpec, frames: dict[dt.date, pd.DataFrame], as_of: dt
     days = [d for d in sorted(frames) if d > as_of and (last_day is None or d <= last_day)]
     model = core.fit_model(spec, frames, as_of)
     state, event, records, retrains = RetrainState(), 0, [], []
-    window: deque = deque(maxlen=WINDOW_ROWS_KEPT_DAYS)
+    window: dict[str, pd.DataFrame] = {}
     for day in days:
         if policy == "weekly" and (day - model.as_of).days > 7:
             model = core.fit_model(spec, frames, day - dt.timedelta(days=1))
@@ -167,6 +167,7 @@ def policy_figures(spec: DatasetSpec, frames, as_of: dt.date, onset: dt.date | N
            "retrains": {p: len(log) for p, (_, log) in runs.items()}, "served_retrain_log": runs["served"][1]}
     if spec.is_classification:
         out["estimate"] = estimate_error(served, onset)
+        out["performance_metric"] = served[0].performance_metric if served else None
     return out
 
 

@@ -24,9 +24,15 @@ from mlops_assets.core.monitoring import reports as monitoring
 from mlops_assets.core.monitoring.drift import drift_report
 from mlops_assets.core.monitoring.reference import MonitoringReference
 from mlops_assets.core.serving import canary as canary_core
-from mlops_assets.core.serving.scoring import ServingModel, ledger_labels, score_batch
+from mlops_assets.core.serving import scoring
+from mlops_assets.core.serving.scoring import ServingModel, ledger_labels
 from mlops_assets.core.training import trainer as training
 from mlops_assets.core.training.manifest import plan_training_window
+
+try:  # performance judged over a trailing window of rows
+    from mlops_assets.core.monitoring import performance_window
+except ImportError:  # a core that judges the day alone
+    performance_window = None
 
 NOT_AVAILABLE = "not available yet"
 
@@ -83,22 +89,48 @@ def train_frame(spec: DatasetSpec, frames: dict[dt.date, pd.DataFrame], as_of: d
 # ---------------------------------------------------------------------------------------------- monitoring
 
 
-def monitor_day(spec: DatasetSpec, model: Model, frame: pd.DataFrame, window: list[pd.DataFrame]) -> Served:
-    """Data drift of the day's rows and the performance report with the day's labels landed. `window` holds the
-    earlier served days' rows (columns day, score, label), newest last, for a core that judges performance over
-    a trailing window of rows; today's core judges the day alone."""
+def monitor_day(spec: DatasetSpec, model: Model, day: dt.date, frame: pd.DataFrame,
+                window: dict[str, pd.DataFrame]) -> Served:
+    """Data drift of the day's rows and the day's performance report. `window` holds the served days' rows
+    (columns score, label; labels landed) by ISO day, today's included, for a core that judges performance over
+    a trailing window of rows. The report is judged twice, as the pipeline does: the morning after the day,
+    before its labels land (label-free estimate, with earlier days' labels), and again once they have; the
+    day's status is the worse of the two, since the retrain sensor sees both."""
     report = drift_report(model.reference.profile, frame, spec.monitoring)
     scores = training.predict_scores(model.pipeline, spec, frame)
     labels = training.labels(spec, frame)
-    perf = monitoring.performance_day(spec, model.reference, scores, labels, len(frame), spec.monitoring)
-    estimated = monitoring.performance_day(spec, model.reference, scores, None, len(frame), spec.monitoring)
-    realised_accuracy = (float(np.mean((scores >= spec.deployment.decision_threshold) == labels))
-                         if spec.is_classification and len(labels) else None)
+    window[day.isoformat()] = pd.DataFrame({"score": scores, "label": labels.astype(float)})
     flagged = [f for f in report.drifted_features if spec.feature(f).monitor]
     effects = {f.feature: round(float(f.effect_size), 4) for f in report.features}
-    performance = {"metric": perf.key_metric, "realised": perf.realised, "baseline": perf.baseline,
-                   "estimated_accuracy": estimated.estimated, "realised_accuracy": realised_accuracy}
-    return Served(report.status, float(report.drift_share), flagged, effects, perf.status, performance, scores)
+    performance = _performance(spec, model, day, window)
+    return Served(report.status, float(report.drift_share), flagged, effects, performance["status"], performance,
+                  scores)
+
+
+def _performance(spec: DatasetSpec, model: Model, day: dt.date, window: dict[str, pd.DataFrame]) -> dict:
+    """Status, realised figure and the label-free estimate's figure of the same rows (classification)."""
+    policy, today = spec.monitoring, window[day.isoformat()]
+    if performance_window is None:  # the day alone, fixed relative drops
+        labelled = monitoring.performance_day(spec, model.reference, today["score"].to_numpy(),
+                                              today["label"].to_numpy(), len(today), policy)
+        blind = monitoring.performance_day(spec, model.reference, today["score"].to_numpy(), None, len(today), policy)
+        estimate = blind.estimated if spec.is_classification else None
+        realised = (float(np.mean((today["score"] >= spec.deployment.decision_threshold) == today["label"]))
+                    if spec.is_classification else labelled.realised)
+        return {"metric": "accuracy_at_threshold" if spec.is_classification else "rmse", "window_rows": len(today),
+                "status": _worst(labelled.status, blind.status), "realised": realised, "estimated": estimate}
+    unlabelled = {day.isoformat()}  # the morning after the day: its own labels not in yet
+    later = performance_window.collect_window(day.isoformat(), lambda d: window.get(d), policy)
+    blind_rows = later.assign(label=np.where(later["day"].isin(unlabelled), np.nan, later["label"]))
+    blind = performance_window.judge_performance(spec, model.reference, blind_rows, policy)
+    landed = performance_window.judge_performance(spec, model.reference, later, policy)
+    estimate = landed.estimated - (landed.estimate_bias or 0.0) if landed.estimated is not None else None
+    return {"metric": landed.metric, "window_rows": landed.window_rows, "status": _worst(blind.status, landed.status),
+            "realised": landed.realised, "estimated": estimate, "limits_source": landed.limits_source}
+
+
+def _worst(*statuses: str) -> str:
+    return max(statuses, key=("OK", "WARN", "ERROR").index)
 
 
 def dormant_features(model: Model) -> tuple[str, ...]:
@@ -151,15 +183,14 @@ def run_canary(spec: DatasetSpec, champion: Model, candidate: Model, frames: dic
     if candidate.version == champion.version:
         candidate = replace(candidate, version=candidate.version + "-canary")
     ledger: dict[dt.date, pd.DataFrame] = {}
+    timings: dict[dt.date, object] = {}
     start = first_day - dt.timedelta(days=1)
     step = canary_core.step_canary(None, canary_version=candidate.version, champion_version=champion.version,
                                    day=start.isoformat(), spec=spec, read_window=_never, actor="bench")
     state, run = step.new_state, CanaryRun("pending", 0)
     days = [d for d in sorted(frames) if first_day <= d < first_day + dt.timedelta(days=max_days)]
     for day in days:
-        ledger[day] = score_batch(frames[day], spec, ServingModel(champion.version, champion.pipeline),
-                                  ServingModel(candidate.version, candidate.pipeline), canary_share=state.share,
-                                  salt=state.plan.salt, scored_at=pd.Timestamp(day, tz="UTC"))
+        ledger[day], timings[day] = _score(frames[day], spec, champion, candidate, state, day)
         landed = day + dt.timedelta(days=1 - spec.label_delay_days)  # the step runs the morning after `day`
 
         def read_window(window_days: list[str]) -> canary_core.CanaryWindow:
@@ -167,6 +198,9 @@ def run_canary(spec: DatasetSpec, champion: Model, candidate: Model, frames: dic
             rows = pd.concat([ledger[d] for d in chosen if d in ledger], ignore_index=True)
             labelled = [frames[d] for d in chosen if d in frames and d <= landed]
             labels = ledger_labels(pd.concat(labelled, ignore_index=True), spec) if labelled else None
+            latency = tuple(timings[d] for d in chosen if timings.get(d) is not None)
+            if "latency" in canary_core.CanaryWindow.__dataclass_fields__:
+                return canary_core.CanaryWindow(rows, labels, candidate.reference.profile, latency)
             return canary_core.CanaryWindow(rows, labels, candidate.reference.profile)
 
         step = canary_core.step_canary(state, canary_version=candidate.version, champion_version=champion.version,
@@ -181,6 +215,17 @@ def run_canary(spec: DatasetSpec, champion: Model, candidate: Model, frames: dic
             run.outcome = step.action
             break
     return run
+
+
+def _score(frame: pd.DataFrame, spec: DatasetSpec, champion: Model, candidate: Model, state, day: dt.date) -> tuple:
+    """The day's ledger rows and, when the core times both models in CPU, the batch's timings."""
+    args = (frame, spec, ServingModel(champion.version, champion.pipeline),
+            ServingModel(candidate.version, candidate.pipeline))
+    kwargs = dict(canary_share=state.share, salt=state.plan.salt, scored_at=pd.Timestamp(day, tz="UTC"))
+    if hasattr(scoring, "score_batch_timed"):
+        scored = scoring.score_batch_timed(*args, **kwargs)
+        return scored.rows, scored.latency
+    return scoring.score_batch(*args, **kwargs), None
 
 
 def _never(days):  # the first step only starts the canary; it reads no window

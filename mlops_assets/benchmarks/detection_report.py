@@ -105,7 +105,9 @@ def _print_scenarios(figures: dict, spec: DatasetSpec) -> None:
                 rows))
 
     if spec.is_classification:
-        print("Label-free accuracy estimate minus realised accuracy, per day (bias > 0: optimistic):")
+        metrics = sorted({r.get("performance_metric") or "?" for r in scenarios[next(iter(scenarios))]})
+        print(f"Label-free estimate minus the realised figure on the same rows ({'/'.join(metrics)}, per served day; "
+              "bias > 0: optimistic):")
         rows = []
         for name, runs in scenarios.items():
             stable = [r["estimate"]["stable"] for r in runs]

@@ -27,9 +27,10 @@ class DayRecord:
     correct: int = 0  # classification: decisions that matched the label
     abs_error: float = 0.0  # regression: sums over the day's rows
     sq_error: float = 0.0
-    estimated_accuracy: float | None = None  # label-free estimate (classification)
-    realised_accuracy: float | None = None
+    estimated: float | None = None  # label-free estimate of the monitored metric (classification), bias removed
+    realised: float | None = None  # the same metric on the same rows once their labels landed
     drift_share: float = 0.0
+    performance_metric: str = ""
 
     @property
     def status(self) -> str:
@@ -107,12 +108,12 @@ def quality(records: list[DayRecord], task: str, start: dt.date | None = None, e
 
 
 def estimate_error(records: list[DayRecord], onset: dt.date | None) -> dict:
-    """The label-free accuracy estimate against the accuracy realised once labels landed, per day: mean signed
-    error (bias: positive = optimistic) and mean absolute error, before and after the onset."""
+    """The label-free estimate against the figure realised on the same rows once labels landed, per day: mean
+    signed error (bias: positive = optimistic for a higher-is-better metric) and mean absolute error, before
+    and after the onset."""
     out = {}
     for name, part in zip(("stable", "after_onset"), _split(records, onset)):
-        pairs = [(r.estimated_accuracy, r.realised_accuracy) for r in part
-                 if r.estimated_accuracy is not None and r.realised_accuracy is not None]
+        pairs = [(r.estimated, r.realised) for r in part if r.estimated is not None and r.realised is not None]
         diff = np.array([e - a for e, a in pairs])
         out[name] = {"days": len(pairs), "bias": float(diff.mean()) if len(diff) else None,
                      "mean_abs_error": float(np.abs(diff).mean()) if len(diff) else None}
