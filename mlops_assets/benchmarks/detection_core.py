@@ -11,7 +11,6 @@ not exist yet answers None, and the benchmark prints "not available yet".
 from __future__ import annotations
 
 import datetime as dt
-import inspect
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -144,17 +143,20 @@ def dormant_features(model: Model) -> tuple[str, ...]:
 
 def leakage_verdict(spec: DatasetSpec, train: pd.DataFrame, benchmark: pd.DataFrame, candidate: Model,
                     champion: Model | None) -> dict | None:
-    """Whether the promotion gates block `candidate` for leakage, with the gate's message; None while the core
+    """Whether the promotion gates block `candidate` for leakage, with the gates' messages; None while the core
     only checks row keys (a leaking feature cannot be seen that way)."""
-    params = inspect.signature(gate_module.evaluate_gates).parameters
-    frame_args = [p for p in params if "frame" in p]
-    if not frame_args:
+    try:
+        from mlops_assets.core.evaluation.leakage import analyse_target_leakage
+    except ImportError:
         return None
+    kwargs = {"seed": spec.training.seed}
+    if hasattr(spec.gates, "leakage_sample_rows"):
+        kwargs["sample_rows"] = spec.gates.leakage_sample_rows
+    analysis = analyse_target_leakage(spec, train, benchmark, **kwargs)
     report = evaluate(spec, candidate.pipeline, champion.pipeline if champion else None, benchmark, spec.gates)
     result = gate_module.evaluate_gates(report, spec.gates, champion is not None,
                                         training_keys=train[spec.key_columns],
-                                        benchmark_keys=benchmark[spec.key_columns],
-                                        **{a: (train if "train" in a else benchmark) for a in frame_args})
+                                        benchmark_keys=benchmark[spec.key_columns], leakage=analysis)
     leaks = [r for r in result.results if "leak" in r.name]
     return {"blocked": any(not r.passed for r in leaks),
             "gates": {r.name: {"passed": r.passed, "message": r.message} for r in leaks}}

@@ -47,8 +47,11 @@ def _mean(values) -> float | None:
 
 def print_family(family: str, figures: dict, spec: DatasetSpec, command: str) -> None:
     print(f"\n== {TITLES[family]}\n   command: {command}")
-    {"canary": _print_canary, "leakage": _print_leakage, "volume": _print_volume}.get(family, _print_scenarios)(
-        figures, spec)
+    printer = {"canary": _print_canary, "leakage": _print_leakage, "volume": _print_volume}.get(family)
+    if printer:
+        printer(figures, spec)
+    else:
+        _print_scenarios(figures, spec, real=family == "elec2")
 
 
 def _by_scenario(runs: list[dict]) -> dict[str, list[dict]]:
@@ -58,17 +61,20 @@ def _by_scenario(runs: list[dict]) -> dict[str, list[dict]]:
     return out
 
 
-def _print_scenarios(figures: dict, spec: DatasetSpec) -> None:
+def _print_scenarios(figures: dict, spec: DatasetSpec, real: bool = False) -> None:
     scenarios = _by_scenario(figures["runs"])
     print("Alert days in stable periods (before the onset; every served day when nothing changes), served policy; "
           "a day counts once at its worst status:")
+    if real:
+        print("   (real data: its accuracy really decays between retrains, so the target counts data-drift ERROR "
+              "days only; performance alerts are shown, not judged)")
     rows = []
     for name, runs in scenarios.items():
         total = {k: sum(r["stable"][k] for r in runs) for k in runs[0]["stable"]}
         rows.append([name, len(runs), total["days"], total["error_days"],
                      f'{total["drift_error_days"]}/{total["performance_error_days"]}', total["warn_days"],
                      f'{total["drift_warn_days"]}/{total["performance_warn_days"]}', total["wrong_flags"],
-                     _verdict("stable_error_days", total["error_days"])])
+                     _verdict("stable_error_days", total["drift_error_days" if real else "error_days"])])
     print(table(["scenario", "seeds", "stable days", "ERROR days", "ERROR drift/perf", "WARN days",
                  "WARN drift/perf", "wrong flags", "target ERROR days"], rows))
 
