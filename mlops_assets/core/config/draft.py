@@ -99,10 +99,10 @@ def draft_spec(profile: CsvProfile, options: DraftOptions) -> Draft:
 def _task(target: ColumnProfile, forced: str | None) -> tuple[str, str | None, str]:
     values = target.values
     binary = 0 < len(values) <= 2
-    if forced == REGRESSION or (forced is None and not binary):
+    if forced == REGRESSION or (forced is None and not binary and target.is_numeric):
         if not target.is_numeric:
-            raise ProfileError(f"--target {target.name!r}: {target.distinct} distinct values, not all numbers; "
-                               "regression needs a numeric target and classification a binary one")
+            raise ProfileError(f"--target {target.name!r}: not every value is a number; regression needs a "
+                               "numeric target")
         return REGRESSION, None, ("set by --task" if forced else f"the target has {target.distinct} distinct "
                                                                  "numeric values")
     if not binary:

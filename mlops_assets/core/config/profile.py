@@ -28,7 +28,7 @@ class ColumnProfile:
     numeric: int  # values that convert to a finite number
     whole: int  # numeric values that are whole numbers
     timestamps: int  # values that convert to a timestamp
-    distinct: int  # approximate above MAX_CATEGORIES
+    distinct: int  # approximate above MAX_CATEGORIES, unless every value is a whole number
     low: float | None
     high: float | None
     mean: float | None
@@ -105,6 +105,8 @@ def _profile_columns(con, names: list[str]) -> list[ColumnProfile]:
                                 f"ORDER BY 1 LIMIT {MAX_CATEGORIES + 1}").fetchall()
             if len(found) <= MAX_CATEGORIES:
                 values, counts, distinct = tuple(v for v, _ in found), dict(found), len(found)
+        elif whole == non_null and distinct >= 0.9 * non_null:  # maybe an identifier: count exactly
+            distinct = con.execute(f"SELECT count(DISTINCT {_q(name)}) FROM data").fetchone()[0]
         out.append(ColumnProfile(name, non_null, numeric, whole, stamps, distinct, low, high, mean, std,
                                  values, counts))
     return out

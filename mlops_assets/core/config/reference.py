@@ -38,14 +38,14 @@ SPECIAL_DEFAULTS = {
 KEY_DOCS: dict[tuple[str, str], KeyDoc] = {
     # [dataset]
     ("dataset", "name"): KeyDoc("name", "the model's name: prefixes its asset keys, jobs, sensors, folders"),
-    ("dataset", "description"): KeyDoc("text", "shown in the UI and `mlops spec check`"),
+    ("dataset", "description"): KeyDoc("text", "documentation only"),
     ("dataset", "timestamp"): KeyDoc("column", "the row's time (ISO 8601); its date is the row's daily partition"),
     ("dataset", "entity_id"): KeyDoc("column", "who or what a row is about; canary routing hashes it (none: the "
                                               "timestamp is the entity)"),
     ("dataset", "target"): KeyDoc("column", "what the model predicts; arrives in the labels file"),
     ("dataset", "task"): KeyDoc('"binary_classification" or "regression"', "what kind of model"),
-    ("dataset", "positive_label"): KeyDoc("value of the target", "classification: the target value that counts "
-                                                                 "as positive, compared as text"),
+    ("dataset", "positive_label"): KeyDoc("value of the target", "classification: the label that counts as "
+                                                                 "positive (the labels' schema takes 0 and 1)"),
     ("dataset", "label_delay_days"): KeyDoc("days", "labels of day D land on D + this"),
     ("dataset", "start_date"): KeyDoc("date", "first daily partition"),
     ("dataset", "end_date"): KeyDoc("date", "first day after the data (a historical dataset); leave out for a "
