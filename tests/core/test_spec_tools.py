@@ -142,7 +142,7 @@ def test_draft_task_override_and_refusals(tmp_path):
     words.write_text("t,x,churned\n2024-01-01 10:00:00,1.5,yes\n2024-01-02 10:00:00,2.5,no\n")
     with pytest.raises(ProfileError, match=r"'churned' holds \['no', 'yes'\]: labels must be 0 and 1"):
         draft_spec(profile_csv(words, "t"), DraftOptions("t", "churned"))
-    with pytest.raises(ProfileError, match="--target lable: not a column .*, label\)"):
+    with pytest.raises(ProfileError, match=r"--target lable: not a column .*, label\)"):
         draft_spec(profile, DraftOptions("event_time", "lable", "customer"))
     with pytest.raises(ProfileError, match="--timestamp 'spend'.*not ISO 8601"):
         profile_csv(csv, "spend")
