@@ -26,10 +26,11 @@ from mlops_assets.core.io import plots
 from mlops_assets.core.io.json_safe import json_safe
 from mlops_assets.core.features.engineering import as_category_strings
 from mlops_assets.core.config.spec import DatasetSpec, GatePolicy
+from mlops_assets.core.config.tasks import METRICS
 from mlops_assets.core.training.trainer import labels, predict_scores
 
-CLASSIFICATION_METRICS = ("roc_auc", "f1", "accuracy", "log_loss", "brier", "ece")
-REGRESSION_METRICS = ("mae", "rmse", "r2")
+CLASSIFICATION_METRICS = METRICS["binary_classification"]
+REGRESSION_METRICS = METRICS["regression"]
 HIGHER_IS_BETTER = {"roc_auc": True, "f1": True, "accuracy": True, "log_loss": False, "brier": False,
                     "ece": False, "mae": False, "rmse": False, "r2": True}
 CALIBRATION_BINS = 10
