@@ -28,10 +28,10 @@ from mlops_assets.core.monitoring.drift_profile import ReferenceProfile
 from mlops_assets.core.serving.scoring import CpuLatency
 from mlops_assets.core.serving.shadow import finite_or_none, ks_statistic, paired_rows, task_of, threshold_of
 
-BOOTSTRAP_SAMPLES = 500  # paired resamples per interval: percentile bounds stable to a few hundredths of the width
+BOOTSTRAP_SAMPLES = 400  # paired resamples per interval: percentile bounds stable to a few hundredths of the width
 # Labelled rows the metric's bootstrap uses at most (a seeded sample beyond it): bounds the cost at 5 million rows a
 # day, where the interval on this many rows is already far narrower than any sensible allowance.
-MAX_BOOTSTRAP_ROWS = 20_000
+MAX_BOOTSTRAP_ROWS = 10_000
 
 
 @dataclass(frozen=True)
