@@ -111,10 +111,20 @@ def test_canary_ramps_to_champion(tmp_path):
     assert actions.count("canary_ramp") == 3 and "canary_start" in actions
     ramps = [e.details for e in loc.registry.audit_log(version=candidate) if e.action == "canary_ramp"]
     assert [(r["from"], r["to"]) for r in ramps] == [(0.05, 0.25), (0.25, 0.5), (0.5, 1.0)]
-    # each step's figures are in the audit log; score shift is against the canary's own training scores
-    assert all(0 <= r["evidence"]["score_shift"] <= 0.5 and r["evidence"]["rows"] > 0 for r in ramps)
+    # each step's figures are in the audit log: estimate, interval and rows of every guardrail; score shift is
+    # against the canary's own training scores; the canary scored every row of the day, acting on its share only
+    for r in ramps:
+        evidence = r["evidence"]
+        assert evidence["verdicts"] == {"metric": "pass", "score_shift": "pass", "latency": "pass"}
+        assert evidence["score_shift"]["high"] <= 0.5 and evidence["rows"] == 300
+        assert evidence["metric"]["low"] <= evidence["metric"]["estimate"] <= evidence["metric"]["high"]
+        assert evidence["latency_ratio"]["rows"] > 0
+    metadata = loc.instance.get_latest_materialization_event(loc.key("canary_step")).asset_materialization.metadata
+    assert {"metric_estimate", "metric_interval", "metric_rows", "latency_ratio_interval",
+            "score_shift_interval"} <= set(metadata)
     served = loc.project.ledger.by_version(candidate)
-    assert set(served["route"]) == {"canary"} and served["acted_on"].all()
+    assert set(served.loc[served["acted_on"], "route"]) == {"canary"}
+    assert set(served.loc[~served["acted_on"], "route"]) <= {"shadow"}
 
 
 def test_bad_canary_is_rolled_back_automatically(tmp_path):

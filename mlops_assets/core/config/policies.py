@@ -28,7 +28,9 @@ class GatePolicy:
 
     key_metric: str = ""  # default: roc_auc for classification, rmse for regression
     min_improvement: float = 0.0  # candidate must beat champion by this much beyond the CI noise
-    max_slice_drop: float = 0.05  # no slice's key metric may be worse than the champion's by more
+    # No slice's key metric may be worse than the champion's by more, beyond its paired bootstrap noise: absolute
+    # for bounded scores (AUC, accuracy), a fraction of the champion's value for error metrics (MAE, RMSE).
+    max_slice_drop: float = 0.05
     max_latency_ms_per_1k: float = 500.0
     max_artifact_mb: float = 50.0
     max_calibration_error: float = 0.1  # expected calibration error (classification)
@@ -67,11 +69,22 @@ class DeploymentPolicy:
     # evaluation (F1, accuracy) and monitoring (baseline, estimated and realised accuracy) count decisions at it.
     decision_threshold: float = 0.5
     canary_steps: list = field(default_factory=lambda: [0.05, 0.25, 0.5, 1.0])  # shares of entities, ending at 1
-    canary_window_days: int = 2  # days of traffic judged at each step
-    max_metric_drop: float = 0.02  # realised key metric: how far the canary may trail the champion
-    max_score_shift: float = 0.25  # KS, the canary's live scores vs its own training scores: serving skew
-    max_latency_ratio: float = 1.5  # canary scoring time / champion scoring time
-    min_rows_per_step: int = 200  # fewer compared rows and the step holds: too little evidence to judge
+    canary_window_days: int = 2  # least days of traffic judged at each step (a step holds longer until decided)
+    # Every guardrail below decides on a 95 % interval: beyond the limit rolls back, within it passes, between holds.
+    # Realised key metric, how far the canary may trail the champion on the same labelled rows: in absolute units
+    # for bounded scores (2 points of AUC or accuracy), as a share of the champion's value for error metrics
+    # (2 % more MAE, RMSE or log loss), so one number means the same for any target's units.
+    max_metric_drop: float = 0.02
+    # KS of the canary's live scores vs its own training scores (serving skew): a canary is a fresh retrain, so its
+    # live inputs resemble its training rows; 30 % of the score mass moved, beyond sampling noise, is a unit error,
+    # a missing feature or a stale transform rather than a week of ordinary change.
+    max_score_shift: float = 0.3
+    # Canary / champion CPU time per row on the same rows: twice the cost is a regression worth stopping; a
+    # retrain of the same estimator differs by far less, and CPU time on interleaved repeats is not wall-clock noise.
+    max_latency_ratio: float = 2.0
+    # Labelled rows below which the metric's bootstrap interval is not trusted (a percentile bootstrap on fewer
+    # understates its own width): the step holds.
+    min_rows_per_step: int = 30
     auto_canary: bool = False  # a candidate that passes its gates starts as a canary without a person
 
 
