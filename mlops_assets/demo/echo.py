@@ -52,7 +52,7 @@ class EventEcho:
 
     @staticmethod
     def _performance(report: dict) -> tuple[str, str]:
-        return "", f"{report['key_metric']} down {report['drop']:.2f} from the champion's validation baseline"
+        return "", report["message"]
 
     def _gates(self, version: str) -> str:
         record = self.project.registry.get(version)
