@@ -120,10 +120,23 @@ def fit_performance_reference(spec: DatasetSpec, pipeline, train_frame: pd.DataF
         out_of_fold = _out_of_fold(spec, train_frame)
         if len(out_of_fold):
             pool, source = pd.concat([out_of_fold, held_out], ignore_index=True), "validation + out-of-fold training days"
+    calibration_pool = None
+    if spec.is_classification:  # validation alone when it holds enough rows: the version's own scores
+        calibration_pool = held_out if len(held_out) >= CALIBRATION_MIN_ROWS else pool
+    return reference_from_rows(metric, pool, threshold=threshold, min_rows=policy.performance_min_rows,
+                               max_days=policy.performance_max_days, seed=spec.training.seed, source=source,
+                               calibration_pool=calibration_pool)
+
+
+def reference_from_rows(metric: str, pool: pd.DataFrame, *, threshold: float, min_rows: int, max_days: int,
+                        seed: int, source: str, calibration_pool: pd.DataFrame | None = None,
+                        ) -> tuple[PerformanceReference, Calibrator | None]:
+    """The reference from held-out rows (`day`, `score`, `label`): chunks of whole days cut by the window rule,
+    the metric on each; and, given `calibration_pool` with both classes, the calibrator and its bias."""
     rows_per_day = _day_rows(pool)
-    chunks = pm.disjoint_chunks(rows_per_day, policy.performance_min_rows, policy.performance_max_days)
+    chunks = pm.disjoint_chunks(rows_per_day, min_rows, max_days)
     day_of_row = pool["day"].map({d: i for i, d in enumerate(sorted(pool["day"].unique()))}).to_numpy()
-    scores, labels = pool["score"].to_numpy(), pool["label"].to_numpy()
+    scores, labels = pool["score"].to_numpy(np.float64), pool["label"].to_numpy(np.float64)
     values, sizes = [], []
     for chunk in chunks:
         mask = np.isin(day_of_row, chunk)
@@ -131,24 +144,22 @@ def fit_performance_reference(spec: DatasetSpec, pipeline, train_frame: pd.DataF
         sizes.append(int(mask.sum()))
     values = np.array([v for v in values if math.isfinite(v)])
     unit = pm.sampling_unit_std(lambda i: pm.realised_metric(metric, scores[i], labels[i], threshold), len(pool),
-                                seed=spec.training.seed)
+                                seed=seed)
     if len(values) >= MIN_CHUNKS:
         center, center_std = float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values)))
     else:
         center, center_std = pm.realised_metric(metric, scores, labels, threshold), unit / math.sqrt(len(pool))
-    calibrator, bias = None, (math.nan, math.nan, 0)
-    if spec.is_classification:
-        calibration_pool = held_out if len(held_out) >= CALIBRATION_MIN_ROWS else pool
-        calibration_pool = _subsample(calibration_pool, CALIBRATION_MAX_ROWS, spec.training.seed)
+    calibrator, bias, calibration_rows = None, (math.nan, math.nan, 0), 0
+    if calibration_pool is not None:
+        calibration_pool = _subsample(calibration_pool, CALIBRATION_MAX_ROWS, seed)
         if calibration_pool["label"].nunique() == 2:
             calibrator = calibrate(calibration_pool["score"], calibration_pool["label"], "isotonic")
-            bias = _estimate_bias(metric, calibration_pool, threshold)
+            bias, calibration_rows = _estimate_bias(metric, calibration_pool, threshold), len(calibration_pool)
     reference = PerformanceReference(
         metric=metric, higher_is_better=pm.higher_is_better(metric), center=center, center_std=center_std,
         unit_std=unit, chunk_std=float(values.std(ddof=1)) if len(values) >= 2 else math.nan,
         chunk_rows=int(np.median(sizes)) if sizes else 0, n_chunks=len(values), reference_rows=len(pool),
-        reference_days=len(rows_per_day), reference_source=source,
-        calibration_rows=len(calibration_pool) if calibrator is not None else 0,
+        reference_days=len(rows_per_day), reference_source=source, calibration_rows=calibration_rows,
         estimate_bias=bias[0], estimate_error_std=bias[1], bias_rows=bias[2])
     return reference, calibrator
 
