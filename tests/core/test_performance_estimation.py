@@ -184,6 +184,6 @@ def test_the_window_reaches_back_whole_days_until_enough_rows_capped_in_days():
     assert sorted(window["day"].unique()) == ["2025-03-16", "2025-03-18", "2025-03-19", "2025-03-20"]
     assert len(window) == 120
     capped = collect_window("2025-03-20", read_day, MonitoringPolicy(performance_min_rows=10_000,
-                                                                     performance_max_days=5))
-    assert sorted(capped["day"].unique()) == ["2025-03-18", "2025-03-19", "2025-03-20"]  # 03-16 is 5 days back
+                                                                     performance_max_days=4))
+    assert sorted(capped["day"].unique()) == ["2025-03-18", "2025-03-19", "2025-03-20"]  # 4 days: 03-17 to 03-20
     assert window["label"].isna().all()
