@@ -52,7 +52,7 @@ class EventEcho:
 
     @staticmethod
     def _performance(report: dict) -> tuple[str, str]:
-        return "", report["message"]
+        return "", report.get("message") or f"{report.get('key_metric', 'performance')} {report['status']}"  # older reports had no message
 
     def _gates(self, version: str) -> str:
         record = self.project.registry.get(version)
