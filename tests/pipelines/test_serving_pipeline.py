@@ -74,6 +74,16 @@ def test_scoring_writes_the_ledger_and_reports_pass_on_stable_data(tmp_path):
     assert decision["model_version"] == champion and decision["acted_on"]
     perf = loc.project.store.read_json("performance_report", day(22))
     assert perf["label_coverage"] == 1.0 and perf["realised"] is not None and perf["estimated"] is not None
+    assert (perf["window_days"], perf["window_rows"]) == (1, 300)  # nothing served before day 22
+    # the next day's window reaches back to day 22: 300 rows a day are fewer than performance_min_rows (500)
+    result = monitor(loc, 23)
+    assert result.success
+    perf = loc.project.store.read_json("performance_report", day(23))
+    assert (perf["window_first_day"], perf["window_days"], perf["window_rows"]) == (day(22), 2, 600)
+    [check] = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+               and e.event_specific_data.check_name == "performance_ok"]
+    assert check.metadata["metric"].value == "roc_auc" and check.metadata["window_rows"].value == 600
+    assert check.metadata["error_at"].value == perf["error_limit"] < perf["reference_level"]
 
 
 def test_shadow_scores_every_row_and_is_never_acted_on(tmp_path):

@@ -30,6 +30,12 @@ from mlops_assets.core.config.tasks import TASKS
 
 # Keys that moved to another table: the old place is an error that names the new one, not a silent default.
 MOVED_KEYS = {("monitoring", "auto_canary"): "deployment"}
+# Keys that no longer exist: an error that says what replaced them.
+REMOVED_KEYS = {
+    ("monitoring", key): "removed: performance limits come from the reference's own chunk-to-chunk variability "
+                         "(performance_warn_std / performance_error_std, in its standard deviations)"
+    for key in ("warn_performance_drop", "error_performance_drop")
+}
 
 FEATURE_TYPES = ("numeric", "categorical")
 SECTIONS = ("dataset", "features", "training", "gates", "monitoring", "deployment", "slo")
@@ -257,6 +263,9 @@ def _load_policy(section: Any, where: str, cls: type, problems: list[str]):
     for key, value in section.items():
         if (where, key) in MOVED_KEYS:
             problems.append(f"{where}.{key}: moved to [{MOVED_KEYS[where, key]}] {key}")
+            continue
+        if (where, key) in REMOVED_KEYS:
+            problems.append(f"{where}.{key}: {REMOVED_KEYS[where, key]}")
             continue
         if key not in names:
             problems.append(f"{where}.{key}: unknown key{_hint(key, names)} (expected one of {sorted(names)})")
