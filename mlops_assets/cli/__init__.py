@@ -8,6 +8,7 @@
     mlops audit [--version V] [--limit N]          who did what, when and why
     mlops decision ENTITY DAY                      which model decided ENTITY on DAY, and what it said
     mlops predictions --version V [--start --end]  how much a version scored: rows, days, mean score
+    mlops spec check FILE | draft CSV ... | keys   write and check a dataset spec (see spec_commands)
 
 Every command takes `--model NAME` (a dataset spec's name) to look at one model of the portfolio only.
 The registry is `--registry URL`, else $MLOPS_REGISTRY_URL, else the project's DuckDB file (Settings).
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import re
 import sys
 from typing import Callable
 
@@ -47,8 +49,42 @@ def subcommand(name: str, help: str) -> Callable[[Builder], Builder]:
     return register
 
 
+class HelpfulParser(argparse.ArgumentParser):
+    """An argparse parser whose usage errors suggest the command or option that was probably meant."""
+
+    def error(self, message: str):
+        super().error(message + _suggestion(self, message))
+
+
+def _suggestion(parser: argparse.ArgumentParser, message: str) -> str:
+    from mlops_assets.core.config.suggest import did_you_mean
+
+    if m := re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message):
+        close = did_you_mean(m.group(1), re.findall(r"'([^']*)'", m.group(2)))
+        return f"; did you mean {close!r}?" if close else ""
+    if m := re.search(r"unrecognized arguments: (.*)", message):
+        options = _option_strings(parser)
+        hints = [f"{close} (for {word})" for word in m.group(1).split() if word.startswith("-")
+                 if (close := did_you_mean(word.split("=")[0], options))]
+        return f"; did you mean {', '.join(hints)}?" if hints else ""
+    return ""
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> set[str]:
+    """Every option of the parser and of its subcommands, at any depth (argparse reports a subcommand's
+    unknown option from the top parser, which does not know the subcommand's options)."""
+    out = set()
+    for action in parser._actions:
+        out |= set(action.option_strings)
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                out |= _option_strings(sub)
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mlops", description="Inspect and steer the model registry.")
+    parser = HelpfulParser(prog="mlops", description="Inspect and steer the model registry; write and check "
+                                                     "dataset specs.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (help_text, build) in SUBCOMMANDS.items():
         sub = commands.add_parser(name, help=help_text, description=help_text)
@@ -159,6 +195,6 @@ def format_table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 # The commands register themselves with @subcommand when their modules are imported.
-from mlops_assets.cli import registry_commands, ledger_commands  # noqa: E402,F401,I001  (--help lists them in this order)
+from mlops_assets.cli import registry_commands, ledger_commands, spec_commands  # noqa: E402,F401,I001  (--help lists them in this order)
 
 

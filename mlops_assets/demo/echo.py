@@ -52,7 +52,8 @@ class EventEcho:
 
     @staticmethod
     def _performance(report: dict) -> tuple[str, str]:
-        return "", f"{report['key_metric']} down {report['drop']:.2f} from the champion's validation baseline"
+        # reports written before the trailing window carry no message
+        return "", report.get("message") or f"{report.get('key_metric', 'performance')} {report['status']}"
 
     def _gates(self, version: str) -> str:
         record = self.project.registry.get(version)

@@ -12,6 +12,7 @@ import pytest
 from mlops_assets.core.config.spec import spec_from_dict
 from mlops_assets.core.monitoring.drift_profile import ReferenceProfile
 from mlops_assets.core.serving.canary import (AliasMove, AuditRecord, CanaryWindow, begin, step_canary)
+from mlops_assets.core.serving.scoring import CpuLatency
 
 ACTOR = "dagster:canary_step"
 DAY = "2025-03-10"
@@ -42,14 +43,16 @@ def route_rows(version, route, scores, latency):
                          "route": route, "acted_on": route != "shadow", "latency_ms_per_1k": latency})
 
 
-def window(canary_scores=GOOD, canary_latency=1.0, labelled=True):
-    """One day of a canary paired with the champion's shadow opinion, its labels and the canary's training
-    scores (the same distribution as its good live scores)."""
-    rows = pd.concat([route_rows("v2", "canary", canary_scores, canary_latency),
+def window(canary_scores=GOOD, cpu_ratio=1.0, labelled=True):
+    """One day of a canary paired with the champion's shadow opinion, its labels, the canary's training
+    scores (the same distribution as its good live scores) and the day's CPU timings (canary = ratio x champion)."""
+    rows = pd.concat([route_rows("v2", "canary", canary_scores, cpu_ratio),
                       route_rows("v1", "shadow", GOOD, 1.0)], ignore_index=True)
     labels = pd.DataFrame({"entity": ENTITIES, "timestamp": TS, "label": LABELS_Y}) if labelled else None
     reference = ReferenceProfile.build(pd.DataFrame({"ts": TS, "id": ENTITIES, "x1": GOOD}), SPEC, scores=GOOD)
-    return CanaryWindow(rows, labels, reference)
+    champion_ms = tuple(1.0 + 0.1 * i for i in range(8))
+    timing = CpuLatency(1000, tuple(cpu_ratio * t for t in champion_ms), champion_ms)
+    return CanaryWindow(rows, labels, reference, (timing,))
 
 
 def running(share=0.5, step_started=DAY, spec=SPEC):
@@ -116,7 +119,7 @@ def test_a_window_without_labels_holds_and_says_why():
     assert (result.action, result.new_state, result.clear_state) == ("hold", None, False)
     [record] = result.registry_actions
     assert (record.version, record.action, record.actor) == ("v2", "canary_hold", ACTOR)
-    assert record.reason == "no realised roc_auc for both models yet (labels pending)"
+    assert record.reason == "no realised roc_auc for both models yet (labels pending)"  # the other two passed
     assert record.details["share"] == 0.5 and record.details["evidence"]["rows"] == N
     assert result.metadata["reasons"] == record.reason and result.metadata["next_share"] == 0.5
 
@@ -132,7 +135,9 @@ def test_a_passing_window_ramps_to_the_next_share_from_the_next_day():
     assert (record.action, record.actor) == ("canary_ramp", ACTOR)
     assert record.reason.startswith("all guardrails passed at 50%")
     assert (record.details["from"], record.details["to"]) == (0.5, 1.0)
-    assert record.details["evidence"]["latency_ratio"] == 1.0 and record.details["evidence"]["score_shift"] == 0.0
+    evidence = record.details["evidence"]
+    assert evidence["latency_ratio"]["estimate"] == pytest.approx(1.0) and evidence["score_shift"]["estimate"] == 0.0
+    assert evidence["metric"]["rows"] == N and evidence["metric"]["low"] < 0 < evidence["metric"]["high"]
     assert result.metadata == {"action": "ramp", "version": "v2", "share": 0.5, "next_share": 1.0,
                                "reasons": record.reason, "evidence": record.details["evidence"]}
 
@@ -146,7 +151,7 @@ def test_a_passing_window_at_the_last_share_makes_the_canary_champion():
 
 
 @pytest.mark.parametrize("seen, why", [
-    (window(canary_latency=3.0), "latency ratio 3.00 exceeds 1.50"),
+    (window(cpu_ratio=5.0), "CPU time per row canary / champion 5.00 (95% CI 5.00 .. 5.00, 8 timed repeats)"),
     (window(canary_scores=1 - GOOD), "roc_auc"),
 ])
 def test_a_guardrail_breach_archives_the_canary(seen, why):

@@ -85,10 +85,12 @@ def test_monitoring_baseline_estimate_and_realised_accuracy_decide_at_the_spec_t
         realised = performance_day(spec, reference, scores["day"], y_day, len(day), spec.monitoring)
         p = reference.calibrator(scores["day"])
         decided = scores["day"] >= t
-        assert estimated.estimated == pytest.approx(np.mean(np.where(decided, p, 1 - p)))  # expected accuracy
-        assert realised.realised == pytest.approx(by_hand(y_day, scores["day"], t)["accuracy"])
+        estimated_accuracy = estimated.details["estimated"]["accuracy"]
+        realised_accuracy = realised.details["realised"]["accuracy"]
+        assert estimated_accuracy == pytest.approx(np.mean(np.where(decided, p, 1 - p)))  # expected accuracy
+        assert realised_accuracy == pytest.approx(by_hand(y_day, scores["day"], t)["accuracy"])
         assert realised.details["realised"]["threshold"] == estimated.details["estimated"]["threshold"] == t
-        figures[t] = (baseline["accuracy_at_threshold"], estimated.estimated, realised.realised)
+        figures[t] = (baseline["accuracy_at_threshold"], estimated_accuracy, realised_accuracy)
     for before, after in zip(figures[THRESHOLD], figures[0.5]):
         assert before != pytest.approx(after)
 
@@ -105,9 +107,10 @@ def test_serving_decides_at_the_spec_threshold_and_its_metrics_agree_with_monito
         # the ledger's decisions are the ones monitoring and evaluation count as right or wrong
         reference = build_reference(spec, pipeline, train_frame, validation, latency_ms_per_1k=1.0)
         realised = performance_day(spec, reference, ledger["score"].to_numpy(), y_day, len(day), spec.monitoring)
-        assert realised.realised == pytest.approx(np.mean(decisions[t] == y_day))
+        realised_accuracy = realised.details["realised"]["accuracy"]
+        assert realised_accuracy == pytest.approx(np.mean(decisions[t] == y_day))
         evaluated = evaluate(spec, pipeline, None, day, make_plots=False).candidate.metrics["accuracy"]
-        assert evaluated == pytest.approx(realised.realised)
+        assert evaluated == pytest.approx(realised_accuracy)
         # a shadow report on those ledger rows computes its metrics at the threshold the rows were decided by
         shadow = ledger.assign(route="shadow", model_version="v2", acted_on=False)
         report = shadow_comparison(ledger, shadow, ledger_labels(day, spec))

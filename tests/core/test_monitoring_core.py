@@ -9,12 +9,14 @@ import pytest
 from mlops_assets.demo import synthetic
 from mlops_assets.core.training import trainer as training
 from mlops_assets.core.features.engineering import engineer
-from mlops_assets.core.monitoring.reports import build_reference, cost_day, performance_day, profile_of
+from mlops_assets.core.config.spec import spec_from_dict
+from mlops_assets.core.monitoring.reports import (build_reference, collect_window, cost_day, judge_performance,
+                                                  performance_day, profile_of)
 from mlops_assets.core.monitoring.drift import drift_report
 
 
-def frames(spec, scenario="stable", days=12, **kw):
-    cfg = synthetic.ScenarioConfig(scenario, dt.date(2025, 1, 1), days, rows_per_day=400, seed=11, **kw)
+def frames(spec, scenario="stable", days=12, rows_per_day=400, seed=11, **kw):
+    cfg = synthetic.ScenarioConfig(scenario, dt.date(2025, 1, 1), days, rows_per_day=rows_per_day, seed=seed, **kw)
     out = []
     for b in synthetic.generate_days(spec, cfg):
         table = engineer(b.features, spec)
@@ -57,13 +59,96 @@ def test_performance_estimate_then_realised(synthetic_spec, fitted):
     labels = training.labels(synthetic_spec, day)
     before = performance_day(synthetic_spec, reference, scores, None, len(day), synthetic_spec.monitoring)
     after = performance_day(synthetic_spec, reference, scores, labels, len(day), synthetic_spec.monitoring)
-    assert before.realised is None and before.label_coverage == 0 and before.estimated is not None
-    assert after.label_coverage == 1.0 and after.realised == pytest.approx(np.mean((scores >= 0.5) == labels))
+    assert before.realised is None and before.label_coverage == 0 and before.judged == "estimated"
+    assert after.label_coverage == 1.0 and after.judged == "realised" and after.metric == "roc_auc"
+    assert after.details["realised"]["accuracy"] == pytest.approx(np.mean((scores >= 0.5) == labels))
+    assert before.value == pytest.approx(before.estimated - reference.performance.estimate_bias)
     assert abs(before.estimated - after.realised) < 0.06
-    assert before.status == "OK"
-    # a model whose realised accuracy collapses is an ERROR
+    assert before.status == after.status == "OK"
+    # a model whose ranking collapses is an ERROR, reported as worse and down
     flipped = performance_day(synthetic_spec, reference, scores, 1 - labels, len(day), synthetic_spec.monitoring)
-    assert flipped.status == "ERROR" and flipped.drop > synthetic_spec.monitoring.error_performance_drop
+    assert flipped.status == "ERROR" and flipped.value < flipped.error_limit < flipped.warn_limit
+    assert flipped.worse_by > 0 and "down" in flipped.message and "(worse)" in flipped.message
+
+
+def served_stream(spec, scenario, rows_per_day, seed, onset_day=60, days=100):
+    """A model trained on the first 15 small days, serving the rest: one window report per served day."""
+    stream = frames(spec, scenario, days=days, rows_per_day=rows_per_day, seed=seed, onset_day=onset_day)
+    train, validation = pd.concat(stream[:15]), pd.concat(stream[15:18])
+    model = training.train(spec, spec.training, train, git_commit="test")
+    reference = build_reference(spec, model.pipeline, train, validation, latency_ms_per_1k=1.0)
+    served = {}
+    for i, frame in enumerate(stream[18:], start=18):
+        rows = pd.DataFrame({"score": training.predict_scores(model.pipeline, spec, frame),
+                             "label": training.labels(spec, frame).astype(float)})
+        served[(dt.date(2025, 1, 1) + dt.timedelta(days=i)).isoformat()] = (i, rows)
+    reports = {}
+    for day, (i, _) in served.items():
+        window = collect_window(day, lambda d: served[d][1] if d in served else None, spec.monitoring)
+        reports[i] = judge_performance(spec, reference, window, spec.monitoring)
+    return reference, reports
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_stable_stream_of_small_days_raises_no_error(synthetic_spec, seed):
+    # 40 rows a day: one day's ROC AUC has a std near 0.07, so a day on its own would alarm on noise
+    _, reports = served_stream(synthetic_spec, "stable", rows_per_day=40, seed=seed)
+    statuses = [r.status for r in reports.values()]
+    assert len(statuses) == 82 and statuses.count("ERROR") == 0 and statuses.count("WARN") <= 4
+    window = reports[60]
+    assert window.window_days == 13 and window.window_rows == 520  # enough rows: 500 by default
+    assert window.limits_source and window.error_limit < window.reference_level
+
+
+def test_a_real_drop_is_flagged_within_a_couple_of_windows(synthetic_spec):
+    reference, reports = served_stream(synthetic_spec, "concept_drift", rows_per_day=40, seed=1, onset_day=60)
+    assert all(r.status != "ERROR" for i, r in reports.items() if i < 60)
+    first = min(i for i, r in reports.items() if i >= 60 and r.status == "ERROR")
+    assert first - 60 <= 2 * reports[first].window_days
+    assert reports[first].worse_by > 0 and reports[first].value < reference.performance.center
+
+
+def regression_spec(key_metric="mae"):
+    return spec_from_dict({
+        "dataset": {"name": "tiny_reg", "timestamp": "ts", "entity_id": "id", "target": "y", "task": "regression",
+                    "start_date": "2025-01-01"},
+        "features": {"x1": {"type": "numeric"}, "x2": {"type": "numeric"}},
+        "training": {"estimator": "ridge", "seed": 3, "window_days": 20, "validation_days": 3, "benchmark_days": 3},
+        "gates": {"key_metric": key_metric},
+    })
+
+
+def regression_days(days, rows, seed):
+    rng = np.random.default_rng(seed)
+    out = []
+    for d in range(days):
+        x1, x2 = rng.normal(size=rows), rng.normal(size=rows)
+        ts = pd.Timestamp("2025-01-01") + pd.Timedelta(days=d) + pd.to_timedelta(np.arange(rows) * 60, unit="s")
+        out.append(pd.DataFrame({"ts": ts, "id": [f"e{d}-{i}" for i in range(rows)], "x1": x1, "x2": x2,
+                                 "y": 2 * x1 - x2 + rng.normal(0, 0.5, rows)}))
+    return out
+
+
+@pytest.mark.parametrize("key_metric", ["mae", "rmse"])
+def test_regression_error_going_up_is_reported_as_worse(key_metric):
+    spec = regression_spec(key_metric)
+    days = regression_days(20, 100, seed=4)
+    train, validation = pd.concat(days[:14]), pd.concat(days[14:17])
+    model = training.train(spec, spec.training, train, git_commit="test")
+    reference = build_reference(spec, model.pipeline, train, validation, latency_ms_per_1k=1.0)
+    assert reference.performance.metric == key_metric and not reference.performance.higher_is_better
+    window = pd.concat([d.assign(day=d["ts"].dt.strftime("%Y-%m-%d")) for d in days[17:]])
+    scores = training.predict_scores(model.pipeline, spec, window)
+    rows = pd.DataFrame({"day": window["day"].to_numpy(), "score": scores, "label": window["y"].to_numpy()})
+    same = judge_performance(spec, reference, rows, spec.monitoring)
+    assert same.status == "OK" and same.metric == key_metric
+    worse = judge_performance(spec, reference, rows.assign(score=rows["score"] + 1.0), spec.monitoring)
+    # for an error metric the limits sit above the level, and a larger error is worse
+    assert worse.reference_level < worse.warn_limit < worse.error_limit < worse.value
+    assert worse.status == "ERROR" and worse.worse_by > 0
+    assert "up" in worse.message and "(worse)" in worse.message and "down" not in worse.message
+    better = judge_performance(spec, reference, rows.assign(score=rows["label"]), spec.monitoring)
+    assert better.status == "OK" and better.worse_by < 0
 
 
 def test_cost_status_is_relative_to_the_champions_first_days(synthetic_spec, fitted):

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mlops_assets.core.monitoring.performance_reference import CALIBRATION_MIN_ROWS
 from mlops_assets.core.monitoring.reference import FORMAT_VERSION, CostBaseline, MonitoringReference
 from mlops_assets.core.monitoring.reports import build_reference, cost_day, performance_day
 from mlops_assets.core.registry import model_registry
@@ -88,11 +89,41 @@ def test_round_trip_through_json_keeps_every_number(synthetic_spec, fitted):
 
 def test_another_format_version_is_refused(fitted):
     raw = fitted[1].to_dict()
-    with pytest.raises(ValueError, match="monitoring reference format 99, expected 1"):
+    assert FORMAT_VERSION == 2
+    with pytest.raises(ValueError, match=r"monitoring reference format 99, expected one of \(1, 2\)"):
         MonitoringReference.from_dict({**raw, "format_version": 99})
     legacy = {k: v for k, v in raw.items() if k != "format_version"}  # e.g. the old untyped dict
     with pytest.raises(ValueError, match="monitoring reference format None"):
         MonitoringReference.from_dict(legacy)
+
+
+def test_a_format_1_reference_is_judged_by_the_sampling_interval_around_its_validation_baseline(synthetic_spec,
+                                                                                               fitted):
+    model, reference, day = fitted
+    raw = {k: v for k, v in reference.to_dict().items() if k != "performance"}
+    old = MonitoringReference.from_dict({**raw, "format_version": 1})
+    assert old.performance is None and old.profile.to_dict() == reference.profile.to_dict()
+    scores = training.predict_scores(model.pipeline, synthetic_spec, day)
+    labels = training.labels(synthetic_spec, day)
+    fine = performance_day(synthetic_spec, old, scores, labels, len(day), synthetic_spec.monitoring)
+    assert "format-1 reference" in fine.limits_source and "sampling interval" in fine.limits_source
+    assert fine.reference_level == reference.baseline["roc_auc"] and fine.status == "OK"
+    collapsed = performance_day(synthetic_spec, old, scores, 1 - labels, len(day), synthetic_spec.monitoring)
+    assert collapsed.status == "ERROR" and collapsed.estimate_bias is None
+    estimated = performance_day(synthetic_spec, old, scores, None, len(day), synthetic_spec.monitoring)
+    assert estimated.judged == "estimated" and estimated.value == estimated.estimated
+
+
+def test_the_calibrator_learns_from_out_of_fold_training_days_when_validation_is_short(synthetic_spec, fitted):
+    _, reference, _ = fitted
+    performance = reference.performance
+    validation_rows = 2 * 400  # two validation days of 400 rows: too few to calibrate on alone
+    assert validation_rows < CALIBRATION_MIN_ROWS
+    assert performance.reference_source == "validation + out-of-fold training days"
+    assert performance.reference_rows == performance.calibration_rows == 10 * 400
+    assert performance.bias_rows == performance.calibration_rows and np.isfinite(performance.estimate_bias)
+    # chunks are whole days reaching performance_min_rows (500), as a monitoring window: two 400-row days each
+    assert performance.n_chunks == 5 and performance.chunk_rows == 800
 
 
 def test_without_a_calibrator_there_is_no_label_free_estimate(synthetic_spec, fitted):
@@ -101,7 +132,8 @@ def test_without_a_calibrator_there_is_no_label_free_estimate(synthetic_spec, fi
     assert bare.calibrator is None and bare.to_dict()["calibrator"] is None
     scores = training.predict_scores(model.pipeline, synthetic_spec, day)
     perf = performance_day(synthetic_spec, bare, scores, None, len(day), synthetic_spec.monitoring)
-    assert perf.estimated is None and perf.baseline == reference.baseline["accuracy_at_threshold"]
+    assert perf.estimated is None and perf.judged is None and perf.status == "OK"
+    assert perf.baseline == reference.baseline["roc_auc"]
 
 
 # ------------------------------------------------------------------------------------- artifact store

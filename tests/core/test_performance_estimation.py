@@ -105,3 +105,85 @@ def test_bad_inputs_are_rejected():
         calibrate([0.2, 0.4], [1, 1])
     empty = estimate_performance([], threshold=0.5)
     assert empty.n == 0 and np.isnan(empty.roc_auc)
+
+
+# ------------------------------------------------------------- limits from the reference's own variability
+
+import pandas as pd  # noqa: E402
+
+from mlops_assets.core.config.policies import MonitoringPolicy  # noqa: E402
+from mlops_assets.core.monitoring.performance_reference import MIN_CHUNKS, reference_from_rows  # noqa: E402
+from mlops_assets.core.monitoring.performance_window import collect_window  # noqa: E402
+
+
+def reference_rows(days: int, rows_per_day: int, day_effect_std: float, seed: int, trend: float = 0.0):
+    """Scores whose labels follow them, a day's share of labels flipped around 10 % with a per-day spread (the
+    day-to-day variation a single window's rows cannot show), and an optional trend in the base rate."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for d in range(days):
+        p = rng.beta(0.5, 0.5, rows_per_day)
+        y = (rng.random(rows_per_day) < np.clip(p + trend * (d / days - 0.5), 0, 1)).astype(float)
+        flipped = rng.random(rows_per_day) < np.clip(rng.normal(0.1, day_effect_std), 0, 0.5)
+        y = np.where(flipped, 1 - y, y)
+        out.append(pd.DataFrame({"day": f"2025-{1 + d // 28:02d}-{1 + d % 28:02d}", "score": p, "label": y}))
+    return pd.concat(out, ignore_index=True)
+
+
+def fit_rows(pool, **kw):
+    args = dict(threshold=0.5, min_rows=200, max_days=14, seed=0, source="test")
+    return reference_from_rows("accuracy", pool, **{**args, **kw})
+
+
+def test_limits_widen_with_the_reference_chunk_spread():
+    calm, _ = fit_rows(reference_rows(60, 100, 0.0, seed=1))
+    noisy, _ = fit_rows(reference_rows(60, 100, 0.2, seed=1))
+    assert calm.n_chunks == noisy.n_chunks == 30 and calm.chunk_rows == 200
+    assert noisy.chunk_std > 2 * calm.chunk_std
+    calm_limits, noisy_limits = calm.limits(200, 2.0, 3.0), noisy.limits(200, 2.0, 3.0)
+    assert "chunk-to-chunk" in noisy_limits.source
+    assert (noisy_limits.center - noisy_limits.error) > 1.8 * (calm_limits.center - calm_limits.error)
+    # accuracy: higher is better, so both limits sit below the level, ERROR further out than WARN
+    assert noisy_limits.error < noisy_limits.warn < noisy_limits.center
+    # a window smaller than a chunk is noisier; a larger one keeps at least the chunks' spread
+    assert noisy.limits(50, 2.0, 3.0).std > noisy_limits.std >= noisy.limits(5000, 2.0, 3.0).std >= noisy.chunk_std
+
+
+def test_too_few_chunks_fall_back_to_the_sampling_interval():
+    few, _ = fit_rows(reference_rows(4, 100, 0.0, seed=2))
+    assert few.n_chunks < MIN_CHUNKS
+    limits = few.limits(400, 2.0, 3.0)
+    assert "sampling interval" in limits.source
+    # binomial std of accuracy at 400 rows, from the bootstrap (within its own noise), plus the level's own
+    expected = np.hypot(np.sqrt(few.center * (1 - few.center) / 400), few.center_std)
+    assert limits.std == pytest.approx(expected, rel=0.3)
+
+
+def test_the_estimates_bias_is_measured_on_blocks_it_was_not_calibrated_on():
+    pool = reference_rows(40, 100, 0.0, seed=3)
+    steady, calibrator = fit_rows(pool, calibration_pool=pool)
+    assert calibrator is not None and steady.calibration_rows == steady.bias_rows == len(pool)
+    assert abs(steady.estimate_bias) < 0.02 and steady.estimate_error_std < 0.03
+    # labels drifting across the reference: a calibrator fitted in-sample would show no error at all, the
+    # held-out blocks show how far the estimate can be off
+    drifting = reference_rows(40, 100, 0.0, seed=3, trend=1.0)
+    moving, _ = fit_rows(drifting, calibration_pool=drifting)
+    assert moving.estimate_error_std > 3 * steady.estimate_error_std
+
+
+def test_the_window_reaches_back_whole_days_until_enough_rows_capped_in_days():
+    day_rows = {f"2025-03-{d:02d}": 30 for d in range(1, 21)}
+    del day_rows["2025-03-17"]  # nothing served that day: it still counts toward the cap
+
+    def read_day(day):
+        n = day_rows.get(day)
+        return None if n is None else pd.DataFrame({"score": np.full(n, 0.5), "label": np.full(n, np.nan)})
+
+    window = collect_window("2025-03-20", read_day, MonitoringPolicy(performance_min_rows=100,
+                                                                     performance_max_days=14))
+    assert sorted(window["day"].unique()) == ["2025-03-16", "2025-03-18", "2025-03-19", "2025-03-20"]
+    assert len(window) == 120
+    capped = collect_window("2025-03-20", read_day, MonitoringPolicy(performance_min_rows=10_000,
+                                                                     performance_max_days=4))
+    assert sorted(capped["day"].unique()) == ["2025-03-18", "2025-03-19", "2025-03-20"]  # 4 days: 03-17 to 03-20
+    assert window["label"].isna().all()

@@ -141,3 +141,18 @@ def test_a_champion_age_limit_every_new_champion_would_breach_is_refused():
     assert problem.startswith("slo.max_champion_age_days: must exceed dataset.label_delay_days + "
                               "slo.max_retrain_wait_days (5 + 2 = 7)")
     assert spec_from_dict(minimal(dataset__label_delay_days=5, slo__max_champion_age_days=8)).slo
+
+
+def test_fixed_performance_drops_are_refused_saying_what_replaced_them():
+    raw = minimal(monitoring__warn_performance_drop=0.03, monitoring__performance_warn_std=4.0,
+                  monitoring__performance_error_std=3.0, monitoring__performance_min_rows=0)
+    with pytest.raises(SpecError) as info:
+        spec_from_dict(raw)
+    problems = info.value.problems
+    assert any(p.startswith("monitoring.warn_performance_drop: removed") and "performance_warn_std" in p
+               for p in problems)
+    assert any("performance_error_std (3.0) must be at least performance_warn_std (4.0)" in p for p in problems)
+    assert any(p.startswith("monitoring.performance_min_rows") for p in problems)
+    defaults = spec_from_dict(minimal()).monitoring
+    assert (defaults.performance_min_rows, defaults.performance_max_days) == (500, 14)
+    assert (defaults.performance_warn_std, defaults.performance_error_std) == (2.0, 3.0)

@@ -86,7 +86,8 @@ def test_two_versions_of_the_same_day_are_monitored_against_their_own_references
     assert drift["statistic"] == by_a.statistic and drift["p_value"] == by_a.p_value
     performance = store.read_json("performance_report", day(SERVED))
     assert performance["model_version"] == version_a
-    assert performance["baseline"] == ref_a.baseline["accuracy_at_threshold"]
+    assert performance["baseline"] == ref_a.baseline[performance["metric"]]
+    assert performance["reference_level"] == ref_a.performance.center != ref_b.performance.center
     estimated_a = monitoring.performance_day(spec, ref_a, scores, None, len(scores), spec.monitoring).estimated
     estimated_b = monitoring.performance_day(spec, ref_b, scores, None, len(scores), spec.monitoring).estimated
     assert performance["estimated"] == estimated_a != estimated_b

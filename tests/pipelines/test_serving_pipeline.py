@@ -74,6 +74,16 @@ def test_scoring_writes_the_ledger_and_reports_pass_on_stable_data(tmp_path):
     assert decision["model_version"] == champion and decision["acted_on"]
     perf = loc.project.store.read_json("performance_report", day(22))
     assert perf["label_coverage"] == 1.0 and perf["realised"] is not None and perf["estimated"] is not None
+    assert (perf["window_days"], perf["window_rows"]) == (1, 300)  # nothing served before day 22
+    # the next day's window reaches back to day 22: 300 rows a day are fewer than performance_min_rows (500)
+    result = monitor(loc, 23)
+    assert result.success
+    perf = loc.project.store.read_json("performance_report", day(23))
+    assert (perf["window_first_day"], perf["window_days"], perf["window_rows"]) == (day(22), 2, 600)
+    [check] = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+               and e.event_specific_data.check_name == "performance_ok"]
+    assert check.metadata["metric"].value == "roc_auc" and check.metadata["window_rows"].value == 600
+    assert check.metadata["error_at"].value == perf["error_limit"] < perf["reference_level"]
 
 
 def test_shadow_scores_every_row_and_is_never_acted_on(tmp_path):
@@ -111,10 +121,20 @@ def test_canary_ramps_to_champion(tmp_path):
     assert actions.count("canary_ramp") == 3 and "canary_start" in actions
     ramps = [e.details for e in loc.registry.audit_log(version=candidate) if e.action == "canary_ramp"]
     assert [(r["from"], r["to"]) for r in ramps] == [(0.05, 0.25), (0.25, 0.5), (0.5, 1.0)]
-    # each step's figures are in the audit log; score shift is against the canary's own training scores
-    assert all(0 <= r["evidence"]["score_shift"] <= 0.5 and r["evidence"]["rows"] > 0 for r in ramps)
+    # each step's figures are in the audit log: estimate, interval and rows of every guardrail; score shift is
+    # against the canary's own training scores; the canary scored every row of the day, acting on its share only
+    for r in ramps:
+        evidence = r["evidence"]
+        assert evidence["verdicts"] == {"metric": "pass", "score_shift": "pass", "latency": "pass"}
+        assert evidence["score_shift"]["high"] <= 0.5 and evidence["rows"] == 300
+        assert evidence["metric"]["low"] <= evidence["metric"]["estimate"] <= evidence["metric"]["high"]
+        assert evidence["latency_ratio"]["rows"] > 0
+    metadata = loc.instance.get_latest_materialization_event(loc.key("canary_step")).asset_materialization.metadata
+    assert {"metric_estimate", "metric_interval", "metric_rows", "latency_ratio_interval",
+            "score_shift_interval"} <= set(metadata)
     served = loc.project.ledger.by_version(candidate)
-    assert set(served["route"]) == {"canary"} and served["acted_on"].all()
+    assert set(served.loc[served["acted_on"], "route"]) == {"canary"}
+    assert set(served.loc[~served["acted_on"], "route"]) <= {"shadow"}
 
 
 def test_bad_canary_is_rolled_back_automatically(tmp_path):

@@ -28,7 +28,9 @@ class GatePolicy:
 
     key_metric: str = ""  # default: roc_auc for classification, rmse for regression
     min_improvement: float = 0.0  # candidate must beat champion by this much beyond the CI noise
-    max_slice_drop: float = 0.05  # no slice's key metric may be worse than the champion's by more
+    # No slice's key metric may be worse than the champion's by more, beyond its paired bootstrap noise: absolute
+    # for bounded scores (AUC, accuracy), a fraction of the champion's value for error metrics (MAE, RMSE).
+    max_slice_drop: float = 0.05
     max_latency_ms_per_1k: float = 500.0
     max_artifact_mb: float = 50.0
     max_calibration_error: float = 0.1  # expected calibration error (classification)
@@ -51,8 +53,18 @@ class MonitoringPolicy:
     even_weight_share: float = 0.0
     warn_drift_share: float = 0.1  # weighted share of drifting features that warns
     error_drift_share: float = 0.3
-    warn_performance_drop: float = 0.03
-    error_performance_drop: float = 0.08
+    # Performance is judged over a trailing window of whole days holding at least this many rows (fewer when
+    # performance_max_days is reached first). At 500 rows accuracy's sampling std is at most 0.022 (0.018 at
+    # 80 % accuracy) and ROC AUC's about 0.02: a drop of a few points shows, where one day of 24-165 rows
+    # mostly shows noise. A day of 500 rows or more is a window on its own.
+    performance_min_rows: int = 500
+    # The cap, in calendar days: two weeks covers weekly cycles and keeps a drop from being diluted by long
+    # history (a drop shows in full within two windows), at 20 rows a day as at 5 million.
+    performance_max_days: int = 14
+    # Limits in standard deviations of the metric over reference chunks of the window's size, on the worse
+    # side of the reference's level (NannyML's default k is 3).
+    performance_warn_std: float = 2.0
+    performance_error_std: float = 3.0
     warn_cost_ratio: float = 2.0
     error_cost_ratio: float = 5.0
     retrain_cooldown_days: int = 7
@@ -67,11 +79,22 @@ class DeploymentPolicy:
     # evaluation (F1, accuracy) and monitoring (baseline, estimated and realised accuracy) count decisions at it.
     decision_threshold: float = 0.5
     canary_steps: list = field(default_factory=lambda: [0.05, 0.25, 0.5, 1.0])  # shares of entities, ending at 1
-    canary_window_days: int = 2  # days of traffic judged at each step
-    max_metric_drop: float = 0.02  # realised key metric: how far the canary may trail the champion
-    max_score_shift: float = 0.25  # KS, the canary's live scores vs its own training scores: serving skew
-    max_latency_ratio: float = 1.5  # canary scoring time / champion scoring time
-    min_rows_per_step: int = 200  # fewer compared rows and the step holds: too little evidence to judge
+    canary_window_days: int = 2  # least days of traffic judged at each step (a step holds longer until decided)
+    # Every guardrail below decides on a 95 % interval: beyond the limit rolls back, within it passes, between holds.
+    # Realised key metric, how far the canary may trail the champion on the same labelled rows: in absolute units
+    # for bounded scores (2 points of AUC or accuracy), as a share of the champion's value for error metrics
+    # (2 % more MAE, RMSE or log loss), so one number means the same for any target's units.
+    max_metric_drop: float = 0.02
+    # KS of the canary's live scores vs its own training scores (serving skew): a canary is a fresh retrain, so its
+    # live inputs resemble its training rows; 30 % of the score mass moved, beyond sampling noise, is a unit error,
+    # a missing feature or a stale transform rather than a week of ordinary change.
+    max_score_shift: float = 0.3
+    # Canary / champion CPU time per row on the same rows: twice the cost is a regression worth stopping; a
+    # retrain of the same estimator differs by far less, and CPU time on interleaved repeats is not wall-clock noise.
+    max_latency_ratio: float = 2.0
+    # Labelled rows below which the metric's bootstrap interval is not trusted (a percentile bootstrap on fewer
+    # understates its own width): the step holds.
+    min_rows_per_step: int = 30
     auto_canary: bool = False  # a candidate that passes its gates starts as a canary without a person
 
 
@@ -114,9 +137,15 @@ def training_problems(policy: TrainingPolicy) -> list[str]:
 
 
 def monitoring_problems(policy: MonitoringPolicy) -> list[str]:
+    out = []
     if policy.even_weight_share > 1:
-        return [f"monitoring.even_weight_share: a share in [0, 1], got {policy.even_weight_share}"]
-    return []
+        out.append(f"monitoring.even_weight_share: a share in [0, 1], got {policy.even_weight_share}")
+    if policy.performance_min_rows < 1 or policy.performance_max_days < 1:
+        out.append("monitoring.performance_min_rows and performance_max_days: must be at least 1")
+    if policy.performance_error_std < policy.performance_warn_std:
+        out.append(f"monitoring.performance_error_std ({policy.performance_error_std}) must be at least "
+                   f"performance_warn_std ({policy.performance_warn_std})")
+    return out
 
 
 def deployment_problems(policy: DeploymentPolicy) -> list[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +24,21 @@ from mlops_assets.core.config.policies import (
     slo_problems,
     training_problems,
 )
+from mlops_assets.core.config.rules import default_estimator, range_problems, task_problems
+from mlops_assets.core.config.suggest import did_you_mean
+from mlops_assets.core.config.tasks import TASKS
 
 # Keys that moved to another table: the old place is an error that names the new one, not a silent default.
 MOVED_KEYS = {("monitoring", "auto_canary"): "deployment"}
+# Keys that no longer exist: an error that says what replaced them.
+REMOVED_KEYS = {
+    ("monitoring", key): "removed: performance limits come from the reference's own chunk-to-chunk variability "
+                         "(performance_warn_std / performance_error_std, in its standard deviations)"
+    for key in ("warn_performance_drop", "error_performance_drop")
+}
 
-TASKS = ("binary_classification", "regression")
 FEATURE_TYPES = ("numeric", "categorical")
+SECTIONS = ("dataset", "features", "training", "gates", "monitoring", "deployment", "slo")
 
 
 class SpecError(ValueError):
@@ -138,10 +147,9 @@ def load_spec(path: str | Path) -> DatasetSpec:
 
 def spec_from_dict(raw: dict[str, Any], source: str = "<memory>") -> DatasetSpec:
     problems: list[str] = []
-    known_sections = {"dataset", "features", "training", "gates", "monitoring", "deployment", "slo"}
     for key in raw:
-        if key not in known_sections:
-            problems.append(f"{key}: unknown section (expected one of {sorted(known_sections)})")
+        if key not in SECTIONS:
+            problems.append(f"{key}: unknown section{_hint(key, SECTIONS)} (expected one of {sorted(SECTIONS)})")
 
     ds = raw.get("dataset")
     if not isinstance(ds, dict):
@@ -166,12 +174,16 @@ def spec_from_dict(raw: dict[str, Any], source: str = "<memory>") -> DatasetSpec
     feats = _load_features(raw.get("features"), problems)
     names = [f.name for f in feats]
     reserved = {c for c in (timestamp, target, entity_id) if c}
+    if len(reserved) < len([c for c in (timestamp, target, entity_id) if c]):
+        problems.append(f"dataset: timestamp ({timestamp!r}), target ({target!r}) and entity_id ({entity_id!r}) "
+                        "must be different columns")
     for n in names:
         if n in reserved:
             problems.append(f"features.{n}: a feature cannot also be the timestamp, target or entity id")
     for s in slices:
         if s not in names:
-            problems.append(f"dataset.slices: {s!r} is not a declared feature; slices must be categorical features")
+            problems.append(f"dataset.slices: {s!r} is not a declared feature{_hint(s, names)}; slices must be "
+                            "categorical features")
         elif next(f for f in feats if f.name == s).type != "categorical":
             problems.append(f"dataset.slices: {s!r} must be a categorical feature to slice on")
     if start_date and end_date and end_date <= start_date:
@@ -189,6 +201,12 @@ def spec_from_dict(raw: dict[str, Any], source: str = "<memory>") -> DatasetSpec
         problems.extend(training_problems(training))
     slo = _load_policy(raw.get("slo", {}), "slo", SloPolicy, problems)
     problems.extend(slo_problems(slo, label_delay))
+    if task:
+        if isinstance(raw.get("training", {}), dict) and "estimator" not in raw.get("training", {}):
+            training = replace(training, estimator=default_estimator(task))
+        problems.extend(task_problems(task, training, gates))
+    problems.extend(range_problems({"training": training, "gates": gates, "monitoring": monitoring,
+                                    "deployment": deployment, "slo": slo}))
 
     if problems:
         raise SpecError(source, problems)
@@ -246,8 +264,11 @@ def _load_policy(section: Any, where: str, cls: type, problems: list[str]):
         if (where, key) in MOVED_KEYS:
             problems.append(f"{where}.{key}: moved to [{MOVED_KEYS[where, key]}] {key}")
             continue
+        if (where, key) in REMOVED_KEYS:
+            problems.append(f"{where}.{key}: {REMOVED_KEYS[where, key]}")
+            continue
         if key not in names:
-            problems.append(f"{where}.{key}: unknown key (expected one of {sorted(names)})")
+            problems.append(f"{where}.{key}: unknown key{_hint(key, names)} (expected one of {sorted(names)})")
             continue
         want = type(getattr(defaults, key))
         if want is float and isinstance(value, int) and not isinstance(value, bool):
@@ -288,7 +309,8 @@ class _Fields:
     def choice(self, key, options, required=False) -> str:
         v = self._get(key, required)
         if v is not None and v not in options:
-            self.problems.append(f"{self.where}.{key}: must be one of {list(options)}, got {v!r}")
+            self.problems.append(f"{self.where}.{key}: must be one of {list(options)}, got {v!r}"
+                                 f"{_hint(v, options)}")
             return ""
         return v or ""
 
@@ -345,4 +367,10 @@ class _Fields:
     def reject_unknown(self):
         for key in self.table:
             if key not in self.seen:
-                self.problems.append(f"{self.where}.{key}: unknown key (known: {sorted(self.seen)})")
+                self.problems.append(f"{self.where}.{key}: unknown key{_hint(key, self.seen)} "
+                                     f"(known: {sorted(self.seen)})")
+
+
+def _hint(word: str, known) -> str:
+    close = did_you_mean(word, known)
+    return f", did you mean {close!r}?" if close else ""

@@ -22,6 +22,7 @@ from typing import Iterable
 
 import pandas as pd
 
+from mlops_assets.core.evaluation.metric_scale import drop_units
 from mlops_assets.core.evaluation.report import HIGHER_IS_BETTER, EvaluationReport
 from mlops_assets.core.io.json_safe import json_safe
 from mlops_assets.core.config.spec import GatePolicy
@@ -128,37 +129,39 @@ def _key_metric_gate(report: EvaluationReport, policy: GatePolicy) -> GateResult
 
 
 def _slice_gate(report: EvaluationReport, policy: GatePolicy, notes: list[str]) -> GateResult:
+    """Fails only when a slice's paired bootstrap interval of the key metric's drop lies wholly beyond
+    `max_slice_drop` (absolute for bounded scores, relative to the champion's value for error metrics; see
+    metric_scale). Slices under `min_slice_rows` are reported in the notes, not gated."""
     name, key = "slice_regression", report.key_metric
     if report.champion is None:
         return GateResult(name, False, None, policy.max_slice_drop, None,
                           "champion not evaluated; cannot compare slices")
-    sign = 1.0 if report.higher_is_better else -1.0
-    worst, worst_where, checked = -math.inf, "", 0
-    for col, values in report.candidate.slices.items():
-        for value, cand in values.items():
-            champ = report.champion.slices.get(col, {}).get(value)
+    limit, units = policy.max_slice_drop, drop_units(key)
+    worst, checked = None, 0  # worst: the slice whose drop is surest (highest lower bound)
+    for col, values in report.slice_drops.items():
+        for value, drop in values.items():
             where = f"{col}={value}"
-            if champ is None or cand["n"] < policy.min_slice_rows:
-                notes.append(f"slice {where} not gated: {cand['n']} rows < min_slice_rows {policy.min_slice_rows}"
-                             if champ is not None else f"slice {where} absent for the champion")
+            if drop["rows"] < policy.min_slice_rows:
+                notes.append(f"slice {where} not gated: {drop['rows']} rows < min_slice_rows {policy.min_slice_rows}")
                 continue
-            if math.isnan(cand[key]) or math.isnan(champ[key]):
+            if any(math.isnan(drop[k]) for k in ("estimate", "low", "high")):
                 notes.append(f"slice {where} not gated: {key} undefined there")
                 continue
             checked += 1
-            drop = sign * (champ[key] - cand[key])  # positive = candidate worse on this slice
-            if drop > worst:
-                worst, worst_where = drop, where
+            if worst is None or drop["low"] > worst[1]["low"]:
+                worst = (where, drop)
     if not checked:
-        return GateResult(name, True, None, policy.max_slice_drop, None, "no slice large enough to gate")
-    margin = policy.max_slice_drop - worst
+        return GateResult(name, True, None, limit, None, "no slice large enough to gate")
+    where, drop = worst
+    detail = (f"{where}: {key} drop vs champion {drop['estimate']:+.4f} ({units}; {drop['level']:.0%} CI "
+              f"{drop['low']:+.4f} .. {drop['high']:+.4f}, {drop['rows']} rows)")
+    margin = limit - drop["low"]
     if margin >= 0:
-        return GateResult(name, True, worst, policy.max_slice_drop, margin,
-                          f"largest {key} drop vs champion over {checked} slices is {worst:+.4f} "
-                          f"({worst_where}), within {policy.max_slice_drop}")
-    return GateResult(name, False, worst, policy.max_slice_drop, margin,
-                      f"slice {worst_where} is worse than the champion's by {worst:.4f} in {key}, "
-                      f"{-margin:.4f} beyond the allowed {policy.max_slice_drop}")
+        return GateResult(name, True, drop["low"], limit, margin,
+                          f"no slice of {checked} is worse than allowed ({limit}) beyond noise; surest drop {detail}")
+    return GateResult(name, False, drop["low"], limit, margin,
+                      f"slice {detail}: worse beyond noise, the CI's lower bound {-margin:.4f} beyond the allowed "
+                      f"{limit}")
 
 
 def _floor_gates(report: EvaluationReport, policy: GatePolicy) -> list[GateResult]:

@@ -26,10 +26,11 @@ from mlops_assets.core.io import plots
 from mlops_assets.core.io.json_safe import json_safe
 from mlops_assets.core.features.engineering import as_category_strings
 from mlops_assets.core.config.spec import DatasetSpec, GatePolicy
+from mlops_assets.core.config.tasks import METRICS
 from mlops_assets.core.training.trainer import labels, predict_scores
 
-CLASSIFICATION_METRICS = ("roc_auc", "f1", "accuracy", "log_loss", "brier", "ece")
-REGRESSION_METRICS = ("mae", "rmse", "r2")
+CLASSIFICATION_METRICS = METRICS["binary_classification"]
+REGRESSION_METRICS = METRICS["regression"]
 HIGHER_IS_BETTER = {"roc_auc": True, "f1": True, "accuracy": True, "log_loss": False, "brier": False,
                     "ece": False, "mae": False, "rmse": False, "r2": True}
 CALIBRATION_BINS = 10
@@ -203,6 +204,9 @@ class EvaluationReport:
     bootstrap: BootstrapResult
     notes: list[str] = field(default_factory=list)
     plots: dict[str, str] = field(default_factory=dict)  # name -> Markdown with an embedded PNG
+    # slice column -> value -> the key metric's drop vs the champion there, with its paired bootstrap interval
+    # (metric_scale.DropInterval as a dict); empty without a champion
+    slice_drops: dict[str, dict[str, dict]] = field(default_factory=dict)
 
     def to_dict(self, include_plots: bool = False) -> dict:
         out = {k: getattr(self, k) for k in ("task", "key_metric", "higher_is_better", "n_rows", "notes")}
@@ -213,6 +217,7 @@ class EvaluationReport:
                 "latency_ms_per_1k": ev.latency_ms_per_1k, "artifact_bytes": ev.artifact_bytes,
             }
         out["bootstrap"] = vars(self.bootstrap)
+        out["slice_drops"] = self.slice_drops
         if include_plots:
             out["plots"] = self.plots
         return json_safe(out)
@@ -290,6 +295,12 @@ def evaluate(spec: DatasetSpec, candidate_pipeline, champion_pipeline, benchmark
                      "and were dropped")
     report = EvaluationReport(spec.task, key, HIGHER_IS_BETTER[key], len(y), evals["candidate"],
                               evals.get("champion"), boot, notes)
+    if "champion" in scores:
+        # metric_scale builds on this module's bootstrap, so it is imported here rather than at the top
+        from mlops_assets.core.evaluation.metric_scale import slice_drop_intervals
+
+        report.slice_drops = slice_drop_intervals(spec, benchmark_frame, y, scores["candidate"], scores["champion"],
+                                                  key, n_samples=policy.bootstrap_samples, seed=spec.training.seed)
     if make_plots:
         report.plots = _plots(spec, y, scores, notes)
     return report

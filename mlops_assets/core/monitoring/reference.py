@@ -6,13 +6,18 @@ monitored against its own reference (`ModelRegistry.load_reference`). It holds:
 
 - `profile`: the drift profile of the training rows and of the model's scores on them, with the model's
   permutation importances (on the validation rows) as feature weights;
-- `calibrator`: isotonic calibration fitted on the validation rows, so label-free performance estimates
-  start from calibrated probabilities (binary classification with both classes in validation, else None);
-- `baseline`: the version's validation metrics (plus accuracy at the decision threshold, classification),
-  which the relative performance thresholds compare with;
+- `performance`: the monitored metric's level and its spread over reference chunks of a monitoring window's
+  size, from which performance limits follow, and the label-free estimate's measured bias
+  (performance_reference.py);
+- `calibrator`: isotonic calibration fitted on held-out rows (validation, plus out-of-fold training days when
+  validation is short), so label-free performance estimates start from calibrated probabilities (binary
+  classification with both classes among those rows, else None);
+- `baseline`: the version's validation metrics (plus accuracy at the decision threshold, classification);
 - `cost`: the benchmark scoring latency and the pickled model's size.
 
-`to_dict` / `from_dict` carry `format_version`; a document of another format is refused, not guessed at.
+`to_dict` / `from_dict` carry `format_version`. Format 1 (before `performance`) is still read, with
+`performance` None: monitoring then judges by the sampling interval around the validation baseline and says
+so, so an upgrade does not stop the monitoring of versions already serving. Any other format is refused.
 """
 
 from __future__ import annotations
@@ -28,10 +33,12 @@ from sklearn.inspection import permutation_importance
 from mlops_assets.core.config.spec import DatasetSpec
 from mlops_assets.core.evaluation.report import compute_metrics
 from mlops_assets.core.monitoring.drift_profile import ReferenceProfile
-from mlops_assets.core.monitoring.performance_estimation import Calibrator, calibrate
+from mlops_assets.core.monitoring.performance_estimation import Calibrator
+from mlops_assets.core.monitoring.performance_reference import PerformanceReference, fit_performance_reference
 from mlops_assets.core.training import trainer as training
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)  # 1: no `performance` (see the module's docstring)
 
 
 @dataclass(frozen=True)
@@ -56,13 +63,15 @@ class MonitoringReference:
     cost: CostBaseline
     unmonitored: tuple[str, ...] = ()  # features the spec does not monitor (weight 0 in the profile)
     calibrator: Calibrator | None = None
+    performance: PerformanceReference | None = None  # None: read from a format-1 document
 
     @classmethod
     def fit(cls, spec: DatasetSpec, pipeline, train_frame: pd.DataFrame, validation_frame: pd.DataFrame, *,
             latency_ms_per_1k: float, decision_threshold: float) -> "MonitoringReference":
         """Fit the reference of `pipeline`, trained on `train_frame`: profile the training rows and scores,
-        weigh features by permutation importance on `validation_frame`, calibrate on it and take its metrics
-        as the baseline (`decision_threshold` for accuracy_at_threshold)."""
+        weigh features by permutation importance on `validation_frame`, take its metrics as the baseline
+        (`decision_threshold` for accuracy_at_threshold), and fit the performance limits and the calibrator
+        on held-out rows."""
         cols = spec.feature_names
         y_val = training.labels(spec, validation_frame)
         importances = permutation_importance(
@@ -81,13 +90,12 @@ class MonitoringReference:
         profile = ReferenceProfile.build(train_frame, spec, importances=weights, scores=train_scores)
         val_scores = training.predict_scores(pipeline, spec, validation_frame)
         baseline = {k: float(v) for k, v in compute_metrics(spec.task, y_val, val_scores, threshold=decision_threshold).items()}
-        calibrator = None
-        if spec.is_classification and len(np.unique(y_val)) == 2:
-            calibrator = calibrate(val_scores, y_val, "isotonic")
+        if spec.is_classification:
             baseline["accuracy_at_threshold"] = float(np.mean((val_scores >= decision_threshold) == y_val))
+        performance, calibrator = fit_performance_reference(spec, pipeline, train_frame, validation_frame)
         return cls(profile=profile, baseline=baseline,
                    cost=CostBaseline(float(latency_ms_per_1k), len(pickle.dumps(pipeline))),
-                   unmonitored=tuple(sorted(set(cols) - monitored)), calibrator=calibrator)
+                   unmonitored=tuple(sorted(set(cols) - monitored)), calibrator=calibrator, performance=performance)
 
     def baseline_metric(self, name: str) -> float:
         """A validation metric of the version; NaN when it was not measured (e.g. one class in validation)."""
@@ -102,20 +110,22 @@ class MonitoringReference:
             "cost": self.cost.to_dict(),
             "unmonitored": list(self.unmonitored),
             "calibrator": self.calibrator.to_dict() if self.calibrator is not None else None,
+            "performance": self.performance.to_dict() if self.performance is not None else None,
         }
 
     @classmethod
     def from_dict(cls, raw: dict) -> "MonitoringReference":
-        if not isinstance(raw, dict) or raw.get("format_version") != FORMAT_VERSION:
+        if not isinstance(raw, dict) or raw.get("format_version") not in READABLE_FORMATS:
             found = raw.get("format_version") if isinstance(raw, dict) else type(raw).__name__
-            raise ValueError(f"monitoring reference format {found!r}, expected {FORMAT_VERSION}")
-        calibrator = raw.get("calibrator")
+            raise ValueError(f"monitoring reference format {found!r}, expected one of {READABLE_FORMATS}")
+        calibrator, performance = raw.get("calibrator"), raw.get("performance")
         return cls(
             profile=ReferenceProfile.from_dict(raw["profile"]),
             baseline={k: float(v) for k, v in raw["baseline"].items()},
             cost=CostBaseline.from_dict(raw["cost"]),
             unmonitored=tuple(raw.get("unmonitored", ())),
             calibrator=Calibrator.from_dict(calibrator) if calibrator is not None else None,
+            performance=PerformanceReference.from_dict(performance) if performance is not None else None,
         )
 
 

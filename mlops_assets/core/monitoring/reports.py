@@ -2,21 +2,19 @@
 stored when the model was trained, so a day's cost depends on the day's rows, not on the training data.
 
 The reference (`MonitoringReference`, reference.py) is the model version's own, loaded from the registry:
-the drift profile (with the model's permutation importances as feature weights), a calibrator fitted on the
-validation days (so label-free performance estimates start from calibrated probabilities), and the baselines
-the relative thresholds compare with: validation metrics and cost.
+the drift profile (with the model's permutation importances as feature weights), a calibrator fitted on
+held-out rows (so label-free performance estimates start from calibrated probabilities), the performance
+limits from the reference's own chunk-to-chunk variability (performance_window.py), and the cost baseline.
 """
 
 from __future__ import annotations
-
-import math
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from mlops_assets.core.monitoring.drift_profile import ReferenceProfile
-from mlops_assets.core.monitoring.performance_estimation import estimate_performance, realised_performance
+from mlops_assets.core.monitoring.performance_window import (PerformanceReport, collect_window,  # noqa: F401
+                                                              judge_performance)
 from mlops_assets.core.monitoring.reference import MonitoringReference
 from mlops_assets.core.monitoring.status import status_for
 from mlops_assets.core.config.spec import DatasetSpec, MonitoringPolicy
@@ -36,51 +34,15 @@ def profile_of(reference: MonitoringReference) -> ReferenceProfile:
 # ------------------------------------------------------------------------------------------- performance
 
 
-@dataclass
-class PerformanceDay:
-    key_metric: str
-    baseline: float
-    estimated: float | None  # label-free (classification)
-    realised: float | None  # once labels have landed
-    label_coverage: float
-    drop: float  # baseline - best available figure (realised if any, else estimated); positive = worse
-    status: str
-    details: dict
-
-    def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-
 def performance_day(spec: DatasetSpec, reference: MonitoringReference, scores: np.ndarray, labels: np.ndarray | None,
-                    n_rows: int, policy: MonitoringPolicy) -> PerformanceDay:
-    """Realised metrics where labels exist, a confidence-based estimate before they do (classification); both
-    decide at the spec's [deployment] decision_threshold, as serving does."""
-    key = "accuracy_at_threshold" if spec.is_classification else "rmse"
-    threshold = spec.deployment.decision_threshold
-    baseline = reference.baseline_metric(key)
-    details: dict = {}
-    estimated = realised = None
-    if spec.is_classification and reference.calibrator is not None and len(scores):
-        probabilities = reference.calibrator(scores)
-        estimate = estimate_performance(probabilities, threshold, scores=scores)
-        estimated = estimate.accuracy
-        details["estimated"] = estimate.to_dict()
-    if labels is not None and len(labels):
-        if spec.is_classification:
-            actual = realised_performance(scores, labels, threshold)
-            realised = actual.accuracy
-            details["realised"] = actual.to_dict()
-        else:
-            realised = float(np.sqrt(np.mean((scores - labels) ** 2)))
-            details["realised"] = {"rmse": realised}
-    figure = realised if realised is not None else estimated
-    if figure is None or math.isnan(baseline):
-        drop = 0.0
-    else:
-        drop = (baseline - figure) if spec.is_classification else (figure - baseline) / max(baseline, 1e-9)
-    status = status_for(drop, policy.warn_performance_drop, policy.error_performance_drop)
-    coverage = (len(labels) / n_rows) if labels is not None and n_rows else 0.0
-    return PerformanceDay(key, baseline, estimated, realised, coverage, float(drop), status, details)
+                    n_rows: int, policy: MonitoringPolicy) -> PerformanceReport:
+    """One day's rows judged as a window of their own (what callers holding a single day have); the daily
+    report judges a trailing window (`collect_window` then `judge_performance`)."""
+    del n_rows  # the rows are the window
+    missing = np.full(len(scores), np.nan)
+    window = pd.DataFrame({"day": "day", "score": np.asarray(scores, dtype=np.float64),
+                           "label": missing if labels is None else np.asarray(labels, dtype=np.float64)})
+    return judge_performance(spec, reference, window, policy)
 
 
 # ----------------------------------------------------------------------------------------------- cost

@@ -49,6 +49,40 @@ def labelled_rows(rows: pd.DataFrame, labeled_examples: pd.DataFrame, spec: Data
     return rows.merge(labels, on=["entity", "timestamp"], how="inner")
 
 
+def with_labels(rows: pd.DataFrame, labeled_examples: pd.DataFrame | None, spec: DatasetSpec) -> pd.DataFrame:
+    """Every ledger row with its label as `label` (1/0 or the value), NaN where none has landed."""
+    if labeled_examples is None:
+        return rows.assign(label=float("nan"))
+    labels = ledger_labels(labeled_examples, spec).drop_duplicates(["entity", "timestamp"])
+    labels["timestamp"] = labels["timestamp"].astype("datetime64[us]")
+    rows = rows.assign(timestamp=pd.to_datetime(rows["timestamp"]).astype("datetime64[us]"))
+    out = rows.merge(labels, on=["entity", "timestamp"], how="left")
+    return out.assign(label=out["label"].astype("float64"))
+
+
+def window_day_reader(ledger, store: PartitionStore, spec: DatasetSpec, version: str,
+                      today: tuple[str, pd.DataFrame] | None = None):
+    """`read_day(day)` for `performance_window.collect_window`: the day's rows acted on by `version` (another
+    model's rows are no evidence about this one) with labels where landed, or None. One ledger day file and
+    one labels partition per day read. `today`: (day, rows) already read by the caller."""
+    def read_day(day: str) -> pd.DataFrame | None:
+        if today is not None and day == today[0]:
+            rows = today[1]
+        else:
+            try:
+                served = served_rows(ledger.day(day), day)
+            except NothingServed:
+                return None
+            rows = served.rows
+        rows = rows[rows["model_version"] == version]
+        if rows.empty:
+            return None
+        labeled = store.read("labeled_examples", day) if store.exists("labeled_examples", day) else None
+        return with_labels(rows, labeled, spec)
+
+    return read_day
+
+
 @dataclass(frozen=True)
 class CostHistory:
     scoring: list[dict]  # the model's scoring stats on earlier days, oldest first

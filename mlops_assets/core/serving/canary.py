@@ -9,8 +9,10 @@ and the daily step that ties them together. No Dagster here: the serving asset l
   skew and a model gone wild. Against the champion's scores it would also fire on a retrain that legitimately
   differs from a stale champion, which is the point of retraining after drift; that comparison is kept as
   evidence, and the labels judge quality.
-- Latency is the ratio of the times `score_batch` recorded in the ledger for the canary and for the champion
-  on the same rows.
+- Every guardrail decides on a confidence interval, never on a point estimate (see canary_evidence.py): the
+  whole interval beyond its limit rolls back, the whole interval within it passes, anything between holds at the
+  share and says how many more rows (or timed repeats) would decide it. A step's window grows while it holds
+  (it starts at the step's first day), so evidence accumulates until it decides.
 - `advance` is a pure function of a plan and one window's evidence; `step_canary` turns its decision into
   registry actions (alias moves, audit entries) for the caller to apply, in order.
 """
@@ -25,15 +27,17 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import pandas as pd
 
 from mlops_assets.core.config.spec import DatasetSpec
-from mlops_assets.core.evaluation.report import HIGHER_IS_BETTER, metric_function
+from mlops_assets.core.evaluation.metric_scale import drop_units
+from mlops_assets.core.evaluation.report import HIGHER_IS_BETTER
 from mlops_assets.core.io.atomic import write_atomic
-from mlops_assets.core.monitoring.drift import prediction_drift
+from mlops_assets.core.io.json_safe import json_safe
 from mlops_assets.core.monitoring.drift_profile import ReferenceProfile
-from mlops_assets.core.serving.shadow import finite_or_none, ks_statistic, paired_rows, task_of, threshold_of
+from mlops_assets.core.serving.canary_evidence import (WindowEvidence, plan_seed, repeats_needed, score_rows_needed,
+                                                       window_evidence)
+from mlops_assets.core.serving.scoring import CpuLatency
 
 # ------------------------------------------------------------------------------------------------- plan
 
@@ -119,59 +123,13 @@ def verify(plan: CanaryPlan) -> CanaryPlan:
 # --------------------------------------------------------------------------------------------- evidence
 
 
-@dataclass(frozen=True)
-class WindowEvidence:
-    """One window of canary traffic at one share, compared with the champion on the same rows."""
-
-    share: float  # the canary share served during the window
-    days: int  # days of traffic in the window
-    rows: int  # canary rows the champion also scored (compared rows)
-    canary_metric: float | None = None  # realised key metric on the labelled compared rows; None: labels not in
-    champion_metric: float | None = None
-    labelled_rows: int = 0
-    score_shift: float | None = None  # KS statistic, canary's live scores vs its own training scores
-    score_shift_vs_champion: float | None = None  # KS, canary vs champion scores on the compared rows (evidence)
-    latency_ratio: float | None = None  # canary / champion scoring time per row
-
-
 def canary_evidence(rows: pd.DataFrame, plan: CanaryPlan, share: float, labels: pd.DataFrame | None = None,
-                    score_reference: ReferenceProfile | None = None) -> WindowEvidence:
-    """Evidence from one window's ledger rows: the canary's rows paired with the champion's opinion on them.
-    `score_reference` is the canary's monitoring reference profile (without it, score shift is not judged
-    and the step cannot pass)."""
-    canary = rows[(rows["model_version"] == plan.version) & (rows["route"] == "canary")]
-    champion = rows[(rows["model_version"] == plan.champion_version) & (rows["route"] != "canary")]
-    pairs = paired_rows(canary, champion, labels)
-    days = pd.to_datetime(rows["timestamp"]).dt.date.nunique() if len(rows) else 0
-    canary_scores = pairs["score_a"].to_numpy(float)
-    own_shift = (finite_or_none(prediction_drift(score_reference, canary_scores).statistic)
-                 if score_reference is not None and len(pairs) else None)
-    evidence = dict(share=share, days=int(days), rows=len(pairs), score_shift=own_shift,
-                    latency_ratio=_recorded_latency_ratio(canary, champion[champion["route"] == "shadow"]),
-                    score_shift_vs_champion=ks_statistic(canary_scores, pairs["score_b"].to_numpy(float)))
-    if labels is not None:
-        known = pairs["label"].notna().to_numpy()
-        metric = metric_function(task_of(rows), plan.criteria.key_metric, threshold=threshold_of(rows))
-        evidence["labelled_rows"] = int(known.sum())
-        if known.any():
-            y = pairs.loc[known, "label"].to_numpy(float)
-            evidence["canary_metric"] = finite_or_none(metric(y, pairs.loc[known, "score_a"].to_numpy(float)))
-            evidence["champion_metric"] = finite_or_none(metric(y, pairs.loc[known, "score_b"].to_numpy(float)))
-    return WindowEvidence(**evidence)
-
-
-def _recorded_latency_ratio(canary: pd.DataFrame, champion_shadow: pd.DataFrame) -> float | None:
-    """Median over the window's days of canary / champion time per row, as score_batch recorded them."""
-    if "latency_ms_per_1k" not in canary.columns or "latency_ms_per_1k" not in champion_shadow.columns:
-        return None
-
-    def per_day(frame):
-        day = pd.to_datetime(frame["timestamp"]).dt.date
-        return frame["latency_ms_per_1k"].astype(float).groupby(day).median()
-
-    ratios = (per_day(canary) / per_day(champion_shadow)).dropna()
-    ratios = ratios[np.isfinite(ratios)]
-    return float(ratios.median()) if len(ratios) else None
+                    score_reference: ReferenceProfile | None = None,
+                    latency: tuple[CpuLatency, ...] = ()) -> WindowEvidence:
+    """The evidence of one window of ledger rows for `plan` (see canary_evidence.window_evidence), its bootstrap
+    seeded by the plan."""
+    return window_evidence(rows, plan.version, plan.champion_version, plan.criteria.key_metric, share, labels,
+                           score_reference, tuple(latency), seed=plan_seed(plan.sha256))
 
 
 # --------------------------------------------------------------------------------------------- decision
@@ -189,54 +147,85 @@ class CanaryDecision:
         return asdict(self)
 
 
-def advance(plan: CanaryPlan, evidence: WindowEvidence) -> CanaryDecision:
-    """Judge one window: a guardrail breach rolls back; a clean, complete window ramps to the next step
-    (or completes after the last); anything short of enough evidence holds at the current share.
+@dataclass(frozen=True)
+class Verdict:
+    """One guardrail on one window: "breach", "pass" or "hold", and why, with the figures."""
 
-    Latency is judged on any window; metric and score shift only once the window holds `min_rows_per_step`
-    compared rows (fewer would roll back on noise). Passing needs the full window of days and the labels.
-    """
+    guardrail: str
+    outcome: str
+    message: str
+
+
+def metric_verdict(c: CanaryCriteria, evidence: WindowEvidence) -> Verdict:
+    """Breach only when the whole interval of the drop lies beyond max_metric_drop; pass only when it lies within;
+    otherwise hold and say how many labelled rows would decide it."""
+    m, limit = evidence.metric, c.max_metric_drop
+    if m is None:
+        return Verdict("metric", "hold", f"no realised {c.key_metric} for both models yet (labels pending)")
+    if any(math.isnan(v) for v in (m.estimate, m.low, m.high)):
+        return Verdict("metric", "hold", f"{c.key_metric} undefined on the {m.rows} labelled rows (e.g. one class)")
+    text = f"{m.describe()}, allowed {limit:g} {drop_units(c.key_metric)}"
+    if m.rows < c.min_rows_per_step:
+        return Verdict("metric", "hold", f"{text}: {m.rows} labelled rows, need at least {c.min_rows_per_step} "
+                                         "to trust a bootstrap interval")
+    if m.beyond(limit):
+        return Verdict("metric", "breach", f"{text}: worse beyond noise")
+    if m.within(limit):
+        return Verdict("metric", "pass", text)
+    needed = m.rows_needed(limit)
+    more = (f"about {needed - m.rows} more labelled rows to decide" if needed is not None
+            else "the estimate sits on the limit")
+    return Verdict("metric", "hold", f"{text}: undecided, {more}")
+
+
+def latency_verdict(c: CanaryCriteria, evidence: WindowEvidence) -> Verdict:
+    r, limit = evidence.latency_ratio, c.max_latency_ratio
+    if r is None:
+        return Verdict("latency", "hold", "no latency measurement")
+    text = f"CPU time per row canary / champion {r.describe('.2f', 'timed repeats')}, allowed {limit:g}"
+    if r.low > limit:
+        return Verdict("latency", "breach", f"{text}: slower beyond noise")
+    if r.high <= limit:
+        return Verdict("latency", "pass", text)
+    needed = repeats_needed(r, limit)
+    more = f"about {needed - r.rows} more timed repeats" if needed is not None else "the ratio sits on the limit"
+    return Verdict("latency", "hold", f"{text}: undecided, {more}")
+
+
+def score_shift_verdict(c: CanaryCriteria, evidence: WindowEvidence) -> Verdict:
+    s, limit = evidence.score_shift, c.max_score_shift
+    if s is None:
+        return Verdict("score_shift", "hold", "no score shift against the canary's training scores")
+    text = f"score shift from its training scores (KS) {s.describe()}, allowed {limit:g}"
+    if s.low > limit:
+        return Verdict("score_shift", "breach", f"{text}: beyond sampling noise")
+    if s.high <= limit:
+        return Verdict("score_shift", "pass", text)
+    needed = score_rows_needed(s, limit, evidence.reference_rows)
+    more = f"about {needed - s.rows} more scored rows" if needed is not None else "more rows would not decide it"
+    return Verdict("score_shift", "hold", f"{text}: undecided, {more}")
+
+
+def advance(plan: CanaryPlan, evidence: WindowEvidence) -> CanaryDecision:
+    """Judge one window: a guardrail whose whole interval lies beyond its limit rolls back; a full window whose
+    every interval lies within its limit ramps to the next step (or completes after the last); anything else
+    holds at the current share, saying what it still needs."""
     c = verify(plan).criteria
     step = next((i for i, s in enumerate(c.steps) if math.isclose(s, evidence.share)), None)
     if step is None:
         raise ValueError(f"share {evidence.share} is not a step of the plan {list(c.steps)}")
     share = c.steps[step]
-    breaches, waiting = [], []
-
-    if evidence.latency_ratio is not None and evidence.latency_ratio > c.max_latency_ratio:
-        breaches.append(f"latency ratio {evidence.latency_ratio:.2f} exceeds {c.max_latency_ratio:.2f}")
-    enough_rows = evidence.rows >= c.min_rows_per_step
-    if not enough_rows:
-        waiting.append(f"{evidence.rows} compared rows, need {c.min_rows_per_step}")
-    if enough_rows and evidence.score_shift is not None and evidence.score_shift > c.max_score_shift:
-        breaches.append(f"score shift from its training scores (KS) {evidence.score_shift:.3f} exceeds "
-                        f"{c.max_score_shift:.3f}")
-    have_metric = evidence.canary_metric is not None and evidence.champion_metric is not None
-    if enough_rows and have_metric:
-        drop = evidence.champion_metric - evidence.canary_metric
-        drop = drop if c.higher_is_better else -drop
-        if drop > c.max_metric_drop:
-            breaches.append(f"{c.key_metric} {evidence.canary_metric:.4f} vs champion {evidence.champion_metric:.4f}: "
-                            f"drop {drop:.4f} exceeds {c.max_metric_drop:.4f}")
-    seen = asdict(evidence)
+    verdicts = [metric_verdict(c, evidence), score_shift_verdict(c, evidence), latency_verdict(c, evidence)]
+    seen = json_safe({**asdict(evidence), "verdicts": {v.guardrail: v.outcome for v in verdicts}})
+    breaches = [v.message for v in verdicts if v.outcome == "breach"]
     if breaches:
         return CanaryDecision("rollback", share, 0.0, breaches, seen)
-
+    waiting = [v.message for v in verdicts if v.outcome == "hold"]
     if evidence.days < c.window_days:
         waiting.append(f"{evidence.days} of {c.window_days} days observed")
-    if not have_metric:
-        waiting.append(f"no realised {c.key_metric} for both models yet (labels pending)")
-    if evidence.latency_ratio is None:
-        waiting.append("no latency measurement")
-    if evidence.score_shift is None:
-        waiting.append("no score shift against the canary's training scores")
     if waiting:
         return CanaryDecision("hold", share, share, waiting, seen)
-
-    passed = [f"{c.key_metric} {evidence.canary_metric:.4f} vs champion {evidence.champion_metric:.4f}",
-              f"score shift {evidence.score_shift:.3f}",
-              f"latency ratio {evidence.latency_ratio:.2f}",
-              f"{evidence.rows} rows over {evidence.days} days"]
+    passed = [v.message for v in verdicts] + [f"{evidence.rows} rows over {evidence.days} days"]
     if step == len(c.steps) - 1:
         return CanaryDecision("complete", share, 1.0, [f"all guardrails passed at {share:.0%}: promote"] + passed, seen)
     return CanaryDecision("ramp", share, c.steps[step + 1], [f"all guardrails passed at {share:.0%}"] + passed, seen)
@@ -314,6 +303,7 @@ class CanaryWindow:
     rows: pd.DataFrame
     labels: pd.DataFrame | None = None
     score_reference: ReferenceProfile | None = None
+    latency: tuple[CpuLatency, ...] = ()  # the days' interleaved CPU timings (their scoring stats)
 
 
 @dataclass(frozen=True)
@@ -352,7 +342,7 @@ def step_canary(state: CanaryState | None, *, canary_version: str | None, champi
                                             "window_started": state.step_started})
     window = read_window(days)
     evidence = canary_evidence(window.rows, state.plan, state.share, window.labels,
-                               score_reference=window.score_reference)
+                               score_reference=window.score_reference, latency=window.latency)
     decision = advance(state.plan, evidence)
     reason = "; ".join(decision.reasons) or decision.action
     new_state, clear = None, False

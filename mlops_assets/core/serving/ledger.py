@@ -23,8 +23,9 @@ Row schema (the ledger's own columns; the dataset's columns come from the spec w
     route          VARCHAR    "champion" | "canary" | "shadow"
     acted_on       BOOLEAN    False for every shadow row
     scored_at      TIMESTAMPTZ (UTC)
-    latency_ms_per_1k DOUBLE  this model's scoring time per 1,000 rows on the batch's canary rows; measured
-                              only while a canary serves (canary rows and the champion's shadow rows), else NULL
+    latency_ms_per_1k DOUBLE  this model's CPU time per 1,000 rows (median of the batch's interleaved repeats);
+                              only while a canary serves (the canary's rows and the champion's shadow rows), else
+                              NULL; the repeats themselves are in the day's scoring stats (canary_latency)
 """
 
 from __future__ import annotations

@@ -4,26 +4,33 @@
   uniform value u in [0, 1); an entity is in the canary when u < share. So the same entity always goes the
   same way for a salt, and raising the share only adds entities: those in a 5 % canary stay in it at 25 %.
   Use the canary's plan salt (its version by default) so each canary gets its own set of entities.
-- While a canary serves, the champion also scores the canary's rows as a shadow (not acted on): the
-  guardrails then compare both models on the *same* rows, and the final 100 % step still has a comparison.
-  Both are also timed on those rows, and the times go into the ledger, so the evidence is all in the ledger.
+- While a canary serves, both models score every row: the champion scores the canary's rows as a shadow and
+  the canary scores the champion's rows as a shadow (neither acted on). The share limits exposure only; the
+  canary's quality evidence comes from every labelled row, so a 5 % canary of 24 rows a day still learns.
+- Both models are also timed in CPU time (process time: the OpenMP threads of a model count, other processes
+  on a shared machine do not) on the same rows, in interleaved repeats so both see the same machine state;
+  `score_batch_timed` returns the repeats for the batch's scoring stats, and their medians go into the ledger.
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from mlops_assets.core.config.spec import DatasetSpec
-from mlops_assets.core.evaluation.report import latency_ms_per_1k
 from mlops_assets.core.serving.ledger import LEDGER_COLUMNS, entity_keys
 from mlops_assets.core.training.trainer import labels as label_values
 from mlops_assets.core.training.trainer import predict_scores
 
-LATENCY_SAMPLE_ROWS = 1000  # canary rows timed per batch, bounding the measuring cost on large batches
+# Rows each timed call scores: a batch's rows evenly sampled down to it, or repeated up to it, so a call's fixed
+# overhead does not dominate 20 rows and the cost stays bounded at 5 million.
+LATENCY_TIMING_ROWS = 1000
+LATENCY_TIMING_REPEATS = 8  # timed calls per model and batch, alternating which model goes first
 
 
 class ServingModel(NamedTuple):
@@ -53,17 +60,79 @@ def canary_route(entity_ids, share: float, salt: str = "") -> np.ndarray:
     return route_values(entity_ids, salt) < share
 
 
+# ------------------------------------------------------------------------------------------------ latency
+
+
+@dataclass(frozen=True)
+class CpuLatency:
+    """One batch's interleaved CPU timings of the canary and the champion on the same rows (ms per 1,000 rows)."""
+
+    rows: int  # rows scored by each timed call
+    canary_ms_per_1k: tuple[float, ...]
+    champion_ms_per_1k: tuple[float, ...]  # repeat i was timed right before or after the canary's repeat i
+
+    def to_dict(self) -> dict:
+        return {"rows": self.rows, "canary_ms_per_1k": list(self.canary_ms_per_1k),
+                "champion_ms_per_1k": list(self.champion_ms_per_1k)}
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "CpuLatency":
+        return cls(int(raw["rows"]), tuple(map(float, raw["canary_ms_per_1k"])),
+                   tuple(map(float, raw["champion_ms_per_1k"])))
+
+
+def timing_rows(frame: pd.DataFrame, rows: int = LATENCY_TIMING_ROWS) -> pd.DataFrame:
+    """`rows` rows of the batch: evenly spaced when it has more, repeated when it has fewer."""
+    if frame.empty:
+        return frame
+    picks = np.linspace(0, len(frame) - 1, rows).round().astype(int) if len(frame) > rows else \
+        np.resize(np.arange(len(frame)), rows)
+    return frame.iloc[picks].reset_index(drop=True)
+
+
+def compare_cpu_latency(canary_pipeline, champion_pipeline, spec: DatasetSpec, frame: pd.DataFrame,
+                        repeats: int = LATENCY_TIMING_REPEATS, rows: int = LATENCY_TIMING_ROWS) -> CpuLatency:
+    """CPU time per 1,000 rows of both models on the same rows, in `repeats` interleaved pairs (after a warm-up
+    call each), the model going first alternating, so a busy spell of the machine falls on both."""
+    sample = timing_rows(frame, rows)
+    times = {"canary": [], "champion": []}
+    models = {"canary": canary_pipeline, "champion": champion_pipeline}
+    for pipeline in models.values():
+        predict_scores(pipeline, spec, sample)
+    for repeat in range(repeats):
+        for side in (("canary", "champion") if repeat % 2 == 0 else ("champion", "canary")):
+            start = time.process_time()
+            predict_scores(models[side], spec, sample)
+            times[side].append((time.process_time() - start) * 1e6 / max(len(sample), 1))
+    return CpuLatency(len(sample), tuple(times["canary"]), tuple(times["champion"]))
+
+
+class ScoredBatch(NamedTuple):
+    rows: pd.DataFrame  # ledger rows
+    latency: CpuLatency | None  # None when no canary served
+
+
 # ------------------------------------------------------------------------------------------------ scoring
 
 
 def score_batch(feature_table: pd.DataFrame, spec: DatasetSpec, champion: ServingModel,
                 canary: ServingModel | None = None, shadow: ServingModel | None = None,
                 canary_share: float = 0.0, salt: str = "", *, scored_at: pd.Timestamp | None = None) -> pd.DataFrame:
-    """Ledger rows for one batch: each row decided by the champion or the canary (acted on), plus
-    not-acted-on shadow rows: the shadow model's on every row, and the champion's on the canary's rows.
+    """The ledger rows of `score_batch_timed`."""
+    return score_batch_timed(feature_table, spec, champion, canary, shadow, canary_share, salt,
+                             scored_at=scored_at).rows
 
-    While a canary serves, both it and the champion are timed on (up to LATENCY_SAMPLE_ROWS of) the canary's
-    rows, as the promotion gates time models, and the figures go into their rows' `latency_ms_per_1k`."""
+
+def score_batch_timed(feature_table: pd.DataFrame, spec: DatasetSpec, champion: ServingModel,
+                      canary: ServingModel | None = None, shadow: ServingModel | None = None,
+                      canary_share: float = 0.0, salt: str = "", *,
+                      scored_at: pd.Timestamp | None = None) -> ScoredBatch:
+    """Ledger rows for one batch: each row decided by the champion or the canary (acted on), plus
+    not-acted-on shadow rows: the shadow model's on every row, and while a canary runs, the champion's on the
+    canary's rows and the canary's on the champion's rows.
+
+    While a canary runs, both models are timed in CPU (`compare_cpu_latency`) on the batch's rows; the repeats
+    are returned and their medians go into the two models' rows' `latency_ms_per_1k`."""
     if canary is None and canary_share > 0:
         raise ValueError(f"canary_share is {canary_share} but no canary model was given")
     scored_at = pd.Timestamp.now(tz="UTC") if scored_at is None else pd.Timestamp(scored_at).tz_convert("UTC")
@@ -73,13 +142,13 @@ def score_batch(feature_table: pd.DataFrame, spec: DatasetSpec, champion: Servin
     to_canary = (canary_route(entities, canary_share, salt) if canary is not None
                  else np.zeros(len(frame), dtype=bool))
     threshold = spec.deployment.decision_threshold if spec.is_classification else None
-    latency = {}
-    if canary is not None and to_canary.any():
-        sample = frame[to_canary].iloc[:LATENCY_SAMPLE_ROWS]
-        latency = {"canary": latency_ms_per_1k(canary.pipeline, spec, sample),
-                   "shadow": latency_ms_per_1k(champion.pipeline, spec, sample)}
+    timing, latency = None, {}
+    if canary is not None and len(frame):
+        timing = compare_cpu_latency(canary.pipeline, champion.pipeline, spec, frame)
+        latency = {"canary": float(np.median(timing.canary_ms_per_1k)),
+                   "champion": float(np.median(timing.champion_ms_per_1k))}
 
-    def rows(model: ServingModel, mask: np.ndarray, route: str, timed: bool = False) -> pd.DataFrame:
+    def rows(model: ServingModel, mask: np.ndarray, route: str, timed: str = "") -> pd.DataFrame:
         scores = predict_scores(model.pipeline, spec, frame[mask]) if mask.any() else np.empty(0)
         ts = timestamps[mask].reset_index(drop=True)
         return pd.DataFrame({
@@ -89,15 +158,16 @@ def score_batch(feature_table: pd.DataFrame, spec: DatasetSpec, champion: Servin
             "threshold": np.full(len(scores), np.nan if threshold is None else threshold),
             "model_version": model.version, "route": route, "acted_on": route != "shadow",
             "scored_at": pd.Series([scored_at] * len(scores), dtype="datetime64[us, UTC]"),
-            "latency_ms_per_1k": np.full(len(scores), latency.get(route, np.nan) if timed else np.nan),
+            "latency_ms_per_1k": np.full(len(scores), latency.get(timed, np.nan)),
         }, columns=list(LEDGER_COLUMNS))
 
     parts = [rows(champion, ~to_canary, "champion")]
     if canary is not None:
-        parts += [rows(canary, to_canary, "canary", timed=True), rows(champion, to_canary, "shadow", timed=True)]
+        parts += [rows(canary, to_canary, "canary", timed="canary"), rows(champion, to_canary, "shadow", "champion"),
+                  rows(canary, ~to_canary, "shadow", timed="canary")]
     if shadow is not None:
         parts.append(rows(shadow, np.ones(len(frame), dtype=bool), "shadow"))
-    return pd.concat([p for p in parts if len(p)] or parts[:1], ignore_index=True)
+    return ScoredBatch(pd.concat([p for p in parts if len(p)] or parts[:1], ignore_index=True), timing)
 
 
 def ledger_labels(labels_frame: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:

@@ -31,47 +31,48 @@ from threadpoolctl import threadpool_limits
 
 from mlops_assets.core.features import engineering as features
 from mlops_assets.core.config.spec import DatasetSpec, TrainingPolicy
+from mlops_assets.core.config.tasks import ESTIMATOR_NAMES, estimator_problem
 from mlops_assets.core.training.manifest import TrainingManifest
 from mlops_assets.core.io.storage import frame_fingerprint
 
-# name -> (estimator class, defaults that differ from scikit-learn's), per task.
+# name -> (estimator class, defaults that differ from scikit-learn's), per task; the names are config.tasks'.
+_CLASSES: dict[str, tuple[type, dict]] = {
+    "logistic_regression": (LogisticRegression, {"max_iter": 1000}),
+    "hist_gradient_boosting": (HistGradientBoostingClassifier, {}),
+    "random_forest": (RandomForestClassifier, {"n_estimators": 100}),
+    "ridge": (Ridge, {}),
+    "hist_gradient_boosting_regressor": (HistGradientBoostingRegressor, {}),
+    "random_forest_regressor": (RandomForestRegressor, {"n_estimators": 100}),
+}
 ESTIMATORS: dict[str, dict[str, tuple[type, dict]]] = {
-    "binary_classification": {
-        "logistic_regression": (LogisticRegression, {"max_iter": 1000}),
-        "hist_gradient_boosting": (HistGradientBoostingClassifier, {}),
-        "random_forest": (RandomForestClassifier, {"n_estimators": 100}),
-    },
-    "regression": {
-        "ridge": (Ridge, {}),
-        "hist_gradient_boosting_regressor": (HistGradientBoostingRegressor, {}),
-        "random_forest_regressor": (RandomForestRegressor, {"n_estimators": 100}),
-    },
+    task: {name: _CLASSES[name] for name in names} for task, names in ESTIMATOR_NAMES.items()
 }
 
 
 # --------------------------------------------------------------------------------------------- estimator
 
 
-def build_estimator(spec: DatasetSpec, policy: TrainingPolicy):
-    choices = ESTIMATORS[spec.task]
-    if policy.estimator not in choices:
-        other = next((t for t, names in ESTIMATORS.items() if policy.estimator in names), None)
-        why = f"it is a {other} estimator" if other else "unknown estimator"
-        raise ValueError(
-            f"training.estimator {policy.estimator!r} cannot be used for task {spec.task!r} ({why}); "
-            f"choices: {sorted(choices)}"
-        )
-    cls, defaults = choices[policy.estimator]
-    params = dict(policy.params)
+def params_problems(estimator: str, params: dict) -> list[str]:
+    """What is wrong with `training.params` for a valid estimator name: the spec loader reports these too."""
     if "random_state" in params:
-        raise ValueError("training.params must not set random_state; set training.seed instead")
+        return ["training.params must not set random_state; set training.seed instead"]
+    cls = _CLASSES[estimator][0]
     valid = set(cls().get_params())
     unknown = sorted(set(params) - valid)
     if unknown:
-        raise ValueError(
-            f"training.params {unknown} are not parameters of {policy.estimator} ({cls.__name__}); "
-            f"valid: {sorted(valid)}"
-        )
+        return [f"training.params {unknown} are not parameters of {estimator} ({cls.__name__}); "
+                f"valid: {sorted(valid)}"]
+    return []
+
+
+def build_estimator(spec: DatasetSpec, policy: TrainingPolicy):
+    problem = estimator_problem(spec.task, policy.estimator)
+    if problem:
+        raise ValueError(problem)
+    params = dict(policy.params)
+    if problems := params_problems(policy.estimator, params):
+        raise ValueError(problems[0])
+    cls, defaults = _CLASSES[policy.estimator]
     return cls(**{**defaults, **params, "random_state": policy.seed})
 
 

@@ -8,7 +8,7 @@ import dagster as dg
 from ...core.monitoring import reports as monitoring
 from ...core.monitoring.drift import drift_report, prediction_drift
 from ...core.monitoring.drift_plots import drift_plots, prediction_drift_plot
-from ...core.monitoring.served import CostSummary, NothingServed, labelled_rows, served_rows
+from ...core.monitoring.served import CostSummary, NothingServed, served_rows, window_day_reader
 from ..metadata import table
 from ..resources import PortfolioResource
 from ..retries import STEP_RETRY_POLICY
@@ -23,9 +23,11 @@ RUNBOOKS = {
     "prediction_drift_ok": "Runbook: the champion's score distribution moved against its training scores. Check "
                            "data_drift_report for the cause; if inputs are stable, suspect concept drift and "
                            "watch performance_report as labels land.",
-    "performance_ok": "Runbook: compare `realised` (labels landed) with `estimated` (label-free, from calibrated "
-                      "scores). A drop beyond the threshold → a retrain is requested; if the candidate fails its "
-                      "gates, consider rolling back (`mlops rollback`) to the last known-good champion.",
+    "performance_ok": "Runbook: the key metric over the trailing window (`realised` once labels land, else "
+                      "`estimated` from calibrated scores, less its measured bias) against limits from the "
+                      "reference period's own chunk-to-chunk spread (`limits_source`). Past the ERROR limit on "
+                      "the worse side → a retrain is requested; if the candidate fails its gates, consider "
+                      "rolling back (`mlops rollback`) to the last known-good champion.",
     "cost_ok": "Runbook: scoring time per 1,000 predictions against the champion's benchmark latency. Look for a "
                "larger model, a slower feature path or a starved machine; retraining counts are shown too.",
 }
@@ -104,30 +106,28 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
         yield _result("prediction_drift_ok", status, {"effect_size": result.effect_size, "p_value": result.p_value})
 
     @report(deps=[batch_scoring, labeled_examples],
-            kinds={"json"}, code_version="performance-v1",
+            kinds={"json"}, code_version="performance-v2",
             check_specs=[_check(scope, "performance_ok", "performance_report")],
-            description="Realised metrics once the day's labels land (with label coverage); before that, a "
-                        "label-free estimate from calibrated scores (confidence-based performance estimation).")
+            description="The key metric over a trailing window of days holding enough rows: realised on the rows "
+                        "whose labels landed, else a label-free estimate from calibrated scores (CBPE), judged "
+                        "against limits from the reference period's chunk-to-chunk variability.")
     def performance_report(context: dg.AssetExecutionContext, portfolio: PortfolioResource):
         project = portfolio.model(scope.name)
         day, spec_ = context.partition_key, project.spec
         rows, version, reference = _served(project, day)
-        labels = None
-        if project.store.exists("labeled_examples", day):
-            labeled = project.store.read("labeled_examples", day)
-            rows = labelled_rows(rows, labeled, spec_)
-            labels = rows["label"].to_numpy(float)
-        perf = monitoring.performance_day(spec_, reference, rows["score"].to_numpy(float), labels,
-                                          n_rows=len(rows), policy=spec_.monitoring)
+        read_day = window_day_reader(project.ledger, project.store, spec_, version, today=(day, rows))
+        window = monitoring.collect_window(day, read_day, spec_.monitoring)
+        perf = monitoring.judge_performance(spec_, reference, window, spec_.monitoring)
         project.store.write_json("performance_report", day, {"model_version": version, **perf.to_dict()})
-        metadata = {"model_version": version, "key_metric": perf.key_metric, "baseline": perf.baseline,
-                    "estimated": perf.estimated, "realised": perf.realised, "label_coverage": perf.label_coverage,
-                    "drop_vs_baseline": perf.drop}
+        shown = ("metric", "judged", "realised", "estimated", "estimate_bias", "reference_level", "warn_limit",
+                 "error_limit", "limits_source", "window_first_day", "window_last_day", "window_days", "window_rows",
+                 "labelled_rows", "label_coverage", "baseline", "message")
+        metadata = {"model_version": version, "status": perf.status, **{k: getattr(perf, k) for k in shown}}
         yield dg.MaterializeResult(metadata={k: v for k, v in metadata.items() if v is not None})
-        yield _result("performance_ok", perf.status, {"drop_vs_baseline": perf.drop,
-                                                      "warn_at": spec_.monitoring.warn_performance_drop,
-                                                      "error_at": spec_.monitoring.error_performance_drop,
-                                                      "labels": "realised" if labels is not None else "estimated"})
+        yield _result("performance_ok", perf.status, {k: v for k, v in {
+            "metric": perf.metric, "judged": perf.judged, "value": perf.value, "worse_by": perf.worse_by,
+            "warn_at": perf.warn_limit, "error_at": perf.error_limit, "limits_source": perf.limits_source,
+            "window_rows": perf.window_rows, "message": perf.message}.items() if v is not None})
 
     @report(deps=[batch_scoring], kinds={"json"},
             code_version="cost-v1", check_specs=[_check(scope, "cost_ok", "cost_report")],

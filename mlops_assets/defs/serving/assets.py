@@ -8,7 +8,7 @@ import pandas as pd
 
 from ...core.monitoring import reports as monitoring
 from ...core.serving.canary import AliasMove, CanaryStateFile, CanaryWindow, step_canary
-from ...core.serving.scoring import ServingModel, ledger_labels, score_batch
+from ...core.serving.scoring import CpuLatency, ServingModel, ledger_labels, score_batch_timed
 from ...core.serving.shadow import shadow_comparison
 from ..resources import PortfolioResource
 from ..retries import STEP_RETRY_POLICY
@@ -19,6 +19,34 @@ ACTOR = "dagster:canary_step"
 
 def _canary_file(project) -> CanaryStateFile:
     return CanaryStateFile(project.paths.deployment_dir / "canary.json")
+
+
+def _canary_latency(store, days: list[str], canary_version: str) -> tuple[CpuLatency, ...]:
+    """The days' CPU timings of this canary against the champion, from their scoring stats."""
+    out = []
+    for day in days:
+        stats = store.read_json("scoring_stats", day) if store.has_document("scoring_stats", day) else {}
+        if stats.get("canary") == canary_version and stats.get("canary_latency"):
+            out.append(CpuLatency.from_dict(stats["canary_latency"]))
+    return tuple(out)
+
+
+def _step_metadata(metadata: dict) -> dict:
+    """The step's metadata with each guardrail's estimate, interval and rows as its own entry (the UI shows them
+    side by side), and the whole evidence as JSON."""
+    out = {k: v for k, v in metadata.items() if k != "evidence"}
+    evidence = metadata.get("evidence")
+    if not evidence:
+        return out
+    out["evidence"] = dg.MetadataValue.json(evidence)
+    out["verdicts"] = dg.MetadataValue.json(evidence.get("verdicts", {}))
+    for name in ("metric", "latency_ratio", "score_shift"):
+        figure = evidence.get(name)
+        if figure and None not in (figure["estimate"], figure["low"], figure["high"]):
+            out[f"{name}_estimate"] = figure["estimate"]
+            out[f"{name}_interval"] = f"{figure['low']:.4g} .. {figure['high']:.4g} ({figure['level']:.0%})"
+            out[f"{name}_rows"] = figure["rows"]
+    return out
 
 
 def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
@@ -48,14 +76,16 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
             shadow = ServingModel(shadow_version, registry.load_model(shadow_version))
         table = project.store.read("feature_table", day)
         cpu, wall = time.process_time(), time.perf_counter()
-        rows = score_batch(table, project.spec, champion, canary, shadow,
-                           canary_share=state.share if canary else 0.0,
-                           salt=state.plan.salt if canary else "")
+        rows, latency = score_batch_timed(table, project.spec, champion, canary, shadow,
+                                          canary_share=state.share if canary else 0.0,
+                                          salt=state.plan.salt if canary else "")
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
         project.ledger.write(rows, replace_days=True)
         stats = {"rows": len(table), "cpu_seconds": cpu, "wall_seconds": wall, "champion": champion_version,
                  "canary": canary.version if canary else None, "canary_share": state.share if canary else 0.0,
-                 "shadow": shadow_version}
+                 "shadow": shadow_version,
+                 # the canary guardrail's latency evidence: interleaved CPU timings of canary and champion
+                 "canary_latency": latency.to_dict() if latency else None}
         project.store.write_json("scoring_stats", day, stats)
         routes = rows.groupby("route").size().to_dict()
         return dg.MaterializeResult(metadata={
@@ -86,7 +116,7 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
             labels = (ledger_labels(project.store.read_many("labeled_examples", labeled), project.spec)
                       if labeled else None)
             reference = monitoring.profile_of(project.registry.load_reference(canary_version))
-            return CanaryWindow(rows, labels, reference)
+            return CanaryWindow(rows, labels, reference, _canary_latency(project.store, days, canary_version))
 
         step = step_canary(files.load(), canary_version=canary_version,
                            champion_version=registry.version_for("champion"), day=day, spec=project.spec,
@@ -100,7 +130,7 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
             files.clear()
         elif step.new_state is not None:
             files.save(step.new_state)
-        return dg.MaterializeResult(metadata=step.metadata)
+        return dg.MaterializeResult(metadata=_step_metadata(step.metadata))
 
     @dg.asset(
         retry_policy=STEP_RETRY_POLICY,
