@@ -120,6 +120,17 @@ def estimate_error(records: list[DayRecord], onset: dt.date | None) -> dict:
     return out
 
 
+def no_worse(served: float | None, never: float | None, rows: int, task: str) -> bool | None:
+    """Whether serving with retraining did no worse than never retraining, beyond two standard errors of the
+    figure on `rows` rows (accuracy: binomial; MAE: about 0.75 MAE / sqrt(rows) for normal-ish errors), so a
+    tie within noise is not called a loss. None: no figure."""
+    if served is None or never is None or not rows:
+        return None
+    if task == "binary_classification":
+        return served >= never - 2 * math.sqrt(max(never * (1 - never), 1e-12) / rows)
+    return served <= never + 2 * 0.75 * never / math.sqrt(rows)
+
+
 def canary_tally(runs: list[dict]) -> dict:
     """Outcomes of canaries whose candidate is known to be better or worse than the champion: each run is
     {"kind": "better" | "worse", "outcome": "complete" | "rollback" | "pending"}."""

@@ -79,6 +79,17 @@ def test_quality_and_estimate_error_are_row_weighted_and_split_at_the_onset():
     assert out["after_onset"]["bias"] == pytest.approx(0.4)
 
 
+def test_served_quality_is_judged_against_never_retrained_beyond_noise_only():
+    from mlops_assets.benchmarks.detection_scoring import no_worse
+
+    task = "binary_classification"
+    assert no_worse(0.74, 0.75, 10_000, task) is False  # 0.01 is 2.3 standard errors at 10,000 rows
+    assert no_worse(0.74, 0.75, 1_000, task) is True  # and within noise at 1,000
+    assert no_worse(0.80, 0.75, 10, task) is True and no_worse(None, 0.75, 10, task) is None
+    assert no_worse(2.1, 2.0, 10_000, "regression") is False and no_worse(2.1, 2.0, 400, "regression") is True
+    assert no_worse(1.9, 2.0, 10_000, "regression") is True  # lower MAE is better
+
+
 def test_targets_judge_figures_and_say_when_there_is_none():
     assert Target("<=", 2).judge(2) == "met" and Target("<=", 2).judge(3) == "NOT met"
     assert Target(">=", 0.9, percent=True).judge(0.85) == "NOT met" and Target("==", 0).judge(None) == "n/a"
