@@ -27,6 +27,11 @@ from mlops_assets.core.config.policies import (
 
 # Keys that moved to another table: the old place is an error that names the new one, not a silent default.
 MOVED_KEYS = {("monitoring", "auto_canary"): "deployment"}
+# Keys that no longer exist: an error that says what replaced them.
+REMOVED_KEYS = {
+    ("monitoring", "even_weight_share"): "every monitored feature drifting beyond its floor now warns on its own",
+    ("monitoring", "warn_drift_share"): "every monitored feature drifting beyond its floor now warns on its own",
+}
 
 TASKS = ("binary_classification", "regression")
 FEATURE_TYPES = ("numeric", "categorical")
@@ -185,6 +190,8 @@ def spec_from_dict(raw: dict[str, Any], source: str = "<memory>") -> DatasetSpec
         problems.extend(deployment_problems(deployment))
     if isinstance(monitoring, MonitoringPolicy):
         problems.extend(monitoring_problems(monitoring))
+        problems.extend(f"monitoring.drift_floors.{n}: not a declared feature"
+                        for n in monitoring.drift_floors if n not in names)
     if isinstance(training, TrainingPolicy):
         problems.extend(training_problems(training))
     slo = _load_policy(raw.get("slo", {}), "slo", SloPolicy, problems)
@@ -245,6 +252,9 @@ def _load_policy(section: Any, where: str, cls: type, problems: list[str]):
     for key, value in section.items():
         if (where, key) in MOVED_KEYS:
             problems.append(f"{where}.{key}: moved to [{MOVED_KEYS[where, key]}] {key}")
+            continue
+        if (where, key) in REMOVED_KEYS:
+            problems.append(f"{where}.{key}: removed ({REMOVED_KEYS[where, key]})")
             continue
         if key not in names:
             problems.append(f"{where}.{key}: unknown key (expected one of {sorted(names)})")
