@@ -90,14 +90,17 @@ KEY_DOCS: dict[tuple[str, str], KeyDoc] = {
     ("gates", "min_slice_rows"): KeyDoc("rows", "smaller slices are reported, not gated"),
     # [monitoring]
     ("monitoring", "drift_alpha"): KeyDoc("rate, 0-1", "false-discovery rate across features"),
-    ("monitoring", "drift_min_effect"): KeyDoc("reference stds / JS", "effect floor: Wasserstein in reference "
-                                                                      "stds (numeric), Jensen-Shannon (categorical)"),
-    ("monitoring", "constant_min_effect"): KeyDoc("relative change", "effect floor of a feature constant in the "
+    ("monitoring", "drift_min_effect"): KeyDoc("reference stds / JS", "the least drift floor: Wasserstein in "
+                                                                      "reference stds (numeric), Jensen-Shannon "
+                                                                      "(categorical); each feature's own floor comes "
+                                                                      "from its reference's day-to-day spread"),
+    ("monitoring", "constant_min_effect"): KeyDoc("relative change", "drift floor of a feature constant in the "
                                                                      "reference"),
-    ("monitoring", "even_weight_share"): KeyDoc("share, 0-1", "drift weight spread evenly over monitored "
-                                                              "features; the rest by importance"),
-    ("monitoring", "warn_drift_share"): KeyDoc("share, 0-1", "weighted share of drifting features that warns"),
-    ("monitoring", "error_drift_share"): KeyDoc("share, 0-1", "... that is an ERROR (requests a retrain)"),
+    ("monitoring", "drift_floors"): KeyDoc("table feature = floor", "explicit floors overriding the measured "
+                                                                    "ones"),
+    ("monitoring", "error_drift_share"): KeyDoc("share, 0-1", "importance weight the drifting features must carry "
+                                                              "for an ERROR (requests a retrain); any monitored "
+                                                              "feature drifting warns"),
     ("monitoring", "performance_min_rows"): KeyDoc("rows", "performance is judged over trailing days until the "
                                                            "window holds this many rows"),
     ("monitoring", "performance_max_days"): KeyDoc("days", "... but never over more calendar days than this"),
