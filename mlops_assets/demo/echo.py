@@ -47,8 +47,10 @@ class EventEcho:
 
     @staticmethod
     def _drifted(report: dict) -> tuple[str, str]:
-        weighted = ", ".join(f["feature"] for f in report["features"] if f["drifted"] and f["weight"] > 0)
-        return weighted, f"{weighted} (weighted share {report['drift_share']:.2f})"
+        # every monitored feature, whatever its weight (reports older than `monitored` counted weighted ones only)
+        drifted = ", ".join(f["feature"] for f in report["features"]
+                            if f["drifted"] and f.get("monitored", f["weight"] > 0))
+        return drifted, f"{drifted} (weighted share {report['drift_share']:.2f})"
 
     @staticmethod
     def _performance(report: dict) -> tuple[str, str]:

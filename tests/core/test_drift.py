@@ -6,15 +6,17 @@ import pandas as pd
 import pytest
 
 from scipy import stats
+from scipy.spatial.distance import jensenshannon
 
 from mlops_assets.core.monitoring import drift
 from mlops_assets.core.monitoring import drift_profile
 from mlops_assets.core.monitoring.drift import benjamini_hochberg, drift_report, prediction_drift
+from mlops_assets.core.monitoring.drift_floors import FLOOR_MARGIN, FLOOR_QUANTILE
 from mlops_assets.core.monitoring.drift_profile import MISSING, OTHER, NumericProfile, ReferenceProfile, category_counts
 from mlops_assets.core.monitoring.drift_plots import drift_plots, prediction_drift_plot
-from mlops_assets.core.config.spec import MonitoringPolicy, spec_from_dict
+from mlops_assets.core.config.spec import MonitoringPolicy, SpecError, spec_from_dict
 
-SPEC = spec_from_dict({
+SPEC_RAW = {
     "dataset": {"name": "drift_test", "timestamp": "ts", "target": "y", "task": "binary_classification",
                 "start_date": "2025-01-01"},
     "features": {
@@ -25,7 +27,8 @@ SPEC = spec_from_dict({
         "region": {"type": "categorical", "categories": ["north", "south", "east", "west"]},
         "plan": {"type": "categorical", "categories": ["basic", "plus", "pro"]},
     },
-})
+}
+SPEC = spec_from_dict(SPEC_RAW)
 NUMERIC, CATEGORICAL = SPEC.numeric_features, SPEC.categorical_features
 POLICY = MonitoringPolicy()
 
@@ -44,6 +47,31 @@ def make_frame(n, rng, shift=None, delta=0.0, category_probs=None):
 
 def reference(rng, n=20_000, **kw):
     return ReferenceProfile.build(make_frame(n, rng), SPEC, **kw)
+
+
+DAY_ROWS = 48  # half-hours, as Elec2's days
+
+
+def autocorrelated_days(rng, first, count, day_sd=0.5, phi=0.7, shift=None, delta=0.0) -> list[pd.DataFrame]:
+    """Days of 48 half-hourly rows whose rows are alike within a day, as real days are: each numeric feature
+    is a level drawn per day (sd `day_sd`) plus a stationary AR(1) with unit variance; each categorical
+    feature repeats a category drawn per day on 30 % of the day's rows."""
+    out = []
+    for d in range(first, first + count):
+        ts = pd.Timestamp("2025-01-01") + pd.Timedelta(days=d) + pd.to_timedelta(np.arange(DAY_ROWS) * 30, unit="min")
+        columns = {"ts": ts}
+        for f in SPEC.features:
+            if f.is_numeric:
+                x = np.empty(DAY_ROWS)
+                x[0], noise = rng.normal(), rng.normal(0, math.sqrt(1 - phi ** 2), DAY_ROWS)
+                for i in range(1, DAY_ROWS):
+                    x[i] = phi * x[i - 1] + noise[i]
+                columns[f.name] = x + rng.normal(0, day_sd) + (delta if f.name == shift else 0.0)
+            else:
+                cats = np.array(f.categories, dtype=object)
+                columns[f.name] = np.where(rng.random(DAY_ROWS) < 0.3, rng.choice(cats), rng.choice(cats, DAY_ROWS))
+        out.append(pd.DataFrame(columns))
+    return out
 
 
 # ------------------------------------------------------------------------------------------ binning
@@ -210,9 +238,10 @@ def test_importance_weighting_sets_the_dataset_level_share():
     report = drift_report(important, current, POLICY)
     assert report.drift_share == pytest.approx(0.75) and report.status == "ERROR"
 
+    # A feature the model ignores still warns when it drifts on its own evidence; it cannot make an ERROR.
     ignored = ReferenceProfile.build(frame, SPEC, importances={**others, shifted: -0.2})  # negative counts 0
     report = drift_report(ignored, current, POLICY)
-    assert report.drifted_features == [shifted] and report.drift_share == 0.0 and report.status == "OK"
+    assert report.drifted_features == [shifted] and report.drift_share == 0.0 and report.status == "WARN"
 
 
 # ------------------------------------------------------------------------------------ storage, misc
@@ -271,3 +300,125 @@ def test_drift_plots_embed_one_png_per_feature():
     assert set(plots) == {NUMERIC[0], CATEGORICAL[0]}
     assert all("data:image/png;base64," in md for md in plots.values())
     assert "data:image/png;base64," in prediction_drift_plot(prof, rng.random(300))
+
+
+# ------------------------------------------------------------------------ floors from the reference's days
+
+
+def _leave_one_day_out_floor(days, effect) -> float:
+    """The floor computed the slow, obvious way: each day against all the other days, exactly."""
+    effects = [effect(day, pd.concat(days[:i] + days[i + 1:])) for i, day in enumerate(days)]
+    return FLOOR_MARGIN * float(np.quantile(effects, FLOOR_QUANTILE))
+
+
+def test_floors_are_the_spread_of_single_reference_days_and_a_noisier_reference_has_higher_floors():
+    rng = np.random.default_rng(20)
+    quiet_days, noisy_days = autocorrelated_days(rng, 0, 28, day_sd=0.1), autocorrelated_days(rng, 0, 28, day_sd=1.5)
+    quiet, noisy = (ReferenceProfile.build(pd.concat(d), SPEC) for d in (quiet_days, noisy_days))
+    for name in NUMERIC:
+        q, n = quiet.feature(name).spread, noisy.feature(name).spread
+        assert (q.unit, q.units) == ("day", 28) and n.floor > 1.5 * q.floor
+        std = pd.concat(noisy_days)[name].std(ddof=0)
+        exact = _leave_one_day_out_floor(noisy_days, lambda d, rest: stats.wasserstein_distance(d[name], rest[name]) / std)
+        assert n.floor == pytest.approx(exact, rel=0.03)  # the binned measure agrees with the exact distances
+    for name in CATEGORICAL:
+        cats = quiet.feature(name).categories
+
+        def js(day, rest):
+            return jensenshannon(category_counts(day[name], cats), category_counts(rest[name], cats), base=2)
+
+        assert quiet.feature(name).spread.floor == pytest.approx(_leave_one_day_out_floor(quiet_days, js), rel=1e-6)
+
+
+def test_a_seeded_stable_stream_of_autocorrelated_days_raises_no_error():
+    rng = np.random.default_rng(21)
+    profile = ReferenceProfile.build(pd.concat(autocorrelated_days(rng, 0, 28)), SPEC)
+    served = autocorrelated_days(rng, 28, 60)
+    statuses = [drift_report(profile, day, POLICY).status for day in served]
+    assert statuses.count("ERROR") == 0 and statuses.count("WARN") <= 3
+    # Judged as random rows (a fixed floor of 0.1, the old default) the same ordinary days nearly all alarm.
+    fixed = MonitoringPolicy(drift_floors={name: 0.1 for name in SPEC.feature_names})
+    assert sum(drift_report(profile, day, fixed).status == "ERROR" for day in served) > 40
+
+
+def test_a_shifted_feature_with_zero_importance_warns_and_says_why():
+    rng = np.random.default_rng(22)
+    shifted = NUMERIC[1]
+    importances = {name: 0.0 if name == shifted else 1.0 for name in SPEC.feature_names}
+    profile = ReferenceProfile.build(pd.concat(autocorrelated_days(rng, 0, 28)), SPEC, importances=importances)
+    [day] = autocorrelated_days(rng, 28, 1, shift=shifted, delta=4.0)
+    report = drift_report(profile, day, POLICY)
+    row = report.to_frame().set_index("feature").loc[shifted]
+    assert report.status == "WARN" and report.drifted_features == [shifted] and report.drift_share == 0.0
+    assert row.floor_source == "day_spread" and row.floor == profile.feature(shifted).spread.floor
+    assert row.effect_size > row.floor and row.weight == 0.0 and row.monitored
+    assert shifted in report.reason and "0.00 of the importance weight" in report.reason
+
+
+def test_an_abrupt_shift_of_an_important_feature_is_an_error_from_its_first_day():
+    rng = np.random.default_rng(23)
+    shifted = NUMERIC[0]
+    importances = {name: 10.0 if name == shifted else 1.0 for name in SPEC.feature_names}
+    profile = ReferenceProfile.build(pd.concat(autocorrelated_days(rng, 0, 28)), SPEC, importances=importances)
+    before = [drift_report(profile, d, POLICY) for d in autocorrelated_days(rng, 28, 14)]
+    after = [drift_report(profile, d, POLICY) for d in autocorrelated_days(rng, 42, 7, shift=shifted, delta=4.0)]
+    assert all(r.status != "ERROR" for r in before)
+    assert all(r.status == "ERROR" and shifted in r.drifted_features for r in after)
+    assert "error_drift_share" in after[0].reason and shifted in after[0].reason
+    assert after[0].to_dict()["features"][0]["floor_source"] == "day_spread"
+
+
+def test_an_unmonitored_feature_is_reported_but_never_counted():
+    rng = np.random.default_rng(24)
+    spec = spec_from_dict({**SPEC_RAW, "features": {**SPEC_RAW["features"], "plan": {
+        "type": "categorical", "categories": ["basic", "plus", "pro"], "monitor": False}}})
+    profile = ReferenceProfile.build(make_frame(5000, rng), spec)
+    assert profile.unmonitored == ("plan",)
+    report = drift_report(profile, make_frame(2000, rng, category_probs={"plan": [0.9, 0.05, 0.05]}), POLICY)
+    row = report.to_frame().set_index("feature").loc["plan"]
+    assert row.drifted and not row.monitored and row.weight == 0
+    assert report.status == "OK" and report.drifted_features == []
+
+
+def test_the_spec_overrides_a_floor_and_a_constant_keeps_its_own():
+    rng = np.random.default_rng(25)
+    frame = make_frame(5000, rng)
+    frame[NUMERIC[3]] = 2.0
+    profile = ReferenceProfile.build(frame, SPEC)
+    floors = {f.feature: (f.floor, f.floor_source) for f in drift_report(profile, make_frame(500, rng), POLICY).features}
+    assert floors[NUMERIC[3]] == (POLICY.constant_min_effect, "constant")
+    assert floors[NUMERIC[0]] == (profile.feature(NUMERIC[0]).spread.floor, "chunk_spread")  # no timestamps here
+    assert floors[CATEGORICAL[0]] == (POLICY.drift_min_effect, "minimum")  # 500-row chunks barely differ
+    spec = spec_from_dict({**SPEC_RAW, "monitoring": {"drift_floors": {NUMERIC[0]: 2.5}}})
+    report = drift_report(profile, make_frame(500, rng), spec.monitoring)
+    assert (report.features[0].floor, report.features[0].floor_source) == (2.5, "spec")
+
+
+@pytest.mark.parametrize("monitoring, message", [
+    ({"drift_floors": {"nope": 1.0}}, "monitoring.drift_floors.nope: not a declared feature"),
+    ({"drift_floors": {"tenure": -1}}, "monitoring.drift_floors.tenure: expected a number >= 0"),
+    ({"even_weight_share": 0.5}, "monitoring.even_weight_share: removed"),
+    ({"warn_drift_share": 0.1}, "monitoring.warn_drift_share: removed"),
+])
+def test_the_spec_rejects_bad_floors_and_removed_drift_keys(monitoring, message):
+    with pytest.raises(SpecError, match=message):
+        spec_from_dict({**SPEC_RAW, "monitoring": monitoring})
+
+
+def test_a_version_1_profile_loads_without_floors_and_counts_weighted_features_only():
+    rng = np.random.default_rng(26)
+    frame = make_frame(5000, rng)
+    profile = ReferenceProfile.build(frame, SPEC, importances={NUMERIC[0]: 1.0, NUMERIC[1]: 1.0})
+    raw = json.loads(json.dumps(profile.to_dict()))
+    raw["version"] = 1
+    del raw["unmonitored"]
+    for feature in raw["features"] + [raw["prediction"] or {}]:
+        feature.pop("spread", None)
+    old = ReferenceProfile.from_dict(raw)
+    assert all(p.spread is None for p in old.features)
+    assert set(old.unmonitored) == set(SPEC.feature_names) - {NUMERIC[0], NUMERIC[1]}
+    report = drift_report(old, make_frame(2000, rng, shift=NUMERIC[2], delta=1.0), POLICY)
+    assert {f.floor_source for f in report.features} == {"policy"}
+    assert report.status == "OK" and report.drifted_features == []  # as version 1 judged it: weight 0 never counts
+    with pytest.raises(ValueError, match="reference profile version 3"):
+        ReferenceProfile.from_dict({**raw, "version": 3})

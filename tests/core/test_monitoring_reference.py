@@ -75,6 +75,8 @@ def test_round_trip_through_json_keeps_every_number(synthetic_spec, fitted):
     assert again.to_dict() == raw
     assert again.calibrator == reference.calibrator and again.cost == reference.cost
     assert again.baseline == reference.baseline and again.unmonitored == reference.unmonitored
+    # the drift floors measured when the version was fitted come back as they were, not re-derived
+    assert again.profile == reference.profile and all(p.spread for p in again.profile.features if p.count)
     # the reports give the same figures from the stored reference as from the fitted one
     scores = training.predict_scores(model.pipeline, synthetic_spec, day)
     labels = training.labels(synthetic_spec, day)

@@ -29,11 +29,13 @@ def test_error_wins_when_the_limits_coincide():
     assert status_for(0.5, warn_at=0.5, error_at=0.5) == "ERROR"
 
 
-def test_drift_share_uses_the_rule_but_no_drift_is_never_an_alarm():
-    policy = MonitoringPolicy(warn_drift_share=0.1, error_drift_share=0.3)
+def test_drift_share_makes_the_error_any_monitored_drift_warns_and_no_drift_is_never_an_alarm():
+    policy = MonitoringPolicy(error_drift_share=0.3)
     assert [drift_status(s, policy) for s in (0.0, 0.1, 0.3)] == ["OK", "WARN", "ERROR"]
-    zero = replace(policy, warn_drift_share=0.0, error_drift_share=0.0)
+    assert drift_status(0.0, policy, any_drifted=True) == "WARN"  # drifting, but the model ignores it
+    zero = replace(policy, error_drift_share=0.0)
     assert drift_status(0.0, zero) == "OK" and drift_status(0.01, zero) == "ERROR"
+    assert drift_status(0.0, zero, any_drifted=True) == "WARN"  # weightless drift never requests a retrain
 
 
 def test_cost_status_uses_the_rule_on_the_wall_time_ratio():

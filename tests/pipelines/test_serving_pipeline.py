@@ -161,6 +161,15 @@ def test_drift_fails_the_check_and_the_retrain_sensor_respects_its_cooldown(tmp_
     spec = loc.project.spec
     assert set(drift["drifted_features"]) == set(spec.numeric_features[:2]) and drift["status"] == "ERROR"
     assert loc.project.store.read_json("data_drift_report", day(23))["status"] == "OK"
+    # the UI shows, per feature, the effect against its floor and where the floor came from, and why the status
+    metadata = loc.instance.get_latest_materialization_event(loc.key("data_drift_report")).asset_materialization.metadata
+    assert metadata["status"].value == "ERROR" and spec.numeric_features[0] in metadata["reason"].value
+    rows = {r.data["feature"]: r.data for r in metadata["features"].value.records}
+    assert set(rows) == set(spec.feature_names)
+    for name in spec.numeric_features[:2]:
+        row = rows[name]
+        assert row["drifted"] and row["effect_size"] > row["floor"] > 0 and row["floor_source"] == "day_spread"
+        assert row["weight"] > 0 and row["monitored"]
 
     sensor = loc.defs.get_sensor_def(loc.named("retrain_sensor"))
     ctx = dg.build_sensor_context(instance=loc.instance, definitions=loc.defs, resources=loc.defs.resources)

@@ -5,11 +5,13 @@ import datetime as dt
 import json
 import time
 
+import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
 from mlops_assets.benchmarks import detection as bench
 from mlops_assets.benchmarks import detection_core as core
+from mlops_assets.demo import synthetic
 from mlops_assets.benchmarks.detection_scoring import (DayRecord, Target, canary_tally, estimate_error,
                                                        onset_to_flag, quality, stable_alerts, volume_tally)
 
@@ -166,3 +168,22 @@ def test_figures_are_written_as_strict_json(tmp_path):
     bench.write_json(path, {"accuracy": float("nan"), "days": [dt.date(1997, 5, 4)], "nested": {"x": None}})
     assert json.loads(path.read_text()) == {"accuracy": None, "days": ["1997-05-04"], "nested": {"x": None}}
     assert list(path.parent.iterdir()) == [path]  # no temporary file left behind
+
+
+def test_a_constant_reference_feature_has_its_own_floor(synthetic_spec):
+    from dataclasses import replace
+
+    from mlops_assets.core.monitoring.drift import drift_report
+    from mlops_assets.core.monitoring.drift_profile import ReferenceProfile
+
+    constant, moving = synthetic_spec.numeric_features[:2]
+    cfg = synthetic.ScenarioConfig("stable", dt.date(2025, 1, 1), 2, rows_per_day=2000)
+    reference, today = (bench.labeled_frame(synthetic_spec, b) for b in synthetic.generate_days(synthetic_spec, cfg))
+    reference[constant] = 0.5
+    today[constant] = np.linspace(0.45, 0.55, len(today))  # an imputed source goes live: E|x - c| / c = 0.05
+    today[moving] = today[moving] + 1.0  # one reference std
+    profile = ReferenceProfile.build(reference, synthetic_spec)
+    policy = replace(synthetic_spec.monitoring, drift_min_effect=2.0, constant_min_effect=0.02)
+    assert drift_report(profile, today, policy).drifted_features == [constant]
+    assert drift_report(profile, today, replace(policy, constant_min_effect=0.1)).drifted_features == []
+    assert drift_report(profile, today, replace(policy, drift_min_effect=0.5)).drifted_features == [constant, moving]

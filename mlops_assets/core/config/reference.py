@@ -78,7 +78,9 @@ KEY_DOCS: dict[tuple[str, str], KeyDoc] = {
     ("gates", "key_metric"): KeyDoc("metric name", "the metric the champion comparison, slices and canary use"),
     ("gates", "min_improvement"): KeyDoc("key-metric units", "the candidate must beat the champion by this "
                                                               "beyond the 95 % CI"),
-    ("gates", "max_slice_drop"): KeyDoc("key-metric units", "no slice may trail the champion's by more"),
+    ("gates", "max_slice_drop"): KeyDoc("key-metric units; a fraction for mae/rmse/log_loss",
+                                        "fails when a slice's 95 % interval of its drop vs the champion lies "
+                                        "wholly beyond it"),
     ("gates", "max_latency_ms_per_1k"): KeyDoc("ms per 1,000 rows", "scoring time budget"),
     ("gates", "max_artifact_mb"): KeyDoc("MB", "pickled model size budget"),
     ("gates", "max_calibration_error"): KeyDoc("ECE, 0-1", "classification: expected calibration error budget"),
@@ -88,18 +90,24 @@ KEY_DOCS: dict[tuple[str, str], KeyDoc] = {
     ("gates", "min_slice_rows"): KeyDoc("rows", "smaller slices are reported, not gated"),
     # [monitoring]
     ("monitoring", "drift_alpha"): KeyDoc("rate, 0-1", "false-discovery rate across features"),
-    ("monitoring", "drift_min_effect"): KeyDoc("reference stds / JS", "effect floor: Wasserstein in reference "
-                                                                      "stds (numeric), Jensen-Shannon (categorical)"),
-    ("monitoring", "constant_min_effect"): KeyDoc("relative change", "effect floor of a feature constant in the "
+    ("monitoring", "drift_min_effect"): KeyDoc("reference stds / JS", "the least drift floor: Wasserstein in "
+                                                                      "reference stds (numeric), Jensen-Shannon "
+                                                                      "(categorical); each feature's own floor comes "
+                                                                      "from its reference's day-to-day spread"),
+    ("monitoring", "constant_min_effect"): KeyDoc("relative change", "drift floor of a feature constant in the "
                                                                      "reference"),
-    ("monitoring", "even_weight_share"): KeyDoc("share, 0-1", "drift weight spread evenly over monitored "
-                                                              "features; the rest by importance"),
-    ("monitoring", "warn_drift_share"): KeyDoc("share, 0-1", "weighted share of drifting features that warns"),
-    ("monitoring", "error_drift_share"): KeyDoc("share, 0-1", "... that is an ERROR (requests a retrain)"),
-    ("monitoring", "warn_performance_drop"): KeyDoc("key-metric units", "drop below the validation baseline "
-                                                                        "that warns"),
-    ("monitoring", "error_performance_drop"): KeyDoc("key-metric units", "... that is an ERROR (requests a "
-                                                                         "retrain)"),
+    ("monitoring", "drift_floors"): KeyDoc("table feature = floor", "explicit floors overriding the measured "
+                                                                    "ones"),
+    ("monitoring", "error_drift_share"): KeyDoc("share, 0-1", "importance weight the drifting features must carry "
+                                                              "for an ERROR (requests a retrain); any monitored "
+                                                              "feature drifting warns"),
+    ("monitoring", "performance_min_rows"): KeyDoc("rows", "performance is judged over trailing days until the "
+                                                           "window holds this many rows"),
+    ("monitoring", "performance_max_days"): KeyDoc("days", "... but never over more calendar days than this"),
+    ("monitoring", "performance_warn_std"): KeyDoc("reference stds", "WARN when the window's metric is worse than "
+                                                                     "the reference level by this many stds of "
+                                                                     "its chunk-to-chunk spread"),
+    ("monitoring", "performance_error_std"): KeyDoc("reference stds", "... an ERROR (requests a retrain)"),
     ("monitoring", "warn_cost_ratio"): KeyDoc("ratio", "scoring cost against its history that warns"),
     ("monitoring", "error_cost_ratio"): KeyDoc("ratio", "... that is an ERROR"),
     ("monitoring", "retrain_cooldown_days"): KeyDoc("days", "at most one retrain request per this many days"),
@@ -108,11 +116,15 @@ KEY_DOCS: dict[tuple[str, str], KeyDoc] = {
                                                                "positive (serving, F1, accuracy)"),
     ("deployment", "canary_steps"): KeyDoc("shares, 0-1", "the canary's traffic shares, rising, ending at 1"),
     ("deployment", "canary_window_days"): KeyDoc("days", "traffic judged at each step"),
-    ("deployment", "max_metric_drop"): KeyDoc("key-metric units", "how far the canary may trail the champion"),
+    ("deployment", "max_metric_drop"): KeyDoc("key-metric units; a fraction for mae/rmse/log_loss",
+                                              "how far the canary may trail the champion: rollback when the "
+                                              "drop's 95 % interval lies wholly beyond it, hold while it straddles"),
     ("deployment", "max_score_shift"): KeyDoc("KS, 0-1", "canary's live scores vs its training scores "
                                                          "(serving skew)"),
-    ("deployment", "max_latency_ratio"): KeyDoc("ratio", "canary scoring time / champion's"),
-    ("deployment", "min_rows_per_step"): KeyDoc("rows", "fewer compared rows and the step holds"),
+    ("deployment", "max_latency_ratio"): KeyDoc("ratio", "canary / champion CPU time per row, timed in the same "
+                                                         "batch; judged on its interval"),
+    ("deployment", "min_rows_per_step"): KeyDoc("labelled rows", "fewer and the step holds, whatever the "
+                                                                  "interval says"),
     ("deployment", "auto_canary"): KeyDoc("true/false", "a candidate that passes its gates starts as a canary "
                                                         "without a person"),
     # [slo]

@@ -32,9 +32,13 @@ from mlops_assets.core.config.tasks import TASKS
 MOVED_KEYS = {("monitoring", "auto_canary"): "deployment"}
 # Keys that no longer exist: an error that says what replaced them.
 REMOVED_KEYS = {
-    ("monitoring", key): "removed: performance limits come from the reference's own chunk-to-chunk variability "
-                         "(performance_warn_std / performance_error_std, in its standard deviations)"
-    for key in ("warn_performance_drop", "error_performance_drop")
+    **{("monitoring", key): "removed: performance limits come from the reference's own chunk-to-chunk "
+                            "variability (performance_warn_std / performance_error_std, in its standard deviations)"
+       for key in ("warn_performance_drop", "error_performance_drop")},
+    ("monitoring", "even_weight_share"): "removed: every monitored feature drifting beyond its floor now warns on "
+                                         "its own",
+    ("monitoring", "warn_drift_share"): "removed: every monitored feature drifting beyond its floor now warns on "
+                                        "its own",
 }
 
 FEATURE_TYPES = ("numeric", "categorical")
@@ -197,6 +201,8 @@ def spec_from_dict(raw: dict[str, Any], source: str = "<memory>") -> DatasetSpec
         problems.extend(deployment_problems(deployment))
     if isinstance(monitoring, MonitoringPolicy):
         problems.extend(monitoring_problems(monitoring))
+        problems.extend(f"monitoring.drift_floors.{n}: not a declared feature"
+                        for n in monitoring.drift_floors if n not in names)
     if isinstance(training, TrainingPolicy):
         problems.extend(training_problems(training))
     slo = _load_policy(raw.get("slo", {}), "slo", SloPolicy, problems)

@@ -6,10 +6,19 @@ The test depends on the type and the size of the current sample:
   statistic, so the test is conservative), the p-value from the reference's and the batch's sizes;
 - categorical: chi-square on the reference-vs-current table over the spec's categories, "other", "missing".
 A feature drifts when its test is significant after Benjamini-Hochberg across features AND its effect size
-exceeds the policy floor: Wasserstein distance in reference standard deviations for numeric features,
-Jensen-Shannon distance (base 2, in [0, 1]) for categorical ones (Evidently's conventions). Without the
-floor a million rows would alarm on shifts nobody cares about. PSI is reported alongside, for people used
-to it. The dataset-level figure is the importance-weighted share of drifting features.
+exceeds its floor: Wasserstein distance in reference standard deviations for numeric features,
+Jensen-Shannon distance (base 2, in [0, 1]) for categorical ones (Evidently's conventions). PSI is reported
+alongside, for people used to it.
+
+The floor is how far the reference's own single days sit from the rest of it (measured when the profile was
+fitted, drift_floors.py), so a day of strongly autocorrelated rows is judged against ordinary days, not
+against random rows; never below `drift_min_effect`, so a million quiet rows do not alarm on a shift nobody
+cares about. A feature constant in the reference has `constant_min_effect` (relative to its value); the
+spec's `drift_floors` overrides a feature's floor by name.
+
+Status: ERROR when the drifting monitored features carry at least `error_drift_share` of the importance
+weight (the model leans on what moved: retrain); otherwise WARN as soon as any monitored feature drifts, even
+one the model ignores (what it ignores today may matter to the next model, or reveal a broken pipeline).
 """
 
 from __future__ import annotations
@@ -21,11 +30,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from mlops_assets.core.monitoring.drift_floors import jensen_shannon
 from mlops_assets.core.monitoring.drift_profile import (CategoricalProfile, NumericProfile, ReferenceProfile,
                                                       category_counts, numeric_values)
 from mlops_assets.core.config.spec import MonitoringPolicy
 from mlops_assets.core.io.json_safe import json_safe
-from mlops_assets.core.monitoring.status import status_for
 
 _PSI_FLOOR = 1e-4  # keeps PSI finite when a bin is empty on one side
 
@@ -60,6 +69,9 @@ class FeatureDrift:
     null_share_current: float
     mean_reference: float | None = None
     mean_current: float | None = None
+    floor: float = math.nan  # the effect above which this feature drifts
+    floor_source: str = ""  # where the floor came from (FLOOR_SOURCES)
+    monitored: bool = True  # False: reported, never counted in the status
 
     def to_dict(self) -> dict:
         return json_safe(asdict(self))
@@ -69,16 +81,30 @@ def _divergences(ref: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
     """(PSI, Jensen-Shannon distance in base 2) between two proportion vectors."""
     p, q = np.maximum(ref, _PSI_FLOOR), np.maximum(cur, _PSI_FLOOR)
     psi = float(np.sum((q - p) * np.log(q / p)))
-    m = (ref + cur) / 2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        kl = lambda a: np.sum(np.where(a > 0, a * np.log2(a / m), 0.0))  # noqa: E731
-        js = math.sqrt(max(0.5 * (kl(ref) + kl(cur)), 0.0))
-    return psi, js
+    return psi, jensen_shannon(ref, cur)
 
 
-def _constant(prof) -> bool:
-    """A numeric reference without spread, up to float noise: its effect sizes are relative to the value."""
-    return prof.kind == "numeric" and prof.count > 0 and prof.std <= 1e-9 * abs(prof.mean)
+FLOOR_SOURCES = {
+    "day_spread": "the reference's day-to-day spread (drift_floors.FLOOR_MARGIN x its FLOOR_QUANTILE)",
+    "chunk_spread": "the spread of contiguous chunks of the reference (too few days to measure days)",
+    "minimum": "monitoring.drift_min_effect: the reference's spread is below it",
+    "constant": "monitoring.constant_min_effect, relative to the reference's constant value",
+    "spec": "monitoring.drift_floors in the spec",
+    "policy": "monitoring.drift_min_effect: no spread measured (too few rows, or a profile older than floors)",
+}
+
+
+def drift_floor(prof, policy: MonitoringPolicy) -> tuple[float, str]:
+    """The floor of one profiled feature (or of the scores) and its source, a key of FLOOR_SOURCES."""
+    if prof.name in policy.drift_floors:
+        return float(policy.drift_floors[prof.name]), "spec"
+    if prof.is_constant:
+        return policy.constant_min_effect, "constant"
+    if prof.spread is None:
+        return policy.drift_min_effect, "policy"
+    if prof.spread.floor < policy.drift_min_effect:
+        return policy.drift_min_effect, "minimum"
+    return prof.spread.floor, f"{prof.spread.unit}_spread"
 
 
 def _numeric_drift(prof: NumericProfile, values: np.ndarray) -> FeatureDrift:
@@ -92,7 +118,7 @@ def _numeric_drift(prof: NumericProfile, values: np.ndarray) -> FeatureDrift:
     if n == 0 or prof.count == 0:
         return drift
     cur = counts / n
-    constant = _constant(prof)
+    constant = prof.is_constant
     scale = (abs(prof.mean) or 1.0) if constant else prof.std  # a constant reference: relative to its value
     drift.psi, _ = _divergences(ref, cur)
     if n <= len(prof.sample):  # small batch: exact KS against the stored sorted sample
@@ -151,29 +177,45 @@ def _feature_drift(prof, column: pd.Series) -> FeatureDrift:
 @dataclass
 class DriftReport:
     features: list[FeatureDrift]
-    drift_share: float  # importance-weighted share of drifting features
+    drift_share: float  # importance weight carried by the drifting monitored features
     status: str  # "OK", "WARN" or "ERROR"
     n_rows: int
     policy: MonitoringPolicy
+    reason: str = ""  # why the status is what it is, in one sentence
 
     @property
     def drifted_features(self) -> list[str]:
-        return [f.feature for f in self.features if f.drifted]
+        """Monitored features drifting beyond their floors: what the status counts."""
+        return [f.feature for f in self.features if f.drifted and f.monitored]
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame([asdict(f) for f in self.features])
 
     def to_dict(self) -> dict:
-        return {"status": self.status, "drift_share": self.drift_share, "n_rows": self.n_rows,
-                "drifted_features": self.drifted_features, "drift_alpha": self.policy.drift_alpha,
-                "drift_min_effect": self.policy.drift_min_effect,
-                "constant_min_effect": self.policy.constant_min_effect,
+        return {"status": self.status, "reason": self.reason, "drift_share": self.drift_share,
+                "n_rows": self.n_rows, "drifted_features": self.drifted_features,
+                "drift_alpha": self.policy.drift_alpha, "error_drift_share": self.policy.error_drift_share,
                 "features": [f.to_dict() for f in self.features]}
 
 
-def drift_status(share: float, policy: MonitoringPolicy) -> str:
-    """No drifting feature is OK whatever the thresholds (a zero share never warns, even at a 0 threshold)."""
-    return status_for(share, policy.warn_drift_share, policy.error_drift_share) if share > 0 else "OK"
+def drift_status(share: float, policy: MonitoringPolicy, any_drifted: bool = False) -> str:
+    """ERROR once the drifting features' weight reaches error_drift_share; WARN when any monitored feature
+    drifts (`any_drifted`) or carries weight; OK with no drift whatever the threshold, even at 0."""
+    if share > 0 and share >= policy.error_drift_share:
+        return "ERROR"
+    return "WARN" if share > 0 or any_drifted else "OK"
+
+
+def _status_reason(status: str, share: float, drifted: list[FeatureDrift], policy: MonitoringPolicy) -> str:
+    if status == "OK":
+        return "no monitored feature drifted beyond its floor"
+    names = ", ".join(f"{f.feature} ({f.effect_size:.3g} > {f.floor:.3g}, weight {f.weight:.2f})"
+                      for f in sorted(drifted, key=lambda f: -f.weight))
+    if status == "ERROR":
+        return (f"the drifting features carry {share:.2f} of the importance weight, at least error_drift_share "
+                f"{policy.error_drift_share:g}: {names}")
+    return (f"drifted beyond their floors, carrying {share:.2f} of the importance weight (ERROR at "
+            f"{policy.error_drift_share:g}): {names}")
 
 
 def drift_report(profile: ReferenceProfile, current: pd.DataFrame, policy: MonitoringPolicy) -> DriftReport:
@@ -185,11 +227,14 @@ def drift_report(profile: ReferenceProfile, current: pd.DataFrame, policy: Monit
     adjusted = benjamini_hochberg([r.p_value for r in results])
     for prof, r, q in zip(profile.features, results, adjusted):
         r.p_adjusted = float(q)
-        r.weight = float(profile.weights.get(r.feature, 0.0))
-        floor = policy.constant_min_effect if _constant(prof) else policy.drift_min_effect
-        r.drifted = bool(q <= policy.drift_alpha and r.effect_size > floor)
-    share = float(sum(r.weight for r in results if r.drifted))
-    return DriftReport(results, share, drift_status(share, policy), len(current), policy)
+        r.monitored = r.feature not in profile.unmonitored
+        r.weight = float(profile.weights.get(r.feature, 0.0)) if r.monitored else 0.0
+        r.floor, r.floor_source = drift_floor(prof, policy)
+        r.drifted = bool(q <= policy.drift_alpha and r.effect_size > r.floor)
+    drifted = [r for r in results if r.drifted and r.monitored]
+    share = float(sum(r.weight for r in drifted))
+    status = drift_status(share, policy, any_drifted=bool(drifted))
+    return DriftReport(results, share, status, len(current), policy, _status_reason(status, share, drifted, policy))
 
 
 def prediction_drift(profile: ReferenceProfile, scores, policy: MonitoringPolicy | None = None) -> FeatureDrift:
@@ -199,5 +244,6 @@ def prediction_drift(profile: ReferenceProfile, scores, policy: MonitoringPolicy
     policy = policy or MonitoringPolicy()
     result = _numeric_drift(profile.prediction, np.asarray(scores, dtype=np.float64))
     result.p_adjusted, result.weight = result.p_value, 0.0
-    result.drifted = bool(result.p_value <= policy.drift_alpha and result.effect_size > policy.drift_min_effect)
+    result.floor, result.floor_source = drift_floor(profile.prediction, policy)
+    result.drifted = bool(result.p_value <= policy.drift_alpha and result.effect_size > result.floor)
     return result

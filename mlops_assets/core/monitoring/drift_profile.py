@@ -9,26 +9,34 @@ cache-sized chunks, several times faster than a binary search per value, and the
 are runs of cells cut at the reference's quantiles. Reference and current rows go through the same
 function, so a value always lands in the same bin on both sides. A numeric profile also keeps a sorted
 sample (evenly spaced order statistics) for exact tests on small batches; a categorical profile keeps the
-shares of the spec's categories, of values outside them ("other") and of missing values.
+shares of the spec's categories, of values outside them ("other") and of missing values. Each feature's
+profile (and the scores') also keeps its `DaySpread`: how far single reference days sit from the rest of
+the reference, which sets the feature's drift floor (drift_floors.py).
+
+Serialised with `PROFILE_VERSION`; a version-1 document (before day spreads) still loads, without spreads
+and with every zero-weight feature unmonitored, which is how version 1 was judged.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from mlops_assets.core.config.spec import DatasetSpec
+from mlops_assets.core.monitoring.drift_floors import (DaySpread, ReferenceUnits, categorical_unit_effects,
+                                                       numeric_unit_effects, reference_units, spread_of)
 
 N_BINS = 50
 GRID_CELLS = 16384
 GRID_QUANTILES = (0.005, 0.995)
 SAMPLE_SIZE = 2000  # sorted reference values kept for the exact KS test on small batches
 OTHER, MISSING = "__other__", "__missing__"
-PROFILE_VERSION = 1
+PROFILE_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
 _CHUNK = 32768  # rows per binning step: the temporaries stay in the CPU cache
 
 
@@ -96,6 +104,18 @@ class NumericProfile:
     sample: tuple[float, ...]  # evenly spaced order statistics, sorted
     tails: tuple[float, float]  # Scan.below and Scan.above of the reference rows
     kind: str = field(default="numeric", init=False)
+    spread: DaySpread | None = None  # None: not measured (a constant, too few rows, a version-1 profile)
+
+    @property
+    def is_constant(self) -> bool:
+        """No spread up to float noise (e.g. an imputed source): effect sizes are then relative to the value."""
+        return self.count > 0 and self.std <= 1e-9 * abs(self.mean)
+
+    def with_spread(self, values: np.ndarray, units: ReferenceUnits) -> "NumericProfile":
+        if self.count == 0 or self.is_constant:
+            return self
+        effects = numeric_unit_effects(self, np.asarray(values, dtype=np.float64), units, self.std)
+        return replace(self, spread=spread_of(effects, units.unit))
 
     @classmethod
     def from_values(cls, name: str, values, sample_size: int = SAMPLE_SIZE) -> "NumericProfile":
@@ -147,15 +167,17 @@ class NumericProfile:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "grid": list(self.grid), "boundaries": list(self.boundaries),
-                "proportions": list(self.proportions), "sample": list(self.sample), "tails": list(self.tails)}
+                "proportions": list(self.proportions), "sample": list(self.sample), "tails": list(self.tails),
+                "spread": self.spread.to_dict() if self.spread else None}
 
     @classmethod
     def from_dict(cls, raw: dict) -> "NumericProfile":
-        kw = {k: v for k, v in raw.items() if k != "kind"}
+        kw = {k: v for k, v in raw.items() if k not in ("kind", "spread")}
         lo, hi, cells = kw["grid"]
         kw.update(grid=(float(lo), float(hi), int(cells)), boundaries=tuple(kw["boundaries"]),
                   proportions=tuple(kw["proportions"]), sample=tuple(kw["sample"]), tails=tuple(kw["tails"]))
-        return cls(**kw)
+        profile = cls(**kw)
+        return replace(profile, spread=DaySpread.from_dict(raw.get("spread")))
 
 
 def category_label(value) -> str | None:
@@ -185,6 +207,14 @@ class CategoricalProfile:
     categories: tuple[str, ...]  # the spec's categories, then OTHER and MISSING
     proportions: tuple[float, ...]
     kind: str = field(default="categorical", init=False)
+    spread: DaySpread | None = None
+
+    is_constant = False  # a single category is a distribution like any other: JS needs no scale
+
+    def with_spread(self, column: pd.Series, units: ReferenceUnits) -> "CategoricalProfile":
+        values = column.to_numpy()[units.order]
+        counts = np.array([category_counts(pd.Series(values[a:b]), self.categories) for a, b in units.slices()])
+        return replace(self, spread=spread_of(categorical_unit_effects(counts), units.unit))
 
     @classmethod
     def from_values(cls, name: str, values: pd.Series, categories) -> "CategoricalProfile":
@@ -194,11 +224,13 @@ class CategoricalProfile:
         return cls(name, n, cats, tuple(float(c) for c in counts / max(n, 1)))
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "categories": list(self.categories), "proportions": list(self.proportions)}
+        return {**asdict(self), "categories": list(self.categories), "proportions": list(self.proportions),
+                "spread": self.spread.to_dict() if self.spread else None}
 
     @classmethod
     def from_dict(cls, raw: dict) -> "CategoricalProfile":
-        return cls(raw["name"], int(raw["count"]), tuple(raw["categories"]), tuple(raw["proportions"]))
+        profile = cls(raw["name"], int(raw["count"]), tuple(raw["categories"]), tuple(raw["proportions"]))
+        return replace(profile, spread=DaySpread.from_dict(raw.get("spread")))
 
 
 def _profile_from_dict(raw: dict):
@@ -213,17 +245,27 @@ class ReferenceProfile:
     weights: dict  # feature -> normalised importance (sums to 1)
     n_rows: int
     prediction: NumericProfile | None = None
+    unmonitored: tuple[str, ...] = ()  # reported, never counted (the spec's `monitor = false`)
 
     @classmethod
     def build(cls, frame: pd.DataFrame, spec: DatasetSpec, importances: dict[str, float] | None = None,
               sample_size: int = SAMPLE_SIZE, scores=None) -> "ReferenceProfile":
-        profiles = tuple(
-            NumericProfile.from_values(f.name, numeric_values(frame[f.name]), sample_size) if f.is_numeric
-            else CategoricalProfile.from_values(f.name, frame[f.name], f.categories)
-            for f in spec.features
-        )
-        prediction = None if scores is None else NumericProfile.from_values("prediction", scores, sample_size)
-        return cls(profiles, normalise_weights(spec.feature_names, importances), len(frame), prediction)
+        """Profile `frame` (with the spec's timestamp column, its days set the floors; see drift_floors.py)."""
+        units = reference_units(frame, spec.timestamp)
+        profiles = []
+        for f in spec.features:
+            if f.is_numeric:
+                values = numeric_values(frame[f.name])
+                profiles.append(NumericProfile.from_values(f.name, values, sample_size).with_spread(values, units))
+            else:
+                column = frame[f.name]
+                profiles.append(CategoricalProfile.from_values(f.name, column, f.categories).with_spread(column, units))
+        prediction = None
+        if scores is not None:
+            scores = np.asarray(scores, dtype=np.float64)
+            prediction = NumericProfile.from_values("prediction", scores, sample_size).with_spread(scores, units)
+        return cls(tuple(profiles), normalise_weights(spec.feature_names, importances), len(frame), prediction,
+                   tuple(f.name for f in spec.features if not f.monitor))
 
     def feature(self, name: str):
         for p in self.features:
@@ -234,15 +276,20 @@ class ReferenceProfile:
     def to_dict(self) -> dict:
         return {"version": PROFILE_VERSION, "n_rows": self.n_rows, "weights": dict(self.weights),
                 "features": [p.to_dict() for p in self.features],
-                "prediction": self.prediction.to_dict() if self.prediction else None}
+                "prediction": self.prediction.to_dict() if self.prediction else None,
+                "unmonitored": list(self.unmonitored)}
 
     @classmethod
     def from_dict(cls, raw: dict) -> "ReferenceProfile":
-        if raw.get("version") != PROFILE_VERSION:
-            raise ValueError(f"reference profile version {raw.get('version')!r}, expected {PROFILE_VERSION}")
+        version = raw.get("version")
+        if version not in _READABLE_VERSIONS:
+            raise ValueError(f"reference profile version {version!r}, expected one of {_READABLE_VERSIONS}")
         prediction = NumericProfile.from_dict(raw["prediction"]) if raw.get("prediction") else None
-        return cls(tuple(_profile_from_dict(p) for p in raw["features"]), dict(raw["weights"]),
-                   int(raw["n_rows"]), prediction)
+        weights = dict(raw["weights"])
+        # Version 1 did not record the spec's monitor flags and never counted a zero-weight feature.
+        unmonitored = raw["unmonitored"] if version >= 2 else [n for n, w in weights.items() if w == 0]
+        return cls(tuple(_profile_from_dict(p) for p in raw["features"]), weights, int(raw["n_rows"]), prediction,
+                   tuple(unmonitored))
 
 
 def normalise_weights(names: list[str], importances: dict[str, float] | None) -> dict[str, float]:

@@ -4,8 +4,9 @@ Fitted once, when the version is trained (as a NannyML estimator is fitted on it
 stored beside the model's artifact and recorded with the version in the registry, so each version is
 monitored against its own reference (`ModelRegistry.load_reference`). It holds:
 
-- `profile`: the drift profile of the training rows and of the model's scores on them, with the model's
-  permutation importances (on the validation rows) as feature weights;
+- `profile`: the drift profile of the training rows and of the model's scores on them (with each feature's
+  day-to-day spread, which sets its drift floor), with the model's permutation importances (on the
+  validation rows) as feature weights;
 - `performance`: the monitored metric's level and its spread over reference chunks of a monitoring window's
   size, from which performance limits follow, and the label-free estimate's measured bias
   (performance_reference.py);
@@ -80,12 +81,6 @@ class MonitoringReference:
         ).importances_mean
         monitored = {f.name for f in spec.features if f.monitor}
         weights = {c: float(w) if c in monitored else 0.0 for c, w in zip(cols, importances)}
-        even = spec.monitoring.even_weight_share
-        if even > 0 and monitored:  # blend with even weights over the monitored features (see MonitoringPolicy)
-            positive = {c: max(w, 0.0) for c, w in weights.items()}
-            total = sum(positive.values())
-            share = {c: positive[c] / total if total > 0 else 1 / len(monitored) for c in monitored}
-            weights = {c: (1 - even) * share[c] + even / len(monitored) if c in monitored else 0.0 for c in cols}
         train_scores = training.predict_scores(pipeline, spec, train_frame)
         profile = ReferenceProfile.build(train_frame, spec, importances=weights, scores=train_scores)
         val_scores = training.predict_scores(pipeline, spec, validation_frame)

@@ -16,10 +16,13 @@ from ..scope import OWNERS, ModelScope
 
 SEVERITY = {"WARN": dg.AssetCheckSeverity.WARN, "ERROR": dg.AssetCheckSeverity.ERROR}
 RUNBOOKS = {
-    "data_drift_ok": "Runbook: open data_drift_report; the per-feature table ranks drifting features by "
-                     "importance weight, the plots compare reference and today. A pipeline bug (units, a new "
-                     "default value, a join) → fix upstream and re-deliver. A real change in the world → the "
-                     "retrain sensor requests a candidate (once per cooldown); review its gates before promoting.",
+    "data_drift_ok": "Runbook: open data_drift_report; `reason` says why the status is what it is, the per-feature "
+                     "table gives each feature's effect against its floor (how far the training data's own days "
+                     "sit from it), the importance weight and whether it drifted; the plots compare reference and "
+                     "today. WARN: a monitored feature moved, but the model leans little on it — often a pipeline "
+                     "bug (units, a new default value, a join) → fix upstream and re-deliver. ERROR: features the "
+                     "model leans on moved → the retrain sensor requests a candidate (once per cooldown); review its "
+                     "gates before promoting.",
     "prediction_drift_ok": "Runbook: the champion's score distribution moved against its training scores. Check "
                            "data_drift_report for the cause; if inputs are stable, suspect concept drift and "
                            "watch performance_report as labels land.",
@@ -58,11 +61,13 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
     report = functools.partial(dg.asset, retry_policy=STEP_RETRY_POLICY, key_prefix=scope.key_prefix, partitions_def=scope.daily,
                                group_name="monitoring", owners=OWNERS)
 
-    @report(deps=[feature_table, batch_scoring], kinds={"scipy", "json"}, code_version="data-drift-v1",
+    @report(deps=[feature_table, batch_scoring], kinds={"scipy", "json"}, code_version="data-drift-v2",
             check_specs=[_check(scope, "data_drift_ok", "data_drift_report")],
             description="Per-feature drift of the day's inputs against the serving model's training profile: "
-                        "KS / chi-square by type and size, Wasserstein / Jensen-Shannon effect floors, "
-                        "Benjamini-Hochberg across features, weighted by the model's permutation importances.")
+                        "KS / chi-square by type and size, Benjamini-Hochberg across features, Wasserstein / "
+                        "Jensen-Shannon effects against per-feature floors from the training data's own "
+                        "day-to-day spread. ERROR by the drifting features' importance weight; WARN on any "
+                        "monitored feature drifting, even one the model ignores.")
     def data_drift_report(context: dg.AssetExecutionContext, portfolio: PortfolioResource):
         project = portfolio.model(scope.name)
         day = context.partition_key
@@ -71,24 +76,26 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
         current = project.store.read("feature_table", day)
         report = drift_report(profile, current, project.spec.monitoring)
         project.store.write_json("data_drift_report", day, {"model_version": version, **report.to_dict()})
-        frame = report.to_frame()[["feature", "test", "p_adjusted", "effect_name", "effect_size", "psi", "weight",
-                                   "drifted"]].sort_values(["drifted", "weight"], ascending=False)
-        # Plot what a person should look at: the drifting features, else the one the model leans on most
-        # (each plot costs ~0.3 s, paid every day).
-        weighted = [f.feature for f in sorted(report.features, key=lambda f: -f.weight) if f.weight > 0]
-        shown = [f for f in report.drifted_features if f in weighted][:4] or weighted[:1]
+        frame = report.to_frame()[["feature", "drifted", "effect_size", "floor", "floor_source", "weight", "monitored",
+                                   "effect_name", "test", "p_adjusted", "psi"]]
+        frame = frame.sort_values(["drifted", "weight"], ascending=False)
+        # Plot what a person should look at: the drifting features, heaviest first, else the one the model leans
+        # on most (each plot costs ~0.3 s, paid every day).
+        by_weight = sorted(report.features, key=lambda f: -f.weight)
+        shown = [f.feature for f in by_weight if f.drifted and f.monitored][:4] or [by_weight[0].feature]
         plots = drift_plots(profile, current, shown)
+        drifted = ", ".join(report.drifted_features) or "(none)"
         yield dg.MaterializeResult(metadata={
-            "model_version": version, "drift_share": report.drift_share, "status": report.status,
-            "drifted_features": ", ".join(report.drifted_features) or "(none)", "features": table(frame),
+            "model_version": version, "status": report.status, "reason": report.reason,
+            "drift_share": report.drift_share, "drifted_features": drifted, "features": table(frame),
             "plots": dg.MetadataValue.md("\n\n".join(f"### {k}\n{v}" for k, v in plots.items())),
         })
         yield _result("data_drift_ok", report.status, {
-            "drift_share": report.drift_share, "drifted_features": ", ".join(report.drifted_features) or "(none)",
-            "warn_at": project.spec.monitoring.warn_drift_share, "error_at": project.spec.monitoring.error_drift_share})
+            "reason": report.reason, "drift_share": report.drift_share, "drifted_features": drifted,
+            "error_at": project.spec.monitoring.error_drift_share})
 
     @report(deps=[batch_scoring],
-            kinds={"scipy", "json"}, code_version="prediction-drift-v1",
+            kinds={"scipy", "json"}, code_version="prediction-drift-v2",
             check_specs=[_check(scope, "prediction_drift_ok", "prediction_drift_report")],
             description="The champion's score distribution today against its scores on the training data.")
     def prediction_drift_report(context: dg.AssetExecutionContext, portfolio: PortfolioResource):
@@ -101,9 +108,11 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
         project.store.write_json("prediction_drift_report", day, {"model_version": version, **result.to_dict()})
         yield dg.MaterializeResult(metadata={
             "model_version": version, "ks_statistic": result.statistic, "p_value": result.p_value,
-            "wasserstein_std": result.effect_size, "mean_score": float(rows["score"].mean()),
+            "wasserstein_std": result.effect_size, "floor": result.floor, "floor_source": result.floor_source,
+            "mean_score": float(rows["score"].mean()),
             "plot": dg.MetadataValue.md(prediction_drift_plot(profile, rows["score"].to_numpy(float)))})
-        yield _result("prediction_drift_ok", status, {"effect_size": result.effect_size, "p_value": result.p_value})
+        yield _result("prediction_drift_ok", status, {"effect_size": result.effect_size, "floor": result.floor,
+                                                      "p_value": result.p_value})
 
     @report(deps=[batch_scoring, labeled_examples],
             kinds={"json"}, code_version="performance-v2",
