@@ -110,12 +110,18 @@ def first_as_of(spec: DatasetSpec, frames: dict) -> dt.date:
 
 
 def day_record(spec: DatasetSpec, model: core.Model, day: dt.date, frame: pd.DataFrame, window) -> DayRecord:
-    served = core.monitor_day(spec, model, day, frame, window)
-    labels, scores = training.labels(spec, frame), served.scores
-    record = DayRecord(day.isoformat(), model.as_of.isoformat(), served.drift_status, served.performance_status,
-                       served.flagged, len(frame), drift_share=round(served.drift_share, 4),
-                       estimated=served.performance.get("estimated"), realised=served.performance.get("realised"),
-                       performance_metric=served.performance["metric"])
+    """The day served by `model`, monitored unless the model has no reference (then only its errors count)."""
+    labels = training.labels(spec, frame)
+    if model.reference is None:
+        scores = training.predict_scores(model.pipeline, spec, frame)
+        record = DayRecord(day.isoformat(), model.as_of.isoformat(), "OK", "OK", [], len(frame))
+    else:
+        served = core.monitor_day(spec, model, day, frame, window)
+        scores = served.scores
+        record = DayRecord(day.isoformat(), model.as_of.isoformat(), served.drift_status, served.performance_status,
+                           served.flagged, len(frame), drift_share=round(served.drift_share, 4),
+                           estimated=served.performance.get("estimated"),
+                           realised=served.performance.get("realised"), performance_metric=served.performance["metric"])
     if spec.is_classification:
         record.correct = int(np.sum((scores >= spec.deployment.decision_threshold) == labels))
     else:
@@ -126,18 +132,20 @@ def day_record(spec: DatasetSpec, model: core.Model, day: dt.date, frame: pd.Dat
 
 
 def run_policy(spec: DatasetSpec, frames: dict[dt.date, pd.DataFrame], as_of: dt.date, policy: str,
-               last_day: dt.date | None = None) -> tuple[list[DayRecord], list[dict]]:
+               last_day: dt.date | None = None, monitor: bool = True) -> tuple[list[DayRecord], list[dict]]:
     """Serve every day after `as_of` with the current model; retrain as `policy` says. A retrain as of day D
-    (labels of D land with the monitoring of D) serves from D + 1."""
+    (labels of D land with the monitoring of D) serves from D + 1. `monitor=False` (never or weekly: only
+    their errors are used) skips the monitoring references, most of a retrain's cost."""
+    monitor = monitor or policy == "served"  # its retrains follow the monitoring
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}; expected one of {POLICIES}")
     days = [d for d in sorted(frames) if d > as_of and (last_day is None or d <= last_day)]
-    model = core.fit_model(spec, frames, as_of)
+    model = core.fit_model(spec, frames, as_of, with_reference=monitor)
     state, event, records, retrains = RetrainState(), 0, [], []
     window: dict[str, pd.DataFrame] = {}
     for day in days:
         if policy == "weekly" and (day - model.as_of).days > 7:
-            model = core.fit_model(spec, frames, day - dt.timedelta(days=1))
+            model = core.fit_model(spec, frames, day - dt.timedelta(days=1), with_reference=monitor)
             retrains.append({"as_of": model.as_of.isoformat(), "reason": "weekly"})
             window.clear()  # a new version is judged on its own rows
         record = day_record(spec, model, day, frames[day], window)
@@ -159,7 +167,7 @@ def run_policy(spec: DatasetSpec, frames: dict[dt.date, pd.DataFrame], as_of: dt
 
 def policy_figures(spec: DatasetSpec, frames, as_of: dt.date, onset: dt.date | None, policies, watched=()) -> dict:
     """Monitoring figures of the served policy, and served quality under every policy in `policies`."""
-    return summarise(spec, {p: run_policy(spec, frames, as_of, p) for p in policies}, onset, watched)
+    return summarise(spec, {p: run_policy(spec, frames, as_of, p, monitor=False) for p in policies}, onset, watched)
 
 
 def summarise(spec: DatasetSpec, runs: dict[str, tuple[list[DayRecord], list[dict]]], onset: dt.date | None,
@@ -192,7 +200,7 @@ def elec2_task(policy: str) -> tuple[list[DayRecord], list[dict]]:
     """One policy over the whole Elec2 history (a task of its own: the policies are independent)."""
     spec = load_spec(SPECS["elec2"])
     frames = labeled_days(spec, replay.load_history(ELEC2_CSV, spec))
-    return run_policy(spec, frames, first_as_of(spec, frames), policy)
+    return run_policy(spec, frames, first_as_of(spec, frames), policy, monitor=False)
 
 
 def elec2_summary(runs: dict[str, tuple[list[DayRecord], list[dict]]]) -> dict:

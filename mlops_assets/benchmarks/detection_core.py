@@ -41,7 +41,7 @@ class Model:
     version: str
     as_of: dt.date
     pipeline: object
-    reference: MonitoringReference
+    reference: MonitoringReference | None  # None: built without one (served, never monitored)
 
 
 @dataclass(frozen=True)
@@ -61,15 +61,18 @@ class Served:
 
 
 def fit_model(spec: DatasetSpec, frames: dict[dt.date, pd.DataFrame], as_of: dt.date, *, version: str | None = None,
-              relabel=None) -> Model:
+              relabel=None, with_reference: bool = True) -> Model:
     """Train on the spec's window ending at `as_of` and build the version's monitoring reference, as
-    candidate_model does. `relabel(train_frame) -> frame` makes deliberately damaged candidates (canaries)."""
+    candidate_model does (most of a fit's cost: skip it, `with_reference=False`, where nothing is monitored).
+    `relabel(train_frame) -> frame` makes deliberately damaged candidates (canaries)."""
     window = plan_training_window(as_of, list(frames), spec.training)
     train = pd.concat([frames[d] for d in window.train_days], ignore_index=True)
     validation = pd.concat([frames[d] for d in window.validation_days], ignore_index=True)
     if relabel is not None:
         train = relabel(train)
     model = training.train(spec, spec.training, train, git_commit="bench")
+    if not with_reference:
+        return Model(version or f"{spec.name}@{as_of.isoformat()}", as_of, model.pipeline, None)
     reference = monitoring.build_reference(spec, model.pipeline, train, validation,
                                            latency_ms_per_1k(model.pipeline, spec, validation))
     return Model(version or f"{spec.name}@{as_of.isoformat()}", as_of, model.pipeline, reference)
