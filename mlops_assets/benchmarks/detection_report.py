@@ -29,7 +29,7 @@ def table(header: list[str], rows: list[list]) -> str:
 
 def _fmt(v) -> str:
     if isinstance(v, float):
-        return "nan" if np.isnan(v) else f"{v:.3f}"
+        return "nan" if np.isnan(v) else str(int(v)) if v.is_integer() and abs(v) >= 2 else f"{v:.3f}"
     if isinstance(v, (list, tuple)):
         return ",".join(_fmt(x) for x in v) or "-"
     return "-" if v is None else str(v)
@@ -133,11 +133,16 @@ def _print_canary(figures: dict, spec: DatasetSpec) -> None:
     rows = []
     for family, tally in figures["tally"].items():
         better, worse = tally["better"], tally["worse"]
-        rows.append([family, f'{better["completed"]}/{better["n"]}', better["pending"],
+        days = {k: [r["days"] for r in figures["runs"] if r["family"] == family and r["kind"] == k]
+                for k in ("better", "worse")}
+        rows.append([family, f'{better["completed"]}/{better["n"]}', better["pending"], days["better"],
                      _verdict("canary_better_completed", better["completed_share"]),
-                     f'{worse["rolled_back"]}/{worse["n"]}', worse["pending"],
+                     f'{worse["rolled_back"]}/{worse["n"]}', worse["pending"], days["worse"],
                      _verdict("canary_worse_rolled_back", worse["rolled_back_share"])])
-    print(table(["family", "better completed", "better pending", "target", "worse rolled back", "worse pending",
+    print("Better: trained on the window after a concept change, against the stale champion; worse: the same "
+          "window with shuffled labels, against a champion trained on it. Days: from the canary's first day to "
+          "its decision (or the horizon).")
+    print(table(["family", "better completed", "pending", "days", "target", "worse rolled back", "pending", "days",
                  "target"], rows))
     reasons = defaultdict(set)
     for run in figures["runs"]:
