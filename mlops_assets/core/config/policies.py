@@ -142,12 +142,7 @@ def monitoring_problems(policy: MonitoringPolicy) -> list[str]:
     out = [f"monitoring.drift_floors.{name}: expected a number >= 0, got {floor!r}"
            for name, floor in policy.drift_floors.items()
            if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not floor >= 0]
-    if policy.performance_min_rows < 1 or policy.performance_max_days < 1:
-        out.append("monitoring.performance_min_rows and performance_max_days: must be at least 1")
-    if policy.performance_error_std < policy.performance_warn_std:
-        out.append(f"monitoring.performance_error_std ({policy.performance_error_std}) must be at least "
-                   f"performance_warn_std ({policy.performance_warn_std})")
-    return out
+    return out  # ranges and the WARN-before-ERROR order: rules.py
 
 
 def deployment_problems(policy: DeploymentPolicy) -> list[str]:
