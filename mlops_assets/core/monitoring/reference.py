@@ -26,6 +26,7 @@ import pandas as pd
 from sklearn.inspection import permutation_importance
 
 from mlops_assets.core.config.spec import DatasetSpec
+from mlops_assets.core.ingestion.volume import VolumeBaseline
 from mlops_assets.core.evaluation.report import compute_metrics
 from mlops_assets.core.monitoring.drift_profile import ReferenceProfile
 from mlops_assets.core.monitoring.performance_estimation import Calibrator, calibrate
@@ -56,6 +57,7 @@ class MonitoringReference:
     cost: CostBaseline
     unmonitored: tuple[str, ...] = ()  # features the spec does not monitor (weight 0 in the profile)
     calibrator: Calibrator | None = None
+    volume: VolumeBaseline | None = None  # rows per day of the training window (ingestion's volume check)
 
     @classmethod
     def fit(cls, spec: DatasetSpec, pipeline, train_frame: pd.DataFrame, validation_frame: pd.DataFrame, *,
@@ -102,6 +104,7 @@ class MonitoringReference:
             "cost": self.cost.to_dict(),
             "unmonitored": list(self.unmonitored),
             "calibrator": self.calibrator.to_dict() if self.calibrator is not None else None,
+            "volume": self.volume.to_dict() if self.volume is not None else None,
         }
 
     @classmethod
@@ -116,6 +119,7 @@ class MonitoringReference:
             cost=CostBaseline.from_dict(raw["cost"]),
             unmonitored=tuple(raw.get("unmonitored", ())),
             calibrator=Calibrator.from_dict(calibrator) if calibrator is not None else None,
+            volume=VolumeBaseline.from_dict(raw["volume"]) if raw.get("volume") else None,
         )
 
 
