@@ -62,7 +62,7 @@ def test_weekly_seasonality_judges_a_day_against_its_own_weekday():
     assert volume.judge_volume(300, sunday, counts, "test", POLICY).passed
     weekday_short = volume.judge_volume(300, monday, counts, "test", POLICY)
     assert not weekday_short.passed and "median of 56 days" in weekday_short.message  # Mondays are ordinary days
-    assert "median of the 8 Sundays" in volume.judge_volume(300, sunday, counts, "test", POLICY).message
+    assert "Sundays" in volume.judge_volume(300, sunday, counts, "test", POLICY).message
 
 
 def test_too_few_baseline_days_pass_with_a_note_and_more_rows_than_usual_never_block():
