@@ -6,6 +6,7 @@ import datetime as dt
 import dagster as dg
 
 from conftest import SPECS
+from mlops_assets import cli
 from mlops_assets.core.ingestion import volume
 from mlops_assets.core.ingestion.landing import features_file_name, labels_file_name
 from mlops_assets.demo import synthetic
@@ -13,7 +14,8 @@ from mlops_assets.demo import synthetic
 START = dt.date(2025, 1, 1)
 
 
-def test_a_day_with_1_of_24_rows_is_blocked_and_can_be_accepted_with_a_reason(make_pipeline, synthetic_spec):
+def test_a_day_with_1_of_24_rows_is_blocked_and_can_be_accepted_with_a_reason(make_pipeline, synthetic_spec,
+                                                                             tmp_path, monkeypatch, capsys):
     pipeline = make_pipeline(SPECS / "synthetic.toml")
     cfg = synthetic.ScenarioConfig("stable", START, 10, rows_per_day=24, seed=4)
     batches = list(synthetic.generate_days(synthetic_spec, cfg))
@@ -41,8 +43,16 @@ def test_a_day_with_1_of_24_rows_is_blocked_and_can_be_accepted_with_a_reason(ma
     pipeline.tick()
     assert not pipeline.store.exists("labeled_examples", day)
 
-    volume.accept_volume(pipeline.store, day, "the site closed at 01:00 for a fire drill", "ops",
-                         pipeline.store.fingerprint("raw_batch", day), 1)
+    monkeypatch.setenv("MLOPS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MLOPS_SPECS", str(SPECS / "synthetic.toml"))
+    assert cli.main(["accept-volume", day, "--model", "synthetic", "--reason", " "]) == 1  # a reason is required
+    assert cli.main(["accept-volume", day, "--model", "synthetic", "--reason", "fire drill at 01:00",
+                     "--actor", "ops"]) == 0
+    assert "1 rows accepted by ops" in capsys.readouterr().out
+    assert volume.acceptance_for(pipeline.store, day, pipeline.store.fingerprint("raw_batch", day)).actor == "ops"
     result = pipeline.run_job("daily_ingestion_job", day)
     assert result.success and pipeline.checks(result)["raw_batch_volume_expected"]
     assert pipeline.store.exists("feature_table", day)
+    evaluation = pipeline.instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(key, "raw_batch_volume_expected"), limit=1)[0].event.dagster_event.event_specific_data
+    assert "fire drill at 01:00" in evaluation.metadata["accepted_by"].value
