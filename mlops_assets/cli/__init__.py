@@ -9,6 +9,7 @@
     mlops decision ENTITY DAY                      which model decided ENTITY on DAY, and what it said
     mlops predictions --version V [--start --end]  how much a version scored: rows, days, mean score
     mlops spec check FILE | draft CSV ... | keys   write and check a dataset spec (see spec_commands)
+    mlops accept-volume DAY --model NAME --reason TEXT   let a genuinely small day pass raw_batch_volume_expected
 
 Every command takes `--model NAME` (a dataset spec's name) to look at one model of the portfolio only.
 The registry is `--registry URL`, else $MLOPS_REGISTRY_URL, else the project's DuckDB file (Settings).
@@ -195,6 +196,6 @@ def format_table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 # The commands register themselves with @subcommand when their modules are imported.
-from mlops_assets.cli import registry_commands, ledger_commands, spec_commands  # noqa: E402,F401,I001  (--help lists them in this order)
+from mlops_assets.cli import registry_commands, ledger_commands, spec_commands, ingestion_commands  # noqa: E402,F401,I001  (--help lists them in this order)
 
 

@@ -72,7 +72,7 @@ def gate_report(passed: bool) -> dict:
     margin = 0.01 if passed else -0.01
     return GateReport([GateResult("key_metric_vs_champion", passed, margin, 0.0, margin, "test"),
                        GateResult("latency", passed, 500 - margin, 500.0, margin, "test"),
-                       GateResult("leakage", True, 0, 0, 0, "test")]).to_dict()
+                       GateResult("row_overlap", True, 0, 0, 0, "test")]).to_dict()
 
 
 def register(registry: ModelRegistry, version: str, *, passed: bool = True, payload=None, actor: str = "trainer"):

@@ -32,7 +32,7 @@ def problems_of(raw) -> list[str]:
 def test_task_mistakes_are_collected_with_the_others_each_naming_its_key():
     raw = minimal(dataset__task="regression", training__estimator="logistic_regression",
                   gates__key_metric="roc_auc", gates__floors={"accuracy": 0.6, "r2": 0.1},
-                  monitoring__warn_drift_share=0.5, monitoring__error_drift_share=0.3,
+                  monitoring__performance_warn_std=4.0, monitoring__performance_error_std=3.0,
                   monitoring__drift_alpha=1.0, training__windows_days=30, trainig={})
     problems = problems_of(raw)
     expected = [
@@ -40,7 +40,7 @@ def test_task_mistakes_are_collected_with_the_others_each_naming_its_key():
         "(it is a binary_classification estimator)",
         "gates.key_metric: 'roc_auc' is not a regression metric (it is a binary_classification metric)",
         "gates.floors.accuracy: 'accuracy' is not a regression metric",
-        "monitoring.warn_drift_share: must not exceed monitoring.error_drift_share (0.5 > 0.3)",
+        "monitoring.performance_warn_std: must not exceed monitoring.performance_error_std (4.0 > 3.0)",
         "monitoring.drift_alpha: must be in (0.0, 1.0), got 1.0",
         "training.windows_days: unknown key, did you mean 'window_days'?",
         "trainig: unknown section, did you mean 'training'?",

@@ -186,8 +186,9 @@ def test_code_location_loads_for_both_specs(tmp_path):
             "prediction_drift_report": "monitoring", "performance_report": "monitoring", "cost_report": "monitoring",
         }
         checks = {k.name for k in graph.asset_check_keys}
-        assert {"raw_batch_matches_spec", "raw_labels_matches_spec", "candidate_model_reproducible",
-                "gate_beats_champion", "gate_slices", "gate_no_leakage", "gate_first_model_floors"} <= checks
+        assert {"raw_batch_matches_spec", "raw_batch_volume_expected", "raw_labels_matches_spec",
+                "candidate_model_reproducible", "gate_beats_champion", "gate_slices", "gate_no_row_overlap",
+                "gate_no_target_leakage", "gate_first_model_floors"} <= checks
 
 
 def test_labels_of_a_day_whose_features_were_rejected_wait_for_corrected_features(make_pipeline, synthetic_spec,

@@ -18,7 +18,8 @@ def test_first_model_becomes_champion_with_lineage(tmp_path):
     result = loc.train(20)
     assert result.success
     checks = loc.checks(result)
-    assert checks["candidate_model_reproducible"] and checks["gate_first_model_floors"] and checks["gate_no_leakage"]
+    assert checks["candidate_model_reproducible"] and checks["gate_first_model_floors"] and checks["gate_no_row_overlap"]
+    assert checks["gate_no_target_leakage"]
     assert loc.materialized(result) == {"training_set", "candidate_model", "evaluation_report", "model_promotion"}
     champion = loc.registry.version_for("champion")
     record = loc.registry.get(champion)

@@ -50,9 +50,13 @@ def evaluate(loc: CodeLocation, now: dt.datetime) -> dict[str, dg.AssetCheckEval
             if e.event_type_value == "ASSET_CHECK_EVALUATION"}
 
 
+ROWS_PER_DAY = 300
+
+
 def deliver(loc: CodeLocation, days: range, features=True, labels=False) -> None:
-    """Deliver days' files to the landing zone and let the landing sensor ingest them."""
-    history = synthetic_history(loc.project.spec, max(days) + 1)
+    """Deliver days' files to the landing zone and let the landing sensor ingest them (as many rows a day as
+    the history the champion learnt from: fewer would fail raw_batch_volume_expected)."""
+    history = synthetic_history(loc.project.spec, max(days) + 1, rows_per_day=ROWS_PER_DAY)
     spec = loc.project.spec
     for i in days:
         frame = history[day(i)]
@@ -70,7 +74,7 @@ def trained(tmp_path_factory):
     """A data folder with HISTORY_DAYS of labeled history, a champion as of day 20 and days 27..29 scored,
     built once; each test works on its own copy."""
     root = tmp_path_factory.mktemp("trained")
-    history = synthetic_history(load_spec(SPECS / "synthetic.toml"), HISTORY_DAYS, rows_per_day=300)
+    history = synthetic_history(load_spec(SPECS / "synthetic.toml"), HISTORY_DAYS, rows_per_day=ROWS_PER_DAY)
     loc = Location(root, SPECS / "synthetic.toml", history=history)
     assert loc.train(20).success and loc.registry.version_for("champion")
     for i in SCORED:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import MISSING, dataclass, fields
 
-from mlops_assets.core.config.policies import DeploymentPolicy, GatePolicy, MonitoringPolicy, SloPolicy, TrainingPolicy
+from mlops_assets.core.config.policies import (DeploymentPolicy, GatePolicy, IngestionPolicy, MonitoringPolicy,
+                                              SloPolicy, TrainingPolicy)
 from mlops_assets.core.config.spec import DatasetSpec, FeatureSpec
 
 
@@ -22,10 +23,10 @@ class KeyDoc:
 
 
 # DatasetSpec fields that are not [dataset] keys: the tables, the features, where the spec was read from.
-_NOT_DATASET_KEYS = {"features", "source", "training", "gates", "monitoring", "deployment", "slo"}
+_NOT_DATASET_KEYS = {"features", "source", "training", "gates", "ingestion", "monitoring", "deployment", "slo"}
 TABLES: dict[str, type] = {
     "dataset": DatasetSpec, "features.NAME": FeatureSpec, "training": TrainingPolicy, "gates": GatePolicy,
-    "monitoring": MonitoringPolicy, "deployment": DeploymentPolicy, "slo": SloPolicy,
+    "ingestion": IngestionPolicy, "monitoring": MonitoringPolicy, "deployment": DeploymentPolicy, "slo": SloPolicy,
 }
 # Defaults the dataclass cannot state on its own (they depend on the task, or the key is required).
 SPECIAL_DEFAULTS = {
@@ -88,6 +89,19 @@ KEY_DOCS: dict[tuple[str, str], KeyDoc] = {
                                                         "for a first model"),
     ("gates", "bootstrap_samples"): KeyDoc("resamples", "paired bootstrap for the CIs"),
     ("gates", "min_slice_rows"): KeyDoc("rows", "smaller slices are reported, not gated"),
+    ("gates", "max_leakage_auc"): KeyDoc("ROC AUC, 0-1", "gate_no_target_leakage: a feature alone (or the linear "
+                                                         "fit of the numeric features) reaching it, lower 95 % "
+                                                         "bound on the benchmark, blocks (classification)"),
+    ("gates", "max_leakage_r2"): KeyDoc("R², 0-1", "... the same for regression"),
+    ("gates", "leakage_error_ratio"): KeyDoc("ratio", "a feature alone leaving less than this share of the whole "
+                                                      "candidate's error blocks"),
+    ("gates", "leakage_sample_rows"): KeyDoc("rows", "training and benchmark rows the leakage analysis samples"),
+    # [ingestion]
+    ("ingestion", "volume_z"): KeyDoc("spreads", "raw_batch_volume_expected fails a day below the expected rows "
+                                                 "minus this many spreads of the baseline days' counts"),
+    ("ingestion", "volume_min_days"): KeyDoc("days", "fewer baseline days and the volume is reported, not judged"),
+    ("ingestion", "volume_history_days"): KeyDoc("days", "before any champion, the accepted days (up to this many) "
+                                                         "that set the expected volume"),
     # [monitoring]
     ("monitoring", "drift_alpha"): KeyDoc("rate, 0-1", "false-discovery rate across features"),
     ("monitoring", "drift_min_effect"): KeyDoc("reference stds / JS", "the least drift floor: Wasserstein in "

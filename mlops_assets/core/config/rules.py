@@ -12,7 +12,8 @@ from mlops_assets.core.config.tasks import DEFAULT_ESTIMATOR, estimator_problem,
 # (table, key, lowest, highest, whether the bounds themselves are allowed)
 RANGES = [
     ("monitoring", "drift_alpha", 0.0, 1.0, False),  # a false-discovery rate of 0 or 1 tests nothing
-    ("monitoring", "warn_drift_share", 0.0, 1.0, True),
+    ("monitoring", "performance_min_rows", 1, None, True),
+    ("monitoring", "performance_max_days", 1, None, True),
     ("monitoring", "error_drift_share", 0.0, 1.0, True),
     ("gates", "max_slice_drop", 0.0, None, True),
     ("gates", "bootstrap_samples", 1, None, True),
@@ -23,8 +24,7 @@ RANGES = [
 ]
 # (table, warn key, error key): the warning level must come first, or the ERROR fires before any WARN.
 ORDERED = [
-    ("monitoring", "warn_drift_share", "error_drift_share"),
-    ("monitoring", "warn_performance_drop", "error_performance_drop"),
+    ("monitoring", "performance_warn_std", "performance_error_std"),
     ("monitoring", "warn_cost_ratio", "error_cost_ratio"),
 ]
 

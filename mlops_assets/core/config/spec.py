@@ -16,6 +16,7 @@ from typing import Any
 from mlops_assets.core.config.policies import (
     DeploymentPolicy,
     GatePolicy,
+    IngestionPolicy,
     MonitoringPolicy,
     SloPolicy,
     TrainingPolicy,
@@ -42,7 +43,7 @@ REMOVED_KEYS = {
 }
 
 FEATURE_TYPES = ("numeric", "categorical")
-SECTIONS = ("dataset", "features", "training", "gates", "monitoring", "deployment", "slo")
+SECTIONS = ("dataset", "features", "training", "gates", "ingestion", "monitoring", "deployment", "slo")
 
 
 class SpecError(ValueError):
@@ -91,6 +92,7 @@ class DatasetSpec:
     monitoring: MonitoringPolicy = field(default_factory=MonitoringPolicy)
     deployment: DeploymentPolicy = field(default_factory=DeploymentPolicy)
     slo: SloPolicy = field(default_factory=SloPolicy)
+    ingestion: IngestionPolicy = field(default_factory=IngestionPolicy)
 
     @property
     def is_classification(self) -> bool:
@@ -206,6 +208,7 @@ def spec_from_dict(raw: dict[str, Any], source: str = "<memory>") -> DatasetSpec
     if isinstance(training, TrainingPolicy):
         problems.extend(training_problems(training))
     slo = _load_policy(raw.get("slo", {}), "slo", SloPolicy, problems)
+    ingestion = _load_policy(raw.get("ingestion", {}), "ingestion", IngestionPolicy, problems)
     problems.extend(slo_problems(slo, label_delay))
     if task:
         if isinstance(raw.get("training", {}), dict) and "estimator" not in raw.get("training", {}):
@@ -221,7 +224,7 @@ def spec_from_dict(raw: dict[str, Any], source: str = "<memory>") -> DatasetSpec
         start_date=start_date, end_date=end_date, entity_id=entity_id, label_delay_days=label_delay,
         slices=slices, positive_label=positive_label, calendar_features=calendar,
         description=description, source=source, training=training, gates=gates, monitoring=monitoring,
-        deployment=deployment, slo=slo,
+        deployment=deployment, slo=slo, ingestion=ingestion,
     )
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from mlops_assets.core.config.spec import DatasetSpec
 from mlops_assets.core.evaluation.gates import GateReport, evaluate_gates
+from mlops_assets.core.evaluation.leakage import analyse_target_leakage
 from mlops_assets.core.evaluation.report import EvaluationReport, evaluate
 from mlops_assets.core.io.storage import PartitionStore
 from mlops_assets.core.training import trainer as training
@@ -24,10 +25,12 @@ def evaluate_candidate(store: PartitionStore, spec: DatasetSpec, record: Candida
                        champion_version: str | None, champion) -> Evaluation:
     manifest = training.Lineage.from_dict(record.lineage).manifest
     benchmark = load_split(store, manifest, "benchmark")
-    train_keys = load_split(store, manifest, "train", verify=False)[spec.key_columns]
+    train = load_split(store, manifest, "train", verify=False)
     report = evaluate(spec, candidate, champion, benchmark, spec.gates)
-    gates = evaluate_gates(report, spec.gates, champion is not None,
-                           training_keys=train_keys, benchmark_keys=benchmark[spec.key_columns])
+    leakage = analyse_target_leakage(spec, train, benchmark, sample_rows=spec.gates.leakage_sample_rows,
+                                     seed=spec.training.seed)
+    gates = evaluate_gates(report, spec.gates, champion is not None, training_keys=train[spec.key_columns],
+                           benchmark_keys=benchmark[spec.key_columns], leakage=leakage)
     return Evaluation(report, gates, champion_version)
 
 
@@ -39,7 +42,8 @@ GATE_CHECKS = {
     "gate_latency": ("latency",),
     "gate_artifact_size": ("artifact_size",),
     "gate_calibration": ("calibration",),
-    "gate_no_leakage": ("leakage",),
+    "gate_no_row_overlap": ("row_overlap",),
+    "gate_no_target_leakage": ("target_leakage",),
 }
 
 

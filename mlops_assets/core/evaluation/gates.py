@@ -23,6 +23,7 @@ from typing import Iterable
 import pandas as pd
 
 from mlops_assets.core.evaluation.metric_scale import drop_units
+from mlops_assets.core.evaluation.leakage import LeakageAnalysis
 from mlops_assets.core.evaluation.report import HIGHER_IS_BETTER, EvaluationReport
 from mlops_assets.core.io.json_safe import json_safe
 from mlops_assets.core.config.spec import GatePolicy
@@ -76,11 +77,14 @@ def comparison_champion(candidate_version: str, champion_version: str | None) ->
 
 def evaluate_gates(report: EvaluationReport, policy: GatePolicy, has_champion: bool, *,
                    training_keys: Iterable[tuple] | pd.DataFrame | None = None,
-                   benchmark_keys: Iterable[tuple] | pd.DataFrame | None = None) -> GateReport:
+                   benchmark_keys: Iterable[tuple] | pd.DataFrame | None = None,
+                   leakage: LeakageAnalysis | None = None) -> GateReport:
     """Every criterion of `policy` applied to `report`.
 
     The key sets are the training and benchmark rows' keys (spec.key_columns): frames of those columns, or
     iterables of key tuples; timestamps compare by their ISO text, so the two may come from different files.
+    `leakage` is `analyse_target_leakage` of the same training and benchmark rows; without it the target
+    leakage gates fail closed, as the row-overlap gate does without keys.
     """
     results: list[GateResult] = []
     notes: list[str] = []
@@ -96,7 +100,8 @@ def evaluate_gates(report: EvaluationReport, policy: GatePolicy, has_champion: b
     if report.task == "binary_classification":
         results.append(_budget("calibration", report.candidate.metrics["ece"], policy.max_calibration_error,
                                "expected calibration error"))
-    results.append(leakage_gate(training_keys, benchmark_keys))
+    results.append(row_overlap_gate(training_keys, benchmark_keys))
+    results.extend(target_leakage_gates(leakage, report.candidate.metrics, policy))
     return GateReport(results, notes)
 
 
@@ -206,8 +211,8 @@ def row_keys(frame: pd.DataFrame, columns: list[str]) -> set[tuple]:
     return set(zip(*parts)) if parts else set()
 
 
-def leakage_gate(training_keys, benchmark_keys) -> GateResult:
-    name = "leakage"
+def row_overlap_gate(training_keys, benchmark_keys) -> GateResult:
+    name = "row_overlap"
     if training_keys is None or benchmark_keys is None:
         return GateResult(name, False, None, 0, None,
                           "not checked: the training and benchmark row keys were not provided")
@@ -231,3 +236,75 @@ def _key_text(value) -> str | None:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
     return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+# ------------------------------------------------------------------------------------- target leakage
+
+TARGET_LEAKAGE_GATES = ("target_leakage_single_feature", "target_leakage_vs_model", "target_leakage_linear")
+
+
+def target_leakage_gates(analysis: LeakageAnalysis | None, candidate_metrics: dict,
+                         policy: GatePolicy) -> list[GateResult]:
+    """Three results from one analysis (core/evaluation/leakage.py), all judged on lower confidence bounds:
+    a feature alone is (near-)deterministic of the target; a feature alone leaves far fewer errors than the
+    whole candidate does (a model cannot be that much worse than one of its own inputs unless that input is
+    not what it seems); a linear fit of the numeric features is (near-)deterministic, naming what it needs."""
+    if analysis is None:
+        return [GateResult(name, False, None, None, None, "not checked: the training and benchmark rows were not "
+                                                          "provided") for name in TARGET_LEAKAGE_GATES]
+    metric = analysis.metric
+    limit = policy.max_leakage_auc if metric == "roc_auc" else policy.max_leakage_r2
+    scored = {f: s for f, s in analysis.single.items() if not math.isnan(s.lower)}
+    if not scored:
+        why = "; ".join(analysis.notes) or "no feature could be scored"
+        return [GateResult(name, True, None, None, None, f"not measurable: {why}") for name in TARGET_LEAKAGE_GATES]
+    where = f"fitted on {analysis.train_rows} training rows, judged on {analysis.benchmark_rows} benchmark rows"
+
+    def describe(features):
+        return ", ".join(f"{f} {metric} {scored[f].score:.4f} (lower bound {scored[f].lower:.4f}, "
+                         f"{scored[f].encoding})" for f in features)
+
+    ranked = sorted(scored, key=lambda f: -scored[f].lower)
+    best = ranked[0]
+    leaking = [f for f in ranked if scored[f].lower >= limit]
+    out = [_leak_result("target_leakage_single_feature", scored[best].lower, limit,
+                        f"{describe(leaking)} alone reach(es) the near-deterministic {limit} ({where})" if leaking
+                        else f"best single feature {describe([best])} stays below {limit} ({where})")]
+
+    model_error = 1.0 - float(candidate_metrics.get(metric, math.nan))
+    ratio_limit = policy.leakage_error_ratio
+    if math.isnan(model_error) or model_error <= 0:
+        out.append(GateResult("target_leakage_vs_model", True, None, ratio_limit, None,
+                              f"not measurable: the candidate's {metric} leaves no error to compare with"))
+    else:
+        ratios = {f: (1.0 - scored[f].lower) / model_error for f in scored}
+        lowest = min(ratios, key=ratios.get)
+        beaten = sorted((f for f in ratios if ratios[f] < ratio_limit), key=ratios.get)
+        detail = (f"the candidate's own {metric} is {1 - model_error:.4f}; " + "; ".join(
+            f"{f} alone leaves {ratios[f]:.3f} of its error ({describe([f])})" for f in (beaten or [lowest])))
+        verdict = (f"feature(s) predict the target far better than the whole model, beyond the allowed "
+                   f"{ratio_limit} of its error" if beaten else f"no feature alone below {ratio_limit} of its error")
+        out.append(GateResult("target_leakage_vs_model", not beaten, ratios[lowest], ratio_limit,
+                              ratios[lowest] - ratio_limit, f"{detail}: {verdict}"))
+
+    linear = analysis.linear
+    if linear is None or math.isnan(linear.score.lower):
+        out.append(GateResult("target_leakage_linear", True, None, limit, None,
+                              "not measurable: no numeric feature varies in training"))
+    else:
+        fit = (f"a linear fit of the target on {len(linear.features)} numeric features reaches {metric} "
+               f"{linear.score.score:.4f} (lower bound {linear.score.lower:.4f}; {where})")
+        if linear.score.lower < limit:
+            out.append(_leak_result("target_leakage_linear", linear.score.lower, limit, f"{fit}, below {limit}"))
+        else:
+            needed = sorted((f for f, s in linear.without.items() if not s >= limit), key=linear.without.get)
+            named = ("; without " + ", without ".join(f"{f} it falls to {linear.without[f]:.4f}" for f in needed)
+                     if needed else "; no single feature removal breaks it (redundant copies?): largest weights "
+                     + ", ".join(linear.without))
+            out.append(_leak_result("target_leakage_linear", linear.score.lower, limit,
+                                    f"{fit}: the numeric features combine into the target{named}"))
+    return out
+
+
+def _leak_result(name: str, observed: float, limit: float, message: str) -> GateResult:
+    return GateResult(name, observed < limit, observed, limit, limit - observed, message)

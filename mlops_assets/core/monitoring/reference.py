@@ -32,6 +32,7 @@ import pandas as pd
 from sklearn.inspection import permutation_importance
 
 from mlops_assets.core.config.spec import DatasetSpec
+from mlops_assets.core.ingestion.volume import VolumeBaseline
 from mlops_assets.core.evaluation.report import compute_metrics
 from mlops_assets.core.monitoring.drift_profile import ReferenceProfile
 from mlops_assets.core.monitoring.performance_estimation import Calibrator
@@ -65,6 +66,7 @@ class MonitoringReference:
     unmonitored: tuple[str, ...] = ()  # features the spec does not monitor (weight 0 in the profile)
     calibrator: Calibrator | None = None
     performance: PerformanceReference | None = None  # None: read from a format-1 document
+    volume: VolumeBaseline | None = None  # rows per day of the training window (ingestion's volume check)
 
     @classmethod
     def fit(cls, spec: DatasetSpec, pipeline, train_frame: pd.DataFrame, validation_frame: pd.DataFrame, *,
@@ -106,6 +108,7 @@ class MonitoringReference:
             "unmonitored": list(self.unmonitored),
             "calibrator": self.calibrator.to_dict() if self.calibrator is not None else None,
             "performance": self.performance.to_dict() if self.performance is not None else None,
+            "volume": self.volume.to_dict() if self.volume is not None else None,
         }
 
     @classmethod
@@ -121,6 +124,7 @@ class MonitoringReference:
             unmonitored=tuple(raw.get("unmonitored", ())),
             calibrator=Calibrator.from_dict(calibrator) if calibrator is not None else None,
             performance=PerformanceReference.from_dict(performance) if performance is not None else None,
+            volume=VolumeBaseline.from_dict(raw["volume"]) if raw.get("volume") else None,
         )
 
 

@@ -3,12 +3,14 @@ reference, load it back verified, and check it rebuilds identically from its lin
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 from dataclasses import dataclass
 
 import pandas as pd
 
+from mlops_assets.core.ingestion.volume import VolumeBaseline, row_counts
 from mlops_assets.core.monitoring import reports as monitoring
 from mlops_assets.core.monitoring.reference import MonitoringReference
 from mlops_assets.core.training import trainer as training
@@ -80,10 +82,13 @@ def train_candidate(store: PartitionStore, artifacts: ArtifactStore, spec: Datas
 
 def monitoring_reference(store: PartitionStore, spec: DatasetSpec, manifest: TrainingManifest,
                          pipeline) -> MonitoringReference:
-    """The drift profile, calibrator and baselines monitoring compares each served day with."""
+    """The drift profile, calibrator and baselines monitoring compares each served day with, and the rows per
+    day of the window, which ingestion's volume check expects while this version is champion."""
     validation = load_split(store, manifest, "validation")
     latency = latency_ms_per_1k(pipeline, spec, validation)
-    return monitoring.build_reference(spec, pipeline, load_split(store, manifest, "train"), validation, latency)
+    reference = monitoring.build_reference(spec, pipeline, load_split(store, manifest, "train"), validation, latency)
+    volume = VolumeBaseline(row_counts(store, "feature_table", sorted(manifest.data_versions)))
+    return dataclasses.replace(reference, volume=volume)
 
 
 def load_candidate(artifacts: ArtifactStore, record: CandidateRecord):

@@ -26,7 +26,13 @@ GATE_DESCRIPTIONS = {
     "gate_latency": "Scoring latency per 1,000 rows is within budget.",
     "gate_artifact_size": "The pickled model is within the size budget.",
     "gate_calibration": "Expected calibration error is within budget (classification).",
-    "gate_no_leakage": "No benchmark row is in the training set.",
+    "gate_no_row_overlap": "No benchmark row (by its key columns) is also in the training set.",
+    "gate_no_target_leakage": "No feature gives the target away: no feature alone, and no linear fit of the numeric "
+                              "features, predicts it near-deterministically on the benchmark when fitted on the "
+                              "training rows, and no feature alone predicts it far better than the whole "
+                              "candidate (thresholds: [gates] max_leakage_auc, max_leakage_r2, leakage_error_ratio). A "
+                              "failure names the feature(s) and by how much; remove a field known only after "
+                              "the outcome, or one computed from the target.",
 }
 
 
@@ -80,7 +86,8 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
                 continue
             yield dg.AssetCheckResult(
                 check_name=name, passed=all(r.passed for r in results),
-                metadata={"message": "; ".join(r.message for r in results),
+                metadata={"message": "; ".join(f"{r.name}: {r.message}" if len(results) > 1 else r.message
+                                               for r in results),
                           "observed": _first(results, "observed"), "threshold": _first(results, "threshold"),
                           "margin": _first(results, "margin")},
             )
@@ -89,5 +96,7 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
 
 
 def _first(results, field):
-    value = getattr(results[0], field)
+    """The field of the first failing result (the one to act on), else of the first result."""
+    chosen = next((r for r in results if not r.passed), results[0])
+    value = getattr(chosen, field)
     return float(value) if value is not None else None

@@ -8,9 +8,12 @@ the file is streamed (DuckDB reads it into Parquet and checks it with SQL), so m
 size, and its progress (bytes read, rows typed, checks run) goes to the run's log. The data version is the
 written table's content hash (PartitionStore.fingerprint)."""
 
+import datetime as dt
+
 import dagster as dg
 
 from ...core.ingestion.ingest import RAW_TABLE, MissingFile, ingest
+from ...core.ingestion.volume import acceptance_for, expected_counts, judge_volume
 from ...core.ingestion.validation import BatchRejected
 from ..metadata import table
 from ..resources import PortfolioResource
@@ -28,6 +31,27 @@ RUNBOOK = (
 )
 
 
+VOLUME_CHECK = "raw_batch_volume_expected"
+VOLUME_RUNBOOK = (
+    "Runbook: compare `rows` with `expected` and `lower_bound` in this check's metadata. A partial delivery "
+    "(an export cut short, a source down for part of the day): re-deliver the complete file; the landing sensor "
+    "re-runs the day. A genuinely small day (a holiday, a known outage): record it with `mlops accept-volume DAY "
+    "--model MODEL --reason '...'`, then re-materialise the day's raw_batch and feature_table (UI: the asset's "
+    "partition, or the daily ingestion job): this version of the day then passes, with the reason in the check's "
+    "metadata. Until then the day does not reach feature_table, so training (which names the missing day) and "
+    "scoring do not use it."
+)
+
+
+def volume_check_spec(scope: ModelScope) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        VOLUME_CHECK, asset=scope.key("raw_batch"), blocking=True, partitions_def=scope.daily,
+        description="The day's row count is not far below the expected volume: the champion's training days' "
+                    "counts (before any champion, the accepted days so far), with a lower bound from their own "
+                    f"spread (at least a Poisson count's; [ingestion] volume_z). {VOLUME_RUNBOOK}",
+    )
+
+
 def _ingest_asset(scope: ModelScope, kind: str, description: str):
     name = RAW_TABLE[kind]
     check_name = f"{name}_matches_spec"
@@ -36,12 +60,13 @@ def _ingest_asset(scope: ModelScope, kind: str, description: str):
         description=f"Every column, dtype, range, category, null, duplicate and timestamp rule of the dataset "
                     f"spec holds for the day's {kind}, checked before the table is written. {RUNBOOK}",
     )
+    check_specs = [schema_check] + ([volume_check_spec(scope)] if kind == "features" else [])
 
     @dg.asset(
         retry_policy=STEP_RETRY_POLICY,
         name=name, key_prefix=scope.key_prefix, partitions_def=scope.daily, group_name="ingestion",
         owners=OWNERS, kinds={"csv", "duckdb", "parquet"}, code_version=INGEST_CODE_VERSION, description=description,
-        check_specs=[schema_check],
+        check_specs=check_specs,
     )
     def _asset(context: dg.AssetExecutionContext, portfolio: PortfolioResource) -> dg.MaterializeResult:
         project = portfolio.model(scope.name)
@@ -83,12 +108,28 @@ def _ingest_asset(scope: ModelScope, kind: str, description: str):
                             if project.store.exists(name, partition) else "no-accepted-version")
         # The asset cannot be subset, so its inline check always runs with it (Dagster refuses a selection of
         # the asset without the check): the gate cannot be skipped.
-        check = dg.AssetCheckResult(check_name=check_name, passed=result.passed, metadata=check_metadata,
-                                    severity=dg.AssetCheckSeverity.ERROR)
+        checks = [dg.AssetCheckResult(check_name=check_name, passed=result.passed, metadata=check_metadata,
+                                      severity=dg.AssetCheckSeverity.ERROR)]
+        if kind == "features" and scope.check_key(name, VOLUME_CHECK) in context.selected_asset_check_keys:
+            checks.append(_volume_result(project, partition, outcome))
         return dg.MaterializeResult(data_version=dg.DataVersion(data_version), metadata=metadata,
-                                    check_results=[check])
+                                    check_results=checks)
 
     return _asset
+
+
+def _volume_result(project, partition: str, outcome) -> dg.AssetCheckResult:
+    """The accepted day's rows against the expected volume; a rejected file is the schema check's to block."""
+    if not outcome.accepted:
+        return dg.AssetCheckResult(check_name=VOLUME_CHECK, passed=True, metadata={
+            "partition": partition, "message": "not judged: the file was rejected by raw_batch_matches_spec"})
+    day, registry = dt.date.fromisoformat(partition), project.registry
+    counts, source = expected_counts(project.store, day, project.spec.ingestion, registry.version_for("champion"),
+                                     registry.load_reference)
+    verdict = judge_volume(outcome.rows, day, counts, source, project.spec.ingestion,
+                           acceptance_for(project.store, partition, outcome.fingerprint))
+    return dg.AssetCheckResult(check_name=VOLUME_CHECK, passed=verdict.passed, severity=dg.AssetCheckSeverity.ERROR,
+                               metadata={"partition": partition, **verdict.metadata()})
 
 
 def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:

@@ -6,6 +6,7 @@ import dagster as dg
 
 from ...core.ingestion.ingest import RAW_TABLE
 from ...core.ingestion.watch import PartitionWindow, plan_tick
+from .assets import VOLUME_CHECK
 from ..resources import PortfolioResource
 from ..scope import ModelScope
 
@@ -56,9 +57,12 @@ def build_landing_sensor(scope: ModelScope) -> dg.SensorDefinition:
                     selection.append(labeled_examples)
             # the raw table's schema check, not the loop-health checks (those run in their own job)
             table = RAW_TABLE[f.kind]
+            checks = [scope.check_key(table, f"{table}_matches_spec")]
+            if f.kind == "features":
+                checks.append(scope.check_key(table, VOLUME_CHECK))
             requests.append(dg.RunRequest(
                 run_key=request.run_key, partition_key=f.partition, asset_selection=selection,
-                asset_check_keys=[scope.check_key(table, f"{table}_matches_spec")],
+                asset_check_keys=checks,
                 tags={"mlops/model": scope.name, "mlops/file": f.name, "mlops/sha256": f.sha256},
             ))
         skip = None if requests else dg.SkipReason(plan.summary(project.landing.describe()))
