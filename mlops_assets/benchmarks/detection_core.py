@@ -165,9 +165,15 @@ def leakage_verdict(spec: DatasetSpec, train: pd.DataFrame, benchmark: pd.DataFr
             "gates": {r.name: {"passed": r.passed, "message": r.message} for r in leaks}}
 
 
-def volume_verdict(spec: DatasetSpec, model: Model, accepted_rows: list[int], rows_today: int) -> dict | None:
-    """Whether the volume check blocks a day of `rows_today` rows; None until the core has the check."""
-    return None
+def volume_verdict(spec: DatasetSpec, counts: dict[str, int], day: dt.date, rows: int) -> dict | None:
+    """Whether ingestion's volume check blocks a day of `rows` rows, the expectation coming from the champion's
+    training days' counts (`counts`: ISO day -> rows); None while the core has no volume check."""
+    try:
+        from mlops_assets.core.ingestion.volume import judge_volume
+    except ImportError:
+        return None
+    verdict = judge_volume(rows, day, counts, "the champion's training window", spec.ingestion)
+    return {"blocked": not verdict.passed, "message": verdict.message}
 
 
 # ----------------------------------------------------------------------------------------------- canary

@@ -161,7 +161,7 @@ def _print_leakage(figures: dict, spec: DatasetSpec) -> None:
         rows.append([run["family"], "passed" if not run["honest"]["blocked"] else "BLOCKED",
                      "blocked" if run["single"]["blocked"] else "passed",
                      "blocked" if run["pair"]["blocked"] else "passed",
-                     f'{TARGETS["leak_blocked"]} leaks blocked, honest passed: '
+                     "every leak blocked, honest passed: "
                      + ("met" if run["single"]["blocked"] and run["pair"]["blocked"] and not run["honest"]["blocked"]
                         else "NOT met")])
     print(table(["family", "honest candidate", "target + noise", "two parts summing to target", "target"], rows))

@@ -124,6 +124,15 @@ def test_leaks_are_built_as_stated(regression_spec):
     assert leaky[min(leaky)]["leak_total"].corr(day["load"]) > 0.98
 
 
+def test_the_volume_doorway_blocks_one_row_of_24_and_passes_an_ordinary_day(regression_spec):
+    frames, truth = bench.scenario_frames("regression", regression_spec, "stable", 0, 0, 30, low_volume_days={29: 1})
+    counts = {d.isoformat(): len(f) for d, f in frames.items() if d < max(frames)}
+    short_day = max(frames)
+    assert len(frames[short_day]) == 1 and truth.low_volume_days == ((short_day, 1),)
+    assert core.volume_verdict(regression_spec, counts, short_day, 1)["blocked"] is True
+    assert core.volume_verdict(regression_spec, counts, short_day, 24)["blocked"] is False
+
+
 def test_a_shuffled_canary_never_completes_and_the_run_follows_the_label_delay(regression_spec):
     frames, _ = bench.scenario_frames("regression", regression_spec, "stable", 0, 0, 40)
     as_of = bench.first_as_of(regression_spec, frames)
