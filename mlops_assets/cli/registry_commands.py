@@ -8,6 +8,7 @@ from dataclasses import asdict
 
 from mlops_assets.cli import (Handler, actor_from_args, add_actor_option, add_registry_options, format_table,
                               portfolio, registry_from_args, subcommand, warn_about_files)
+from mlops_assets.core.evaluation.gate_names import check_of
 from mlops_assets.core.config.settings import SettingsError
 from mlops_assets.core.config.spec import SpecError
 from mlops_assets.core.registry.model_registry import PROMOTION_TARGETS, ModelRegistry, ModelVersion
@@ -122,6 +123,12 @@ def _build_show(parser: argparse.ArgumentParser) -> Handler:
             ["monitoring reference", f"{record.reference.path} (sha256 {record.reference.sha256})"
                                      if record.reference else "-"],
         ]))
+        results = (record.gate_report or {}).get("results", [])
+        if results:  # named as the UI's gate checks show them, then the criterion
+            print("\ngates:")
+            print(_indent(format_table(["CHECK", "CRITERION", "RESULT", "MESSAGE"], [
+                [check_of(r["name"]) or "-", r["name"], "passed" if r["passed"] else "FAILED", r["message"]]
+                for r in results])))
         for title, section in (("lineage", record.lineage), ("metrics", record.metrics),
                                ("gate report", record.gate_report)):
             print(f"\n{title}:")

@@ -85,7 +85,7 @@ def test_promote_refuses_failed_gates_with_a_one_line_error(registry, url, capsy
     add(registry, "v1", 0.8, passed=False)
     code, out, err = run(capsys, "promote", "v1", "--to", "champion", "--registry", url)
     assert code == 1 and out == ""
-    assert len(err.strip().splitlines()) == 1 and "did not pass its promotion gates (slice_regression)" in err
+    assert len(err.strip().splitlines()) == 1 and "did not pass its promotion gates (gate_slices: slice_regression)" in err
     code, _, err = run(capsys, "promote", "v1", "--to", "champion", "--force", "--registry", url)
     assert code == 1 and "without a reason" in err
     assert registry.version_for("champion") is None
@@ -285,3 +285,13 @@ def test_decision_warns_when_a_deciding_versions_artifact_is_damaged(registry, u
     assert code == 0 and out2 == out
     [warning] = err.strip().splitlines()
     assert warning.startswith("mlops: warning: v1: its artifact") and path in warning
+
+
+def test_show_names_each_gate_as_the_ui_check_that_shows_it(registry, url, capsys):
+    add(registry, "v1", 0.8, passed=False)
+    code, out, _ = run(capsys, "show", "v1", "--registry", url)
+    assert code == 0
+    gates = out.split("\ngates:\n", 1)[1].split("\n\n", 1)[0]
+    rows = [line.split() for line in gates.splitlines()[2:]]  # after the header and its rule
+    assert [r[:3] for r in rows] == [["gate_slices", "slice_regression", "FAILED"],
+                                     ["gate_latency", "latency", "passed"]]

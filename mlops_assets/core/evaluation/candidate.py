@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mlops_assets.core.config.spec import DatasetSpec
+from mlops_assets.core.evaluation.gate_names import GATE_CHECKS, check_of
 from mlops_assets.core.evaluation.gates import GateReport, evaluate_gates
 from mlops_assets.core.evaluation.leakage import analyse_target_leakage
 from mlops_assets.core.evaluation.report import EvaluationReport, evaluate
@@ -34,24 +35,12 @@ def evaluate_candidate(store: PartitionStore, spec: DatasetSpec, record: Candida
     return Evaluation(report, gates, champion_version)
 
 
-# Gate results grouped into the asset checks a person sees in the UI (fixed names, known before any run).
-GATE_CHECKS = {
-    "gate_beats_champion": ("key_metric_vs_champion",),
-    "gate_slices": ("slice_regression",),
-    "gate_first_model_floors": ("floor",),
-    "gate_latency": ("latency",),
-    "gate_artifact_size": ("artifact_size",),
-    "gate_calibration": ("calibration",),
-    "gate_no_row_overlap": ("row_overlap",),
-    "gate_no_target_leakage": ("target_leakage",),
-}
-
 
 def gate_checks(gates: GateReport) -> dict[str, list]:
     """Each named check's gate results (an empty list: the criterion does not apply to this candidate)."""
     out = {name: [] for name in GATE_CHECKS}
     for result in gates.results:
-        for name, prefixes in GATE_CHECKS.items():
-            if result.name.startswith(prefixes):
-                out[name].append(result)
+        check = check_of(result.name)
+        if check:
+            out[check].append(result)
     return out

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from mlops_assets.core.evaluation.gate_names import labelled
 from mlops_assets.core.io.json_safe import json_safe
 from mlops_assets.core.registry.artifacts import StoredArtifact
 
@@ -114,5 +115,6 @@ def version_from_row(row: tuple, aliases: tuple[str, ...]) -> ModelVersion:
 
 
 def failed_gates(report: dict) -> list[str]:
-    """Failed gate names from a stored gate report, as GateReport.to_dict() writes it (its "failures")."""
-    return [str(name) for name in (report or {}).get("failures", [])]
+    """Failed gates from a stored gate report, as GateReport.to_dict() writes it (its "failures"), each named
+    as the UI's check shows it, then the criterion (`gate_slices: slice_regression`)."""
+    return [labelled(str(name)) for name in (report or {}).get("failures", [])]
