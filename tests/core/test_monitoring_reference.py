@@ -89,6 +89,21 @@ def test_round_trip_through_json_keeps_every_number(synthetic_spec, fitted):
     assert cost_day(again, stats, [], 1, 0.1, policy) == cost_day(reference, stats, [], 1, 0.1, policy)
 
 
+def test_a_spec_with_calendar_features_gets_a_reference_weighing_its_own_features(synthetic_spec):
+    """The pipeline of such a spec needs the derived calendar columns: permuting only the spec's features
+    once failed for lack of them."""
+    from dataclasses import replace
+
+    from mlops_assets.core.features.engineering import engineer
+
+    spec = replace(synthetic_spec, calendar_features=True)
+    days = [engineer(d, spec).assign(**{spec.target: d[spec.target].to_numpy()}) for d in frames(spec, days=6)]
+    train, validation = pd.concat(days[:4]), pd.concat(days[4:])
+    model = training.train(spec, spec.training, train)
+    reference = build_reference(spec, model.pipeline, train, validation, latency_ms_per_1k=1.0)
+    assert set(reference.profile.weights) == set(spec.feature_names)
+
+
 def test_another_format_version_is_refused(fitted):
     raw = fitted[1].to_dict()
     assert FORMAT_VERSION == 2

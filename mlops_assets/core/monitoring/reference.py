@@ -34,6 +34,7 @@ from sklearn.inspection import permutation_importance
 from mlops_assets.core.config.spec import DatasetSpec
 from mlops_assets.core.ingestion.volume import VolumeBaseline
 from mlops_assets.core.evaluation.report import compute_metrics
+from mlops_assets.core.features.engineering import model_input_columns
 from mlops_assets.core.monitoring.drift_profile import ReferenceProfile
 from mlops_assets.core.monitoring.performance_estimation import Calibrator
 from mlops_assets.core.monitoring.performance_reference import PerformanceReference, fit_performance_reference
@@ -75,14 +76,17 @@ class MonitoringReference:
         weigh features by permutation importance on `validation_frame`, take its metrics as the baseline
         (`decision_threshold` for accuracy_at_threshold), and fit the performance limits and the calibrator
         on held-out rows."""
-        cols = spec.feature_names
+        # every model input is passed (derived calendar columns too: the pipeline needs them), the spec's
+        # features are the ones weighed
+        cols = model_input_columns(spec)
         y_val = training.labels(spec, validation_frame)
         importances = permutation_importance(
             _FeatureScorer(pipeline, spec), validation_frame[cols], y_val, n_repeats=3,
             random_state=spec.training.seed, scoring=_score_fn(spec),
         ).importances_mean
         monitored = {f.name for f in spec.features if f.monitor}
-        weights = {c: float(w) if c in monitored else 0.0 for c, w in zip(cols, importances)}
+        weights = {c: float(w) if c in monitored else 0.0 for c, w in zip(cols, importances)
+                   if c in spec.feature_names}
         train_scores = training.predict_scores(pipeline, spec, train_frame)
         profile = ReferenceProfile.build(train_frame, spec, importances=weights, scores=train_scores)
         val_scores = training.predict_scores(pipeline, spec, validation_frame)
