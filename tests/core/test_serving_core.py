@@ -260,7 +260,7 @@ def test_passing_windows_ramp_5_25_50_100_then_complete(plan):
 @pytest.mark.parametrize("breach, why", [
     (dict(metric=drop(0.05, 0.03, 0.07)), "roc_auc 0.7500 vs 0.8000: drop +0.0500 (95% CI +0.0300 .. +0.0700, "
                                           "500 rows), allowed 0.02 absolute: worse beyond noise"),
-    (dict(score_shift=Interval(0.8, 0.7, 0.9, 500)), "score shift from its training scores (KS) 0.800 (95% CI "
+    (dict(score_shift=Interval(0.8, 0.7, 0.9, 500), metric=None), "score shift from its training scores (KS) 0.800 (95% CI "
                                                      "0.700 .. 0.900, 500 rows), allowed 0.3: beyond sampling noise"),
     (dict(latency_ratio=Interval(5.0, 4.5, 5.5, 16)), "CPU time per row canary / champion 5.00 (95% CI 4.50 .. 5.50, "
                                                       "16 timed repeats), allowed 2: slower beyond noise"),
@@ -272,6 +272,18 @@ def test_a_guardrail_whose_whole_interval_is_beyond_its_limit_rolls_back_at_any_
         assert (decision.action, decision.next_share) == ("rollback", 0.0)
         [reason] = decision.reasons
         assert why in reason
+
+
+def test_a_score_shift_does_not_roll_back_a_canary_the_labels_show_within_its_limit(plan):
+    """After drift a retrain's inputs, and so its scores, move away from its training data; its realised metric
+    on the same rows is what says whether that hurts. With labels pending the shift still rolls back."""
+    shifted = Interval(0.395, 0.313, 0.477, 912)
+    decision = advance(plan, passing(1.0, score_shift=shifted))
+    assert decision.action == "complete"
+    assert any("not held against it: the realised roc_auc shows it within its limit" in r for r in decision.reasons)
+    # labels undecided or pending: nothing outweighs the shift
+    assert advance(plan, passing(1.0, score_shift=shifted, metric=drop(0.0, -0.03, 0.03))).action == "rollback"
+    assert advance(plan, passing(1.0, score_shift=shifted, metric=None)).action == "rollback"
 
 
 def test_an_interval_straddling_its_limit_holds_and_says_what_would_decide_it(plan):
