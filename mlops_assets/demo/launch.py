@@ -168,10 +168,15 @@ def _is_expected(error) -> bool:
 
 
 def _root_message(error) -> str:
-    """The error a step raised, not Dagster's wrapper of it: 'ValueError: ...', on one line."""
-    while error.cause is not None and error.cls_name and error.cls_name.startswith("Dagster"):
+    """The error a step raised, not Dagster's wrapper of it: 'ValueError: ...', on one line. A step that
+    exhausted its retries reports the last attempt's error, with how many attempts failed."""
+    retries = ""
+    while error.cause is not None and error.cls_name and (error.cls_name.startswith("Dagster")
+                                                          or error.cls_name == "RetryRequestedFromPolicy"):
+        if error.cls_name == "RetryRequestedFromPolicy":
+            retries = f" ({' '.join(error.message.split()).rstrip('.')}, every attempt failed)"
         error = error.cause
-    message = " ".join(error.message.split())
+    message = " ".join(error.message.split()) + retries
     if error.cls_name and not message.startswith(error.cls_name):
         message = f"{error.cls_name}: {message}"
     return message[:500]

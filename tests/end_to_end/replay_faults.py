@@ -1,10 +1,9 @@
 """The replay command with one fault injected, for the end-to-end tests:
 
-    python replay_faults.py raise:<table>:<partition> ARGS...   writing that table's partition raises OSError
-    python replay_faults.py kill:<table>:<partition> ARGS...    writing it kills the process (SIGKILL), mid-run
-
-Only the first write of that partition in this process is affected, so what the fault interrupts can succeed
-when it is run again."""
+    python replay_faults.py raise:<table>:<partition> ARGS...   writing that table's partition raises OSError,
+                                                                every time (the step's retries fail too)
+    python replay_faults.py kill:<table>:<partition> ARGS...    writing it kills the process (SIGKILL), mid-run;
+                                                                only the first write, so a re-run succeeds"""
 
 import os
 import runpy
@@ -21,7 +20,7 @@ fired = []
 
 
 def faulty_write(self, asset, key, frame):
-    if asset == table and key == partition and not fired:
+    if asset == table and key == partition and (kind == "raise" or not fired):
         fired.append(key)
         if kind == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
