@@ -157,7 +157,7 @@ def reference_from_rows(metric: str, pool: pd.DataFrame, *, threshold: float, mi
         center, center_std = pm.realised_metric(metric, scores, labels, threshold), unit / math.sqrt(len(pool))
     chunk_std = float(values.std(ddof=1)) if len(values) >= 2 else math.nan
     if level_rows is not None and len(level_rows):
-        center, center_std = _level(metric, level_rows, threshold, seed, unit, chunk_std, sizes, (center, center_std))
+        center, center_std = _level(metric, level_rows, threshold, unit, chunk_std, sizes, (center, center_std))
     calibrator, bias, calibration_rows = None, (math.nan, math.nan, 0), 0
     if calibration_pool is not None:
         calibration_pool = _subsample(calibration_pool, CALIBRATION_MAX_ROWS, seed)
@@ -173,17 +173,16 @@ def reference_from_rows(metric: str, pool: pd.DataFrame, *, threshold: float, mi
     return reference, calibrator
 
 
-def _level(metric, rows, threshold, seed, pool_unit, chunk_std, chunk_sizes, fallback) -> tuple[float, float]:
-    """The metric on `rows` and its standard error: the larger of their own day-resampled std and the pool's
-    spread (per row, or chunk to chunk) brought to their row count. `fallback` when the metric is undefined."""
-    s, y = rows["score"].to_numpy(np.float64), rows["label"].to_numpy(np.float64)
-    level = pm.realised_metric(metric, s, y, threshold)
+def _level(metric, rows, threshold, pool_unit, chunk_std, chunk_sizes, fallback) -> tuple[float, float]:
+    """The metric on `rows` and its standard error, from the pool's spread brought to their row count (per
+    row with days resampled, or chunk to chunk, the larger): the pool holds more days to measure it on than
+    the validation days themselves. `fallback` when the metric is undefined on `rows`."""
+    level = pm.realised_metric(metric, rows["score"].to_numpy(np.float64), rows["label"].to_numpy(np.float64),
+                               threshold)
     if not math.isfinite(level):
         return fallback
-    own = pm.sampling_unit_std(lambda i: pm.realised_metric(metric, s[i], y[i], threshold), len(s), seed=seed,
-                               days=rows["day"].to_numpy())
-    n = len(s)
-    stds = [u / math.sqrt(n) for u in (own, pool_unit) if math.isfinite(u)]
+    n = len(rows)
+    stds = [pool_unit / math.sqrt(n)] if math.isfinite(pool_unit) else []
     if math.isfinite(chunk_std) and chunk_sizes:
         stds.append(chunk_std * math.sqrt(max(1.0, float(np.median(chunk_sizes)) / n)))
     return float(level), max(stds) if stds else math.nan
