@@ -9,7 +9,9 @@ sampling interval (bootstrap std at the window's row count) stands in for it.
 Reference rows must have honest scores: the validation days, scored by the version itself. When they give too
 few chunks, or too few rows to calibrate on, the training days add out-of-fold scores (cross-fitted: each
 block of days scored by a model trained on the other blocks, as scikit-learn's CalibratedClassifierCV with
-ensemble=False). The label-free estimate's calibrator is fitted on those rows, and its bias is measured on
+ensemble=False); the level (center) is then still the version's own validation figure, since fold models
+saw days on both sides of the days they score while the version serves days after its training days. The
+label-free estimate's calibrator is fitted on those rows, and its bias is measured on
 rows it was not fitted on: each block of days estimated by a calibrator fitted on the other blocks.
 """
 
@@ -47,7 +49,7 @@ class Limits:
 class PerformanceReference:
     metric: str
     higher_is_better: bool
-    center: float  # mean of the metric over the reference chunks (the pooled rows' metric with too few chunks)
+    center: float  # mean over the reference chunks (pooled rows' metric with too few; validation's with out-of-fold days)
     center_std: float  # the center's own standard error
     unit_std: float  # sampling std of the metric times sqrt(rows): std at n rows = unit_std / sqrt(n)
     chunk_std: float  # std of the metric across reference chunks (NaN when fewer than 2)
