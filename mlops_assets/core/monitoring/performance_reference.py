@@ -49,7 +49,7 @@ class Limits:
 class PerformanceReference:
     metric: str
     higher_is_better: bool
-    center: float  # mean over the reference chunks (pooled rows' metric with too few; validation's with out-of-fold days)
+    center: float  # chunks' mean (pooled rows' metric with few chunks; validation's with out-of-fold days)
     center_std: float  # the center's own standard error
     unit_std: float  # sampling std of the metric times sqrt(rows): std at n rows = unit_std / sqrt(n)
     chunk_std: float  # std of the metric across reference chunks (NaN when fewer than 2)
