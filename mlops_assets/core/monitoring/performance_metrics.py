@@ -56,45 +56,16 @@ def estimated_metric(metric: str, probabilities: np.ndarray, scores: np.ndarray,
     return float(getattr(estimate_performance(probabilities, threshold, scores=scores), metric))
 
 
-def sampling_unit_std(figure: Callable[[np.ndarray], float], n_rows: int, seed: int = 0,
-                      days: np.ndarray | None = None) -> float:
+def sampling_unit_std(figure: Callable[[np.ndarray], float], n_rows: int, seed: int = 0) -> float:
     """std of a metric over n rows resampled with replacement, times sqrt(n): the std at m rows is this over
-    sqrt(m). `figure(index)` computes the metric on the rows `index`; at most BOOTSTRAP_ROWS are resampled.
-
-    With `days` (each row's day), whole days are resampled as well and the larger of the two stds is kept: a
-    window is whole days, and rows of one day are alike (one day's weather, one day's prices), so a metric
-    varies more from window to window than independent rows would make it (a design effect the reference's
-    own days measure). At BOOTSTRAP_ROWS rows or fewer every row takes part; beyond, a seeded subsample."""
+    sqrt(m). `figure(index)` computes the metric on the rows `index`; at most BOOTSTRAP_ROWS are resampled."""
     if n_rows < 2:
         return math.nan
     rng = np.random.default_rng(seed)
     size = min(n_rows, BOOTSTRAP_ROWS)
     values = [figure(rng.integers(0, n_rows, size)) for _ in range(BOOTSTRAP_RESAMPLES)]
     values = [v for v in values if not math.isnan(v)]
-    unit = float(np.std(values, ddof=1) * math.sqrt(size)) if len(values) > 2 else math.nan
-    if days is None:
-        return unit
-    return float(np.fmax(unit, _day_resampled_unit_std(figure, np.asarray(days), rng)))
-
-
-def _day_resampled_unit_std(figure: Callable[[np.ndarray], float], days: np.ndarray, rng) -> float:
-    """The same std, times sqrt(rows), with whole days resampled (a cluster bootstrap); NaN under 2 days."""
-    rows = np.arange(len(days))
-    if len(rows) > BOOTSTRAP_ROWS:  # fewer rows, the same days: keeps a resample's cost bounded
-        rows = np.sort(rng.choice(len(rows), BOOTSTRAP_ROWS, replace=False))
-    _, codes = np.unique(days[rows], return_inverse=True)
-    members = [rows[codes == d] for d in range(codes.max() + 1)]
-    if len(members) < 2:
-        return math.nan
-    values, sizes = [], []
-    for _ in range(BOOTSTRAP_RESAMPLES):
-        index = np.concatenate([members[d] for d in rng.integers(0, len(members), len(members))])
-        values.append(figure(index))
-        sizes.append(len(index))
-    ok = ~np.isnan(values)
-    if ok.sum() <= 2:
-        return math.nan
-    return float(np.std(np.asarray(values)[ok], ddof=1) * math.sqrt(np.mean(sizes)))
+    return float(np.std(values, ddof=1) * math.sqrt(size)) if len(values) > 2 else math.nan
 
 
 def disjoint_chunks(rows: Sequence[int], min_rows: int, max_days: int) -> list[list[int]]:

@@ -9,9 +9,7 @@ sampling interval (bootstrap std at the window's row count) stands in for it.
 Reference rows must have honest scores: the validation days, scored by the version itself. When they give too
 few chunks, or too few rows to calibrate on, the training days add out-of-fold scores (cross-fitted: each
 block of days scored by a model trained on the other blocks, as scikit-learn's CalibratedClassifierCV with
-ensemble=False); the level (center) is then still the version's own validation figure, since fold models
-saw days on both sides of the days they score while the version serves days after its training days. The
-label-free estimate's calibrator is fitted on those rows, and its bias is measured on
+ensemble=False). The label-free estimate's calibrator is fitted on those rows, and its bias is measured on
 rows it was not fitted on: each block of days estimated by a calibrator fitted on the other blocks.
 """
 
@@ -49,7 +47,7 @@ class Limits:
 class PerformanceReference:
     metric: str
     higher_is_better: bool
-    center: float  # chunks' mean (pooled rows' metric with few chunks; validation's with out-of-fold days)
+    center: float  # mean of the metric over the reference chunks (the pooled rows' metric with too few chunks)
     center_std: float  # the center's own standard error
     unit_std: float  # sampling std of the metric times sqrt(rows): std at n rows = unit_std / sqrt(n)
     chunk_std: float  # std of the metric across reference chunks (NaN when fewer than 2)
@@ -127,20 +125,14 @@ def fit_performance_reference(spec: DatasetSpec, pipeline, train_frame: pd.DataF
         calibration_pool = held_out if len(held_out) >= CALIBRATION_MIN_ROWS else pool
     return reference_from_rows(metric, pool, threshold=threshold, min_rows=policy.performance_min_rows,
                                max_days=policy.performance_max_days, seed=spec.training.seed, source=source,
-                               calibration_pool=calibration_pool, level_rows=held_out if short else None)
+                               calibration_pool=calibration_pool)
 
 
 def reference_from_rows(metric: str, pool: pd.DataFrame, *, threshold: float, min_rows: int, max_days: int,
                         seed: int, source: str, calibration_pool: pd.DataFrame | None = None,
-                        level_rows: pd.DataFrame | None = None) -> tuple[PerformanceReference, Calibrator | None]:
+                        ) -> tuple[PerformanceReference, Calibrator | None]:
     """The reference from held-out rows (`day`, `score`, `label`): chunks of whole days cut by the window rule,
-    the metric on each; and, given `calibration_pool` with both classes, the calibrator and its bias.
-
-    `level_rows` (the version's own validation rows, when out-of-fold training days were added to the pool):
-    the center is their metric, the spread still the pool's. Out-of-fold days are scored by fold models that
-    saw days on both sides of them, while the version serves days after all of its training days; on a
-    series with a trend or seasons those days are easier, and a center taken on them sits on the good side
-    of what the version can do from the first served day on."""
+    the metric on each; and, given `calibration_pool` with both classes, the calibrator and its bias."""
     rows_per_day = _day_rows(pool)
     chunks = pm.disjoint_chunks(rows_per_day, min_rows, max_days)
     day_of_row = pool["day"].map({d: i for i, d in enumerate(sorted(pool["day"].unique()))}).to_numpy()
@@ -152,14 +144,11 @@ def reference_from_rows(metric: str, pool: pd.DataFrame, *, threshold: float, mi
         sizes.append(int(mask.sum()))
     values = np.array([v for v in values if math.isfinite(v)])
     unit = pm.sampling_unit_std(lambda i: pm.realised_metric(metric, scores[i], labels[i], threshold), len(pool),
-                                seed=seed, days=day_of_row)
+                                seed=seed)
     if len(values) >= MIN_CHUNKS:
         center, center_std = float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values)))
     else:
         center, center_std = pm.realised_metric(metric, scores, labels, threshold), unit / math.sqrt(len(pool))
-    chunk_std = float(values.std(ddof=1)) if len(values) >= 2 else math.nan
-    if level_rows is not None and len(level_rows):
-        center, center_std = _level(metric, level_rows, threshold, unit, chunk_std, sizes, (center, center_std))
     calibrator, bias, calibration_rows = None, (math.nan, math.nan, 0), 0
     if calibration_pool is not None:
         calibration_pool = _subsample(calibration_pool, CALIBRATION_MAX_ROWS, seed)
@@ -168,26 +157,11 @@ def reference_from_rows(metric: str, pool: pd.DataFrame, *, threshold: float, mi
             bias, calibration_rows = _estimate_bias(metric, calibration_pool, threshold), len(calibration_pool)
     reference = PerformanceReference(
         metric=metric, higher_is_better=pm.higher_is_better(metric), center=center, center_std=center_std,
-        unit_std=unit, chunk_std=chunk_std,
+        unit_std=unit, chunk_std=float(values.std(ddof=1)) if len(values) >= 2 else math.nan,
         chunk_rows=int(np.median(sizes)) if sizes else 0, n_chunks=len(values), reference_rows=len(pool),
         reference_days=len(rows_per_day), reference_source=source, calibration_rows=calibration_rows,
         estimate_bias=bias[0], estimate_error_std=bias[1], bias_rows=bias[2])
     return reference, calibrator
-
-
-def _level(metric, rows, threshold, pool_unit, chunk_std, chunk_sizes, fallback) -> tuple[float, float]:
-    """The metric on `rows` and its standard error, from the pool's spread brought to their row count (per
-    row with days resampled, or chunk to chunk, the larger): the pool holds more days to measure it on than
-    the validation days themselves. `fallback` when the metric is undefined on `rows`."""
-    level = pm.realised_metric(metric, rows["score"].to_numpy(np.float64), rows["label"].to_numpy(np.float64),
-                               threshold)
-    if not math.isfinite(level):
-        return fallback
-    n = len(rows)
-    stds = [pool_unit / math.sqrt(n)] if math.isfinite(pool_unit) else []
-    if math.isfinite(chunk_std) and chunk_sizes:
-        stds.append(chunk_std * math.sqrt(max(1.0, float(np.median(chunk_sizes)) / n)))
-    return float(level), max(stds) if stds else math.nan
 
 
 def _rows(spec: DatasetSpec, frame: pd.DataFrame, scores: np.ndarray) -> pd.DataFrame:

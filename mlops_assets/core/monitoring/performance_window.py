@@ -136,14 +136,13 @@ def _limits(spec, reference, metric, window, labelled, judged, n, policy) -> Lim
     center = reference.baseline_metric("accuracy_at_threshold" if metric == "accuracy" else metric)
     threshold = spec.deployment.decision_threshold
     s, y = window["score"].to_numpy(np.float64), window["label"].to_numpy(np.float64)
-    days = window["day"].to_numpy()
     if judged == "realised":
-        s, y, days = s[labelled], y[labelled], days[labelled]
+        s, y = s[labelled], y[labelled]
         figure = lambda i: pm.realised_metric(metric, s[i], y[i], threshold)  # noqa: E731
     else:
         p = reference.calibrator(s)  # the estimate's own sampling std: narrower than the realised one's
         figure = lambda i: pm.estimated_metric(metric, p[i], s[i], threshold)  # noqa: E731
-    unit = pm.sampling_unit_std(figure, len(s), seed=spec.training.seed, days=days)
+    unit = pm.sampling_unit_std(figure, len(s), seed=spec.training.seed)
     return sampling_limits(metric, center, unit, n, policy.performance_warn_std, policy.performance_error_std,
                            "format-1 reference: no chunk spread stored; retrain for limits from the reference")
 
