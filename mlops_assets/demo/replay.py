@@ -25,6 +25,7 @@ if _AS_COMMAND:
 import _thread  # noqa: E402
 import argparse  # noqa: E402
 import datetime as dt  # noqa: E402
+import faulthandler  # noqa: E402
 import fcntl  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
@@ -246,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     stop = StopSignal.install()
     if _AS_COMMAND:
         sys.stdout.reconfigure(line_buffering=True)  # progress as it happens, also through a pipe
+        # A rare crash inside a C extension (a segfault seen twice in long replays, not reproduced) should
+        # leave the Python stack of every thread on stderr, so its next occurrence can be traced.
+        faulthandler.enable(all_threads=True)
     try:
         return _main(argv, stop)
     except KeyboardInterrupt:  # a second Ctrl-C outside the days' loop
