@@ -25,7 +25,7 @@ EXPECTED_GROUPS = {
     "features": ("feature_table", "labeled_examples"),
 }
 EXPECTED_CHECKS = {  # asset -> its checks
-    "raw_batch": ("raw_batch_matches_spec", "slo_data_freshness"),
+    "raw_batch": ("raw_batch_matches_spec", "raw_batch_volume_expected", "slo_data_freshness"),
     "raw_labels": ("raw_labels_matches_spec",),
 }
 
@@ -119,7 +119,8 @@ def test_ui_runs_checks_and_renders_the_asset_graph(dagster_dev, tmp_path):
 
     # Materialise raw_batch and feature_table with the blocking check, for a clean and a corrupt day.
     selection = dict(assets=[f"{MODEL}/raw_batch", f"{MODEL}/feature_table"],
-                     checks=[(f"{MODEL}/raw_batch", "raw_batch_matches_spec")])
+                     checks=[(f"{MODEL}/raw_batch", "raw_batch_matches_spec"),
+                             (f"{MODEL}/raw_batch", "raw_batch_volume_expected")])  # inline: not subsettable
     good_run = launch_assets(dev, GOOD_DAY, **selection)
     bad_run = launch_assets(dev, BAD_DAY, **selection)
     status = wait_for_runs(dev, [good_run, bad_run], timeout=150)
