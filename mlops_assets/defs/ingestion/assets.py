@@ -75,7 +75,8 @@ def _ingest_asset(scope: ModelScope, kind: str, description: str):
             outcome = ingest(project.landing, project.archive, project.quarantine, project.store, project.spec,
                              kind, partition, progress=context.log.info)
         except MissingFile as exc:
-            raise dg.Failure(description=str(exc), metadata={"partition": partition, "reason": str(exc)}, allow_retries=False) from None
+            raise dg.Failure(description=str(exc), metadata={"partition": partition, "reason": str(exc)},
+                             allow_retries=False) from None
         except BatchRejected as exc:
             record, kept = getattr(exc, "quarantined", None), getattr(exc, "kept", None)
             raise dg.Failure(description=str(exc), metadata={
