@@ -17,8 +17,13 @@
   smallest H (target <= 1.2).
 
 No figure is asserted: it prints a table and exits 0 unless something fails.
-Options: --only ingest|sensor|daily, --rows N (5,000,000), --baseline read_csv|old|none, --archive 0,100,1000,3000,
---new N (20), --history 30,1000, --keep (leave the temporary folder).
+- memory: peak resident memory of each step kind (ingest, features, train, evaluate, scoring, monitoring), each
+  in a fresh process, at each volume of --volumes rows a day (benchmarks/memory.py); not part of the default run
+  (minutes at a million rows a day), only with --only memory.
+
+Options: --only ingest|sensor|daily|memory, --rows N (5,000,000), --baseline read_csv|old|none, --archive
+0,100,1000,3000, --new N (20), --history 30,1000, --volumes 48,100000,1000000, --train-max-rows N (100,000),
+--keep (leave the temporary folder).
 """
 
 from __future__ import annotations
@@ -66,9 +71,10 @@ def _reset_peak() -> None:
     Path("/proc/self/clear_refs").write_text("5")
 
 
-def _child(function: str, *args) -> dict:
-    """Run `function(*args)` of this module in a fresh interpreter; it prints one JSON line."""
-    code = f"import sys, json; from mlops_assets.benchmarks.scale import {function}; {function}(*json.loads(sys.argv[1]))"
+def _child(function: str, *args, module: str = "scale") -> dict:
+    """Run `function(*args)` of this module (or a sibling) in a fresh interpreter; it prints one JSON line."""
+    code = (f"import sys, json; from mlops_assets.benchmarks.{module} import {function}; "
+            f"{function}(*json.loads(sys.argv[1]))")
     done = subprocess.run([sys.executable, "-c", code, json.dumps([str(a) for a in args])],
                           capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2])
     if done.returncode != 0:
@@ -337,12 +343,15 @@ def _ints(text: str) -> list[int]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=("ingest", "sensor", "daily"))
+    parser.add_argument("--only", choices=("ingest", "sensor", "daily", "memory"))
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--baseline", choices=("read_csv", "old", "none"), default="read_csv")
     parser.add_argument("--archive", type=_ints, default=[0, 100, 1000, 3000])
     parser.add_argument("--new", type=int, default=20)
     parser.add_argument("--history", type=_ints, default=[30, 1000])
+    parser.add_argument("--volumes", type=_ints, default=[48, 100_000, 1_000_000])
+    parser.add_argument("--train-max-rows", type=int, default=100_000,
+                        help="training days above this many rows a day are generated at it (memory section)")
     parser.add_argument("--keep", action="store_true", help="leave the temporary folder")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="mlops-scale-"))
@@ -354,6 +363,10 @@ def main(argv: list[str] | None = None) -> int:
             bench_sensor(args.archive, args.new, work, table)
         if args.only in (None, "daily"):
             bench_daily(args.history, work, table)
+        if args.only == "memory":
+            from .memory import bench_memory
+
+            bench_memory(args.volumes, args.train_max_rows, work, table)
     finally:
         if args.keep:
             print(f"kept {work}")
