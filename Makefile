@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: demo test ui bench bench-scale chaos clean
+.PHONY: demo test ui bench bench-scale chaos deploy-check clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ bench-scale: $(VENV)/.installed
 
 chaos: $(VENV)/.installed
 	$(PY) -m mlops_assets.benchmarks.chaos $(ARGS)
+
+# The deployment's offline check: deploy/Dockerfile's install step in a throwaway venv, then its CMD (the gRPC
+# code server) until `dagster api grpc-health-check` answers; minutes, not part of make test.
+deploy-check: $(VENV)/.installed
+	$(PY) deploy/check.py
 
 clean:
 	rm -rf $(DAGSTER_HOME) data/landing data/models data/registry \
