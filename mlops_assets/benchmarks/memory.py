@@ -135,11 +135,18 @@ def promote_if_gated(work: str) -> None:
     print(json.dumps({"forced": forced}))
 
 
-def bench_memory(volumes: list[int], train_max_rows: int, work: Path, table: list) -> None:
+def bench_memory(volumes: list[int], train_max_rows: int, work: Path, table: list,
+                 steps: list[str] | None = None) -> None:
     from .scale import _child, _command, _load
 
+    steps = steps or list(STEPS)
+    unknown = sorted(set(steps) - set(STEPS))
+    if unknown:
+        raise ValueError(f"unknown step kinds {unknown}: choose from {list(STEPS)}")
+    steps = [s for s in STEPS if s in steps]  # the lifecycle's order: scoring needs the champion training makes
     command = _command("--only memory", "--volumes " + ",".join(map(str, volumes)),
-                       f"--train-max-rows {train_max_rows}")
+                       f"--train-max-rows {train_max_rows}", *(["--steps " + ",".join(steps)] if
+                                                                 steps != list(STEPS) else []))
     print(f"memory: peak RSS of each step kind in a fresh process ({_load()})")
     for rows in volumes:
         folder = work / f"memory-{rows}"
@@ -147,7 +154,7 @@ def bench_memory(volumes: list[int], train_max_rows: int, work: Path, table: lis
         made = _child("setup_memory", folder, rows, train_rows, module="memory")
         print(f"  {rows:,} rows a day: history of {made['train_rows']:,} labeled rows ({train_rows:,} a day) set up "
               f"in {made['seconds']:.0f} s")
-        for step, (_, assets) in STEPS.items():
+        for step in steps:
             partition = made["as_of"] if step in ("train", "evaluate") else made["day"]
             found = _child("measure_step", folder, step, partition, module="memory")
             if step == "evaluate":

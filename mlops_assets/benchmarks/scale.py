@@ -22,7 +22,7 @@ No figure is asserted: it prints a table and exits 0 unless something fails.
   (minutes at a million rows a day), only with --only memory.
 
 Options: --only ingest|sensor|daily|memory, --rows N (5,000,000), --baseline read_csv|old|none, --archive
-0,100,1000,3000, --new N (20), --history 30,1000, --volumes 48,100000,1000000, --train-max-rows N (100,000),
+0,100,1000,3000, --new N (20), --history 30,1000, --volumes 48,100000,1000000, --train-max-rows N (100,000), --steps ingest,features,...,
 --keep (leave the temporary folder).
 """
 
@@ -352,6 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--volumes", type=_ints, default=[48, 100_000, 1_000_000])
     parser.add_argument("--train-max-rows", type=int, default=100_000,
                         help="training days above this many rows a day are generated at it (memory section)")
+    parser.add_argument("--steps", type=lambda t: [x.strip() for x in t.split(",") if x.strip()], default=None,
+                        help="step kinds of the memory section (default all; scoring and monitoring need train, evaluate)")
     parser.add_argument("--keep", action="store_true", help="leave the temporary folder")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="mlops-scale-"))
@@ -366,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.only == "memory":
             from .memory import bench_memory
 
-            bench_memory(args.volumes, args.train_max_rows, work, table)
+            bench_memory(args.volumes, args.train_max_rows, work, table, args.steps)
     finally:
         if args.keep:
             print(f"kept {work}")
