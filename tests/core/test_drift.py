@@ -271,6 +271,17 @@ def test_prediction_drift_compares_score_distributions():
         prediction_drift(reference(rng, n=100), rng.random(10))
 
 
+@pytest.mark.parametrize("rows", [1000, 5000])  # exact KS (within the stored sample), binned KS (beyond it)
+def test_prediction_drift_figures_are_plain_floats_on_both_paths(rows):
+    # they go into Dagster metadata as they are, which refuses numpy.float64 (a 100,000-row day failed so)
+    rng = np.random.default_rng(8)
+    prof = ReferenceProfile.build(make_frame(20_000, rng), SPEC, scores=rng.beta(2, 5, 20_000))
+    result = prediction_drift(prof, rng.beta(2, 5, rows))
+    assert result.test == ("ks" if rows <= len(prof.prediction.sample) else "binned_ks")
+    for figure in (result.statistic, result.p_value, result.effect_size, result.floor):
+        assert type(figure) is float
+
+
 def test_constant_reference_feature_drifts_when_it_starts_to_vary():
     rng = np.random.default_rng(9)
     frame = make_frame(5000, rng)

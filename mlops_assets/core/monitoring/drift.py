@@ -141,7 +141,9 @@ def _numeric_drift(prof: NumericProfile, values: np.ndarray) -> FeatureDrift:
     if mean is not None:
         w += abs(scan.below - prof.tails[0]) + abs(scan.above - prof.tails[1])
         w = max(w, abs(mean - prof.mean))  # a lower bound too
-    drift.test, drift.statistic, drift.p_value, drift.effect_size = "binned_ks", d, p, w / scale
+    # a plain float, as the exact path gives: the report's metadata cannot serialise numpy.float64 (the
+    # scan's mean and tails are numpy scalars), and only batches above the stored sample take this path
+    drift.test, drift.statistic, drift.p_value, drift.effect_size = "binned_ks", d, p, float(w / scale)
     return drift
 
 
