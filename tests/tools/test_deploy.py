@@ -156,7 +156,8 @@ def test_chart_values_serve_the_image_the_dockerfile_builds():
     assert deployment["dagsterApiGrpcArgs"] == cmd[cmd.index("-m"):cmd.index("-m") + 2]
     assert deployment["port"] == int(cmd[cmd.index("-p") + 1])
     probe = deployment["readinessProbe"]["exec"]["command"]
-    assert probe[:3] == ["dagster", "api", "grpc-health-check"] and probe[probe.index("-p") + 1] == str(deployment["port"])
+    assert probe[:3] == ["dagster", "api", "grpc-health-check"]
+    assert probe[probe.index("-p") + 1] == str(deployment["port"])
     assert [c["name"] for c in deployment["envConfigMaps"]] == [_config_map()["metadata"]["name"]]
     assert [s["name"] for s in deployment["envSecrets"]] == ["mlops-secrets"]
     assert deployment["includeConfigInLaunchedRuns"]["enabled"] is True
