@@ -90,7 +90,7 @@ def main() -> int:
                         into.parent.mkdir(parents=True, exist_ok=True)
                         shutil.copy2(origin, into)
             elif keyword == "RUN" and "install.sh" in arguments:
-                # the install command, with its container paths mapped; `rm -rf /tmp/build` included
+                # the install command, with its container paths mapped; `rm -rf /build` included
                 command = re.sub(r"(?<![\w/])/[^\s;&|]+", lambda m: str(local(m.group(0))), arguments)
                 command = command.replace("PYTHON=python ", f"PYTHON={shlex.quote(sys.executable)} ")
                 print(f"install: {command}", flush=True)
