@@ -2,7 +2,9 @@
 
 - Quality: the realised key metric of canary and champion on the same labelled rows (the canary scores every
   row as a shadow while it serves, so all labelled rows count, not only its share), as the drop's paired
-  bootstrap interval (`metric_scale.paired_drop`: absolute for bounded scores, relative for error metrics).
+  bootstrap interval (`metric_scale.paired_drop`: absolute for bounded scores, relative for error metrics),
+  resampling whole days, or runs of consecutive rows when the window has few days: rows of one day move
+  together, and a row bootstrap would pass or roll back on intervals too narrow for the evidence.
 - Latency: CPU time per row, canary / champion, from the interleaved timings `score_batch_timed` stored in each
   day's scoring stats; the interval is a bootstrap of the median per-repeat ratio (taken on the log scale).
 - Score shift: KS of the canary's live scores against its own training scores. Its interval is the
@@ -93,7 +95,7 @@ def window_evidence(rows: pd.DataFrame, version: str, champion_version: str, key
             evidence["metric"] = paired_drop(
                 key_metric, task_of(rows), known["label"].to_numpy(float), known["score_a"].to_numpy(float),
                 known["score_b"].to_numpy(float), threshold=threshold_of(rows), n_samples=BOOTSTRAP_SAMPLES,
-                seed=seed)
+                seed=seed, timestamps=known["timestamp"].to_numpy())
     return WindowEvidence(**evidence)
 
 
