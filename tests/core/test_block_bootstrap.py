@@ -81,3 +81,15 @@ def test_a_canary_is_held_where_the_row_bootstrap_would_have_passed_it_on_correl
     days_verdict = metric_verdict(criteria(), WindowEvidence(share=0.5, days=12, rows=len(y), metric=by_days))
     assert rows_verdict.outcome == "pass"
     assert days_verdict.outcome == "hold" and "resampled days" in days_verdict.message
+
+
+def test_the_score_shift_band_counts_correlated_rows_at_their_effective_size():
+    from mlops_assets.core.serving.canary_evidence import effective_rows
+
+    rng = np.random.default_rng(7)
+    _, _, _, stamps = correlated_days(rng, 12, 48, 0.0)
+    independent = rng.random(len(stamps))
+    assert effective_rows(independent, stamps) > 0.8 * len(stamps)
+    # each day's scores share a level: 12 days are worth little more than 12 rows
+    by_day = np.repeat(rng.normal(0, 1, 12), 48) + rng.normal(0, 0.1, len(stamps))
+    assert effective_rows(by_day, stamps) < 3 * 12
