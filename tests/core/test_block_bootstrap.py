@@ -25,7 +25,8 @@ def correlated_days(rng, days: int, rows: int, day_effect: float, mean_gain: flo
         y.append(labels)
         old.append(np.where(old_right, labels, 1 - labels) * 0.8 + 0.1)
         new.append(np.where(new_right, labels, 1 - labels) * 0.8 + 0.1)
-        stamps.append(pd.Timestamp("2025-03-01") + pd.Timedelta(days=d) + pd.to_timedelta(np.arange(rows) * 30, unit="min"))
+        start = pd.Timestamp("2025-03-01") + pd.Timedelta(days=d)
+        stamps.append(start + pd.to_timedelta(np.arange(rows) * 30, unit="min"))
     return np.concatenate(y), np.concatenate(new), np.concatenate(old), np.concatenate(stamps)
 
 
