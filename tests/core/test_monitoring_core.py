@@ -13,7 +13,6 @@ from mlops_assets.core.config.spec import spec_from_dict
 from mlops_assets.core.monitoring.reports import (build_reference, collect_window, cost_day, judge_performance,
                                                   performance_day, profile_of)
 from mlops_assets.core.monitoring.drift import drift_report
-from mlops_assets.core.monitoring.performance_reference import CALIBRATION_MIN_ROWS
 
 
 def frames(spec, scenario="stable", days=12, rows_per_day=400, seed=11, **kw):
@@ -63,9 +62,9 @@ def test_performance_estimate_then_realised(synthetic_spec, fitted):
     assert before.realised is None and before.label_coverage == 0 and before.judged == "estimated"
     assert after.label_coverage == 1.0 and after.judged == "realised" and after.metric == "roc_auc"
     assert after.details["realised"]["accuracy"] == pytest.approx(np.mean((scores >= 0.5) == labels))
-    # the bias measured on two small validation days is reported, not subtracted (too few rows to correct by)
-    assert reference.performance.bias_rows < CALIBRATION_MIN_ROWS and before.estimate_bias is not None
-    assert before.estimate_correction == 0.0 and before.value == before.estimated
+    assert before.estimate_correction == reference.performance.estimate_bias != 0.0
+    assert before.value == pytest.approx(before.estimated - reference.performance.estimate_bias)
+    assert before.estimate_bias_interval.endswith("(2 blocks)")
     assert abs(before.estimated - after.realised) < 0.06
     assert before.status == after.status == "OK"
     # a model whose ranking collapses is an ERROR, reported as worse and down

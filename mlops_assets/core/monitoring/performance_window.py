@@ -4,7 +4,7 @@ A day of 24 rows says almost nothing about accuracy; a window does. The window e
 reaches back, whole day by whole day, until it holds `performance_min_rows` rows or spans
 `performance_max_days` calendar days, so a report reads at most that many days however long the history.
 The realised figure is taken on the window's labelled rows; the label-free estimate (classification) on all
-of them, less the bias measured on held-out rows when the reference was fitted if that rests on enough rows
+of them, less the bias measured on held-out rows when the reference was fitted
 (`PerformanceReference.bias_correction`). The realised figure decides once any labels are in; before, the
 estimate does. Limits: `PerformanceReference.limits` (chunk spread at the
 window's row count, or the sampling interval).
@@ -77,7 +77,7 @@ class PerformanceReport:
     details: dict = field(default_factory=dict)
     # the bias's 95 % interval across the held-out blocks it was measured on, e.g. "-0.031 .. +0.012 (5 blocks)"
     estimate_bias_interval: str | None = None
-    estimate_correction: float = 0.0  # what was subtracted from the estimate (the bias, when it rests on enough rows)
+    estimate_correction: float = 0.0  # what was subtracted from the estimate (the measured bias)
 
     @property
     def drop(self) -> float:  # the name the detection benchmark reads
