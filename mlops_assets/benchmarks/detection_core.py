@@ -126,7 +126,7 @@ def _performance(spec: DatasetSpec, model: Model, day: dt.date, window: dict[str
     blind_rows = later.assign(label=np.where(later["day"].isin(unlabelled), np.nan, later["label"]))
     blind = performance_window.judge_performance(spec, model.reference, blind_rows, policy)
     landed = performance_window.judge_performance(spec, model.reference, later, policy)
-    estimate = landed.estimated - (landed.estimate_bias or 0.0) if landed.estimated is not None else None
+    estimate = landed.estimated - landed.estimate_correction if landed.estimated is not None else None
     return {"metric": landed.metric, "window_rows": landed.window_rows, "status": _worst(blind.status, landed.status),
             "realised": landed.realised, "estimated": estimate, "limits_source": landed.limits_source}
 

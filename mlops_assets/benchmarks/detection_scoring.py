@@ -10,6 +10,7 @@ import operator
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from scipy import stats
 
 SEVERITY = {"OK": 0, "WARN": 1, "ERROR": 2}
 
@@ -107,17 +108,32 @@ def quality(records: list[DayRecord], task: str, start: dt.date | None = None, e
             "rmse": math.sqrt(sum(r.sq_error for r in chosen) / rows)}
 
 
+ESTIMATE_BLOCK_DAYS = 14  # the longest monitoring window: days further apart share no window rows
+
+
 def estimate_error(records: list[DayRecord], onset: dt.date | None) -> dict:
     """The label-free estimate against the figure realised on the same rows once labels landed, per day: mean
     signed error (bias: positive = optimistic for a higher-is-better metric) and mean absolute error, before
-    and after the onset."""
+    and after the onset; and the bias of each run of ESTIMATE_BLOCK_DAYS consecutive days (`block_biases`):
+    consecutive days' windows overlap, so the bias's interval comes from these runs (`bias_interval`), not days."""
     out = {}
     for name, part in zip(("stable", "after_onset"), _split(records, onset)):
         pairs = [(r.estimated, r.realised) for r in part if r.estimated is not None and r.realised is not None]
         diff = np.array([e - a for e, a in pairs])
+        blocks = [float(diff[i:i + ESTIMATE_BLOCK_DAYS].mean()) for i in range(0, len(diff), ESTIMATE_BLOCK_DAYS)]
         out[name] = {"days": len(pairs), "bias": float(diff.mean()) if len(diff) else None,
-                     "mean_abs_error": float(np.abs(diff).mean()) if len(diff) else None}
+                     "mean_abs_error": float(np.abs(diff).mean()) if len(diff) else None,
+                     "block_biases": blocks}
     return out
+
+
+def bias_interval(block_biases: list[float], level: float = 0.95) -> tuple[float, float] | None:
+    """t interval of the mean of run biases (independent runs of days); None with fewer than two runs."""
+    x = np.asarray([b for b in block_biases if b is not None and math.isfinite(b)], dtype=float)
+    if len(x) < 2:
+        return None
+    half = float(stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+    return float(x.mean()) - half, float(x.mean()) + half
 
 
 def no_worse(served: float | None, never: float | None, rows: int, task: str) -> bool | None:

@@ -62,7 +62,9 @@ def test_performance_estimate_then_realised(synthetic_spec, fitted):
     assert before.realised is None and before.label_coverage == 0 and before.judged == "estimated"
     assert after.label_coverage == 1.0 and after.judged == "realised" and after.metric == "roc_auc"
     assert after.details["realised"]["accuracy"] == pytest.approx(np.mean((scores >= 0.5) == labels))
+    assert before.estimate_correction == reference.performance.estimate_bias != 0.0
     assert before.value == pytest.approx(before.estimated - reference.performance.estimate_bias)
+    assert before.estimate_bias_interval.endswith("(2 blocks)")
     assert abs(before.estimated - after.realised) < 0.06
     assert before.status == after.status == "OK"
     # a model whose ranking collapses is an ERROR, reported as worse and down

@@ -138,7 +138,9 @@ def test_the_calibrator_learns_from_out_of_fold_training_days_when_validation_is
     assert validation_rows < CALIBRATION_MIN_ROWS
     assert performance.reference_source == "validation + out-of-fold training days"
     assert performance.reference_rows == performance.calibration_rows == 10 * 400
-    assert performance.bias_rows == performance.calibration_rows and np.isfinite(performance.estimate_bias)
+    # recalibrated on the version's own validation rows, and its bias measured on those rows alone
+    assert performance.recalibrated_on_rows == performance.bias_rows == validation_rows
+    assert performance.bias_blocks == 2 and np.isfinite(performance.estimate_bias)
     # chunks are whole days reaching performance_min_rows (500), as a monitoring window: two 400-row days each
     assert performance.n_chunks == 5 and performance.chunk_rows == 800
 

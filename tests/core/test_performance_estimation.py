@@ -6,7 +6,7 @@ import pytest
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
 
 from mlops_assets.core.monitoring.performance_estimation import (METRICS, Calibrator, calibrate, estimate_performance,
-                                                                 expected_roc_auc, realised_performance)
+                                                                 expected_roc_auc, realised_performance, recalibrate)
 
 
 def test_estimates_match_realised_metrics_for_a_calibrated_model():
@@ -164,6 +164,7 @@ def test_the_estimates_bias_is_measured_on_blocks_it_was_not_calibrated_on():
     steady, calibrator = fit_rows(pool, calibration_pool=pool)
     assert calibrator is not None and steady.calibration_rows == steady.bias_rows == len(pool)
     assert abs(steady.estimate_bias) < 0.02 and steady.estimate_error_std < 0.03
+    assert steady.bias_correction == steady.estimate_bias
     # labels drifting across the reference: a calibrator fitted in-sample would show no error at all, the
     # held-out blocks show how far the estimate can be off
     drifting = reference_rows(40, 100, 0.0, seed=3, trend=1.0)
@@ -187,3 +188,53 @@ def test_the_window_reaches_back_whole_days_until_enough_rows_capped_in_days():
                                                                      performance_max_days=4))
     assert sorted(capped["day"].unique()) == ["2025-03-18", "2025-03-19", "2025-03-20"]  # 4 days: 03-17 to 03-20
     assert window["label"].isna().all()
+
+
+def test_a_calibrator_fitted_on_worse_ranking_fold_scores_is_recalibrated_on_the_versions_own_rows():
+    # Fold models rank worse than the version (their scores carry extra noise), as on Elec2: isotonic on their
+    # scores is too flat for the version's scores and the estimate runs low; recalibrated on the version's own
+    # validation days, it follows the version's realised AUC on later rows.
+    rng = np.random.default_rng(5)
+
+    def days(first, count, noise, rows=300):
+        out = []
+        for d in range(first, first + count):
+            z = rng.normal(0, 1.5, rows)
+            y = (rng.random(rows) < 1 / (1 + np.exp(-2 * z))).astype(float)
+            score = 1 / (1 + np.exp(-(z + rng.normal(0, noise, rows))))
+            out.append(pd.DataFrame({"day": f"2025-01-{d:02d}", "score": score, "label": y}))
+        return pd.concat(out, ignore_index=True)
+
+    fold_scores, own = days(1, 20, noise=1.5), days(21, 5, noise=0.0)
+    later = days(26, 5, noise=0.0, rows=20_000)
+    pool = pd.concat([fold_scores, own], ignore_index=True)
+    s, y = later["score"].to_numpy(), later["label"].to_numpy()
+    realised = realised_performance(s, y, threshold=0.5).roc_auc
+    args = dict(threshold=0.5, min_rows=200, max_days=14, seed=0, source="test")
+    _, flat = reference_from_rows("roc_auc", pool, calibration_pool=pool, own_rows=pool, **args)
+    fixed_ref, fixed = reference_from_rows("roc_auc", pool, calibration_pool=pool, own_rows=own, **args)
+    assert flat.slope == 1.0 and fixed.slope > 1.2 and fixed_ref.recalibrated_on_rows == len(own)
+    low = expected_roc_auc(flat(s), s) - realised
+    assert low < -0.05  # the failure this fixes
+    # most of it is gone (isotonic steps still hide the version's finer ranking within a step)
+    assert abs(expected_roc_auc(fixed(s), s) - realised) < abs(low) / 2
+    # its bias is measured on the version's own days, each held out of both fits, with an interval that holds 0
+    assert fixed_ref.bias_rows == len(own) and fixed_ref.bias_blocks == 5
+    low_bound, high_bound = fixed_ref.estimate_bias_interval()
+    assert low_bound < fixed_ref.estimate_bias < high_bound and high_bound - low_bound < 0.1
+
+
+def test_a_recalibrated_calibrator_round_trips_and_an_old_document_reads_as_not_recalibrated():
+    rng = np.random.default_rng(6)
+    scores = rng.random(3000)
+    labels = (rng.random(3000) < scores ** 2).astype(int)
+    base = calibrate(scores, labels, "isotonic")
+    sharper = recalibrate(base, scores, (rng.random(3000) < np.where(scores > 0.5, 0.9, 0.1)).astype(int))
+    assert sharper.slope > 1.0
+    loaded = Calibrator.from_dict(json.loads(json.dumps(sharper.to_dict())))
+    np.testing.assert_allclose(loaded(scores), sharper(scores))
+    old = {k: v for k, v in base.to_dict().items() if k not in ("slope", "intercept")}
+    np.testing.assert_allclose(Calibrator.from_dict(old)(scores), base(scores))
+    # separable rows keep the slope finite
+    separable = recalibrate(base, scores, (scores > 0.5).astype(int))
+    assert np.isfinite(separable.slope) and separable.slope < 100

@@ -259,7 +259,7 @@ def test_passing_windows_ramp_5_25_50_100_then_complete(plan):
 
 @pytest.mark.parametrize("breach, why", [
     (dict(metric=drop(0.05, 0.03, 0.07)), "roc_auc 0.7500 vs 0.8000: drop +0.0500 (95% CI +0.0300 .. +0.0700, "
-                                          "500 rows), allowed 0.02 absolute: worse beyond noise"),
+                                          "500 rows; resampled rows), allowed 0.02 absolute: worse beyond noise"),
     (dict(score_shift=Interval(0.8, 0.7, 0.9, 500), metric=None), "score shift from its training scores (KS) 0.800 (95% CI "
                                                      "0.700 .. 0.900, 500 rows), allowed 0.3: beyond sampling noise"),
     (dict(latency_ratio=Interval(5.0, 4.5, 5.5, 16)), "CPU time per row canary / champion 5.00 (95% CI 4.50 .. 5.50, "

@@ -12,8 +12,9 @@ from threadpoolctl import threadpool_limits
 from mlops_assets.benchmarks import detection as bench
 from mlops_assets.benchmarks import detection_core as core
 from mlops_assets.demo import synthetic
-from mlops_assets.benchmarks.detection_scoring import (DayRecord, Target, canary_tally, estimate_error,
-                                                       onset_to_flag, quality, stable_alerts, volume_tally)
+from mlops_assets.benchmarks.detection_scoring import (DayRecord, Target, bias_interval, canary_tally,
+                                                       estimate_error, onset_to_flag, quality, stable_alerts,
+                                                       volume_tally)
 
 ONSET = dt.date(2025, 1, 11)  # rec(10)
 
@@ -77,7 +78,8 @@ def test_quality_and_estimate_error_are_row_weighted_and_split_at_the_onset():
     reg = [rec(1, rows=2, abs_error=2.0, sq_error=8.0), rec(2, rows=2, abs_error=6.0, sq_error=10.0)]
     assert quality(reg, "regression") == {"rows": 4, "mae": 2.0, "rmse": pytest.approx(1.5 ** 0.5 * 3 ** 0.5)}
     out = estimate_error(records, ONSET)
-    assert out["stable"] == {"days": 2, "bias": pytest.approx(0.0), "mean_abs_error": pytest.approx(0.05)}
+    assert out["stable"] == {"days": 2, "bias": pytest.approx(0.0), "mean_abs_error": pytest.approx(0.05),
+                             "block_biases": [pytest.approx(0.0)]}
     assert out["after_onset"]["bias"] == pytest.approx(0.4)
 
 
@@ -196,3 +198,14 @@ def test_a_constant_reference_feature_has_its_own_floor(synthetic_spec):
     assert drift_report(profile, today, policy).drifted_features == [constant]
     assert drift_report(profile, today, replace(policy, constant_min_effect=0.1)).drifted_features == []
     assert drift_report(profile, today, replace(policy, drift_min_effect=0.5)).drifted_features == [constant, moving]
+
+
+def test_the_estimate_bias_interval_comes_from_runs_of_days_not_overlapping_days():
+    # 28 days whose errors come in two runs of 14 (+0.01, then +0.03): two runs, so a t interval with one
+    # degree of freedom around +0.02; one run alone has no interval
+    records = [rec(d, rows=10, correct=5, est=0.9 + (0.01 if d <= 14 else 0.03), real=0.9) for d in range(1, 29)]
+    runs = estimate_error(records, None)["stable"]["block_biases"]
+    assert runs == [pytest.approx(0.01), pytest.approx(0.03)]
+    low, high = bias_interval(runs)
+    assert low < 0.02 < high and high - 0.02 == pytest.approx(0.02 - low)
+    assert bias_interval(runs[:1]) is None

@@ -140,13 +140,19 @@ class BootstrapResult:
 
 
 def paired_bootstrap(y: np.ndarray, candidate: np.ndarray, champion: np.ndarray | None, metric,
-                     n_samples: int, seed: int, level: float = CI_LEVEL, name: str = "") -> BootstrapResult:
-    """Percentile CIs of the metric for each model and of candidate - champion, on the same resamples."""
+                     n_samples: int, seed: int, level: float = CI_LEVEL, name: str = "",
+                     blocks: list[np.ndarray] | None = None) -> BootstrapResult:
+    """Percentile CIs of the metric for each model and of candidate - champion, on the same resamples.
+    `blocks` (row indices per block, e.g. per day): resample whole blocks, so rows that move together (one
+    day's rows) count as the one observation they are; default: rows."""
     y, candidate = np.asarray(y), np.asarray(candidate)
     rng = np.random.default_rng(seed)
     cand, champ = np.empty(n_samples), np.empty(n_samples)
     for i in range(n_samples):
-        idx = rng.integers(0, len(y), size=len(y))
+        if blocks is None:
+            idx = rng.integers(0, len(y), size=len(y))
+        else:
+            idx = np.concatenate([blocks[b] for b in rng.integers(0, len(blocks), size=len(blocks))])
         cand[i] = metric(y[idx], candidate[idx])
         champ[i] = metric(y[idx], champion[idx]) if champion is not None else np.nan
     q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]

@@ -9,7 +9,8 @@ large batch they are within sampling noise of the realised metrics.
 
 The same formulas with p replaced by the 0/1 labels give the realised metrics, so estimate and truth are
 computed by one piece of code. `calibrate` fits isotonic or Platt scaling on labelled reference rows when
-the raw scores are not calibrated.
+the raw scores are not calibrated; `recalibrate` adjusts a calibrator fitted on other models' scores (cross-fitted
+fold models) to the scores of the model actually served, on that model's own held-out rows.
 """
 
 from __future__ import annotations
@@ -127,20 +128,58 @@ class Calibrator:
     y: tuple[float, ...] = ()
     a: float = 0.0
     b: float = 0.0
+    # Logistic recalibration on top (sigmoid(slope * logit(p) + intercept)); 1 and 0 leave p as it is.
+    slope: float = 1.0
+    intercept: float = 0.0
 
     def __call__(self, scores) -> np.ndarray:
+        p = self._base(scores)
+        if self.slope == 1.0 and self.intercept == 0.0:
+            return p
+        return special.expit(self.slope * _logit(p) + self.intercept)
+
+    def _base(self, scores) -> np.ndarray:
         s = np.asarray(scores, dtype=np.float64)
         if self.method == "isotonic":
             return np.interp(s, self.x, self.y)  # constant beyond the fitted range
         return special.expit(self.a * s + self.b)
 
     def to_dict(self) -> dict:
-        return {"method": self.method, "x": list(self.x), "y": list(self.y), "a": self.a, "b": self.b}
+        return {"method": self.method, "x": list(self.x), "y": list(self.y), "a": self.a, "b": self.b,
+                "slope": self.slope, "intercept": self.intercept}
 
     @classmethod
-    def from_dict(cls, raw: dict) -> "Calibrator":
+    def from_dict(cls, raw: dict) -> "Calibrator":  # documents stored before recalibration have no slope
         return cls(raw["method"], tuple(raw.get("x", ())), tuple(raw.get("y", ())), float(raw.get("a", 0.0)),
-                   float(raw.get("b", 0.0)))
+                   float(raw.get("b", 0.0)), float(raw.get("slope", 1.0)), float(raw.get("intercept", 0.0)))
+
+
+# The recalibration's pull toward "leave the calibrator as it is", in rows: keeps slope and intercept finite
+# when a small held-out sample is separable, and is negligible against hundreds of rows.
+RECALIBRATION_PRIOR_ROWS = 10.0
+# Isotonic steps reach 0 and 1 exactly; the logit of a probability is taken this far inside (0, 1).
+_LOGIT_EDGE = 1e-3
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    return special.logit(np.clip(p, _LOGIT_EDGE, 1.0 - _LOGIT_EDGE))
+
+
+def _fit_logistic(x: np.ndarray, y: np.ndarray, start: tuple[float, float], ridge: float = 0.0) -> tuple[float, float]:
+    """(a, b) minimising the mean log-loss of sigmoid(a x + b) against 0/1 labels, plus `ridge` / n times the
+    squared distance from `start` (a prior worth about `ridge` rows: finite even when the rows are separable)."""
+    center = np.array(start, dtype=np.float64)
+    weight = ridge / max(len(x), 1)
+
+    def loss(ab):
+        z = ab[0] * x + ab[1]
+        err = special.expit(z) - y
+        pull = ab - center
+        value = float(np.mean(np.logaddexp(0.0, z) - y * z) + weight * pull @ pull)
+        return value, np.array([np.mean(err * x), np.mean(err)]) + 2 * weight * pull
+
+    fit = optimize.minimize(loss, np.array(start, dtype=np.float64), jac=True, method="BFGS")
+    return float(fit.x[0]), float(fit.x[1])
 
 
 def calibrate(scores, labels, method: str = "isotonic") -> Calibrator:
@@ -154,11 +193,23 @@ def calibrate(scores, labels, method: str = "isotonic") -> Calibrator:
         steps_x, steps_y = tuple(map(float, iso.X_thresholds_)), tuple(map(float, iso.y_thresholds_))
         return Calibrator("isotonic", x=steps_x, y=steps_y)
     if method == "platt":
-        def loss(ab):  # mean log-loss of sigmoid(a s + b) and its gradient
-            z = ab[0] * s + ab[1]
-            err = special.expit(z) - y
-            return float(np.mean(np.logaddexp(0.0, z) - y * z)), np.array([np.mean(err * s), np.mean(err)])
-
-        fit = optimize.minimize(loss, np.zeros(2), jac=True, method="BFGS")
-        return Calibrator("platt", a=float(fit.x[0]), b=float(fit.x[1]))
+        a, b = _fit_logistic(s, y, (0.0, 0.0))
+        return Calibrator("platt", a=a, b=b)
     raise ValueError(f"unknown calibration method {method!r} (expected 'isotonic' or 'platt')")
+
+
+def recalibrate(calibrator: Calibrator, scores, labels) -> Calibrator:
+    """`calibrator` with a logistic recalibration (slope and intercept on the logit of its probabilities) fitted
+    on labelled rows of the model being served.
+
+    A calibrator fitted on fold models' scores carries their ranking: where a fold model ranks worse than the
+    final model, its probabilities are too flat for the final model's scores, and the estimate runs low. Two
+    parameters fitted on the final model's own held-out rows sharpen (slope > 1) or flatten it and shift its
+    level, while the isotonic shape still comes from the many pooled rows."""
+    s = _check("scores", scores)
+    y = _check("labels", labels, len(s))
+    if not np.isin(y, (0.0, 1.0)).all() or len(np.unique(y)) < 2:
+        raise ValueError("recalibration needs 0/1 labels with both classes present")
+    plain = Calibrator(calibrator.method, calibrator.x, calibrator.y, calibrator.a, calibrator.b)
+    slope, intercept = _fit_logistic(_logit(plain(s)), y, (1.0, 0.0), ridge=RECALIBRATION_PRIOR_ROWS)
+    return Calibrator(plain.method, plain.x, plain.y, plain.a, plain.b, slope=slope, intercept=intercept)

@@ -4,8 +4,9 @@ A day of 24 rows says almost nothing about accuracy; a window does. The window e
 reaches back, whole day by whole day, until it holds `performance_min_rows` rows or spans
 `performance_max_days` calendar days, so a report reads at most that many days however long the history.
 The realised figure is taken on the window's labelled rows; the label-free estimate (classification) on all
-of them, less the bias measured on held-out rows when the reference was fitted. The realised figure decides
-once any labels are in; before, the estimate does. Limits: `PerformanceReference.limits` (chunk spread at the
+of them, less the bias measured on held-out rows when the reference was fitted
+(`PerformanceReference.bias_correction`). The realised figure decides once any labels are in; before, the
+estimate does. Limits: `PerformanceReference.limits` (chunk spread at the
 window's row count, or the sampling interval).
 """
 
@@ -61,7 +62,7 @@ class PerformanceReport:
     label_coverage: float
     realised: float | None
     estimated: float | None  # the label-free figure as computed
-    estimate_bias: float | None  # measured when the reference was fitted; subtracted before judging
+    estimate_bias: float | None  # measured when the reference was fitted (on held-out blocks)
     judged: str | None  # "realised", "estimated" or None (nothing to judge)
     value: float | None  # the figure judged (estimated less its bias when judged is "estimated")
     reference_level: float | None
@@ -74,6 +75,9 @@ class PerformanceReport:
     message: str
     baseline: float | None = None  # the version's validation figure of the metric, for comparison
     details: dict = field(default_factory=dict)
+    # the bias's 95 % interval across the held-out blocks it was measured on, e.g. "-0.031 .. +0.012 (5 blocks)"
+    estimate_bias_interval: str | None = None
+    estimate_correction: float = 0.0  # what was subtracted from the estimate (the measured bias)
 
     @property
     def drop(self) -> float:  # the name the detection benchmark reads
@@ -99,12 +103,13 @@ def judge_performance(spec: DatasetSpec, reference: MonitoringReference, window:
             details["realised"] = realised_performance(scores[labelled], labels[labelled], threshold).to_dict()
     perf_ref = reference.performance
     bias = perf_ref.estimate_bias if perf_ref is not None else math.nan
+    correction = perf_ref.bias_correction if perf_ref is not None else 0.0
     if spec.is_classification and reference.calibrator is not None and len(scores):
         probabilities = reference.calibrator(scores)
         estimated = _finite_or_none(pm.estimated_metric(metric, probabilities, scores, threshold))
         details["estimated"] = estimate_performance(probabilities, threshold, scores=scores).to_dict()
         if estimated is not None:
-            corrected = estimated - (bias if math.isfinite(bias) else 0.0)
+            corrected = estimated - correction
     judged, value, n = (("realised", realised, int(labelled.sum())) if realised is not None
                         else ("estimated", corrected, len(scores)) if corrected is not None else (None, None, 0))
     limits = _limits(spec, reference, metric, window, labelled, judged, n, policy)
@@ -122,7 +127,9 @@ def judge_performance(spec: DatasetSpec, reference: MonitoringReference, window:
         value=value, reference_level=limits.center if limits else None, limit_std=limits.std if limits else None,
         warn_limit=limits.warn if limits else None, error_limit=limits.error if limits else None,
         limits_source=limits.source if limits else "no figure to judge", worse_by=float(worse_by), status=status,
-        message="", baseline=_finite_or_none(baseline), details=details)
+        message="", baseline=_finite_or_none(baseline), details=details,
+        estimate_bias_interval=_bias_interval(perf_ref) if spec.is_classification else None,
+        estimate_correction=correction if corrected is not None else 0.0)
     report.message = describe(report)
     return report
 
@@ -167,6 +174,11 @@ def describe(report: PerformanceReport) -> str:
     return (f"{head}: {moved} {abs(report.value - report.reference_level):.4f} ({verdict}) from the reference "
             f"level {report.reference_level:.4f}, {where} the {report.status if report.status != 'OK' else 'WARN'} "
             f"limit {limit:.4f}")
+
+
+def _bias_interval(perf_ref) -> str | None:
+    interval = perf_ref.estimate_bias_interval() if perf_ref is not None else None
+    return None if interval is None else f"{interval[0]:+.3f} .. {interval[1]:+.3f} ({perf_ref.bias_blocks} blocks)"
 
 
 def _finite_or_none(x: float) -> float | None:

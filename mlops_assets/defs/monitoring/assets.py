@@ -128,7 +128,8 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
         window = monitoring.collect_window(day, read_day, spec_.monitoring)
         perf = monitoring.judge_performance(spec_, reference, window, spec_.monitoring)
         project.store.write_json("performance_report", day, {"model_version": version, **perf.to_dict()})
-        shown = ("metric", "judged", "realised", "estimated", "estimate_bias", "reference_level", "warn_limit",
+        shown = ("metric", "judged", "realised", "estimated", "estimate_bias", "estimate_bias_interval",
+                 "estimate_correction", "reference_level", "warn_limit",
                  "error_limit", "limits_source", "window_first_day", "window_last_day", "window_days", "window_rows",
                  "labelled_rows", "label_coverage", "baseline", "message")
         metadata = {"model_version": version, "status": perf.status, **{k: getattr(perf, k) for k in shown}}
