@@ -141,7 +141,7 @@ class LocalObjectStore(ObjectStore):
         return LocalObjectStore(self.root / check_key(prefix))
 
     def path(self, key: str) -> Path:
-        target = self.root.joinpath(*check_key(key, allow_empty=True).split("/")) if key else self.root
+        target = self.root.joinpath(*check_key(key).split("/"))
         if not target.resolve().is_relative_to(self.root):  # through a symlink
             raise UnsafeKey(f"object key {key!r} resolves outside {self.root}")
         return target
@@ -149,7 +149,7 @@ class LocalObjectStore(ObjectStore):
     local_path = path
 
     def url(self, key: str = "") -> str:
-        return str(self.path(key))
+        return str(self.path(key)) if key else str(self.root)
 
     def duckdb_path(self, key: str) -> str:
         return str(self.root / check_key(key))  # globs are allowed here, so not resolved
@@ -311,11 +311,11 @@ class S3ObjectStore(ObjectStore):
     def child(self, prefix: str) -> "S3ObjectStore":
         return S3ObjectStore(self.client, self.bucket, join_key(self.prefix, check_key(prefix)), counter=self.counter)
 
-    def _key(self, key: str) -> str:
-        return join_key(self.prefix, check_key(key, allow_empty=True))
+    def _key(self, key: str, *, allow_empty: bool = False) -> str:
+        return join_key(self.prefix, check_key(key, allow_empty=allow_empty))
 
     def url(self, key: str = "") -> str:
-        return f"s3://{self.bucket}/{self._key(key)}"
+        return f"s3://{self.bucket}/{self._key(key, allow_empty=True)}"
 
     def duckdb_path(self, key: str) -> str:
         return f"s3://{self.bucket}/{join_key(self.prefix, check_key(key))}"
@@ -360,7 +360,7 @@ class S3ObjectStore(ObjectStore):
         return self.size(key) is not None
 
     def list_entries(self, prefix: str = "") -> dict[str, list]:
-        base = self._key(prefix)
+        base = self._key(prefix, allow_empty=True)
         base = f"{base}/" if base else ""
         out = {}
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=base):
@@ -372,7 +372,7 @@ class S3ObjectStore(ObjectStore):
         return out
 
     def _children(self, prefix: str) -> tuple[list[str], list[str]]:
-        base = self._key(prefix)
+        base = self._key(prefix, allow_empty=True)
         base = f"{base}/" if base else ""
         names, folders = [], []
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=base,
