@@ -9,8 +9,8 @@ import pytest
 
 from mlops_assets.core.config.settings import Settings, SettingsError
 from mlops_assets.core.ingestion.kept import Archive, Quarantine
-from mlops_assets.core.io.objects import (LocalObjectStore, ObjectFile, ObjectNotFound, S3ObjectStore, UnsafeKey,
-                                          open_object_store)
+from mlops_assets.core.io.objects import LocalObjectStore, ObjectFile, ObjectNotFound, UnsafeKey, open_object_store
+from mlops_assets.core.io.objects_s3 import S3ObjectStore
 from mlops_assets.core.io.storage import MissingPartition, PartitionStore
 from mlops_assets.core.registry.artifacts import ArtifactIntegrityError, ArtifactStore
 from mlops_assets.core.serving.canary import CanaryStateFile
