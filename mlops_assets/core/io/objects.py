@@ -15,11 +15,13 @@ on the connection (DuckDB's own httpfs extension would have to be downloaded; au
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import threading
 import uuid
 from pathlib import Path
+from typing import Iterator
 
 import duckdb
 
@@ -114,6 +116,13 @@ class ObjectStore:
         """What DuckDB's read_parquet takes for `key` (or for a glob such as `folder/*.parquet`)."""
         return self.url(key)
 
+    @contextlib.contextmanager
+    def readable(self, keys: list[str]) -> Iterator[list[str]]:
+        """Local files holding the objects `keys` (in order) while the block runs: the files themselves for a
+        local store; for S3 one GET per object into a temporary folder (removed afterwards), so a query sees each
+        object whole, as one version, even if it is replaced meanwhile. ObjectNotFound if one is missing."""
+        raise NotImplementedError
+
     def connection(self) -> duckdb.DuckDBPyConnection:
         """A DuckDB connection able to read this store's `duckdb_path`s."""
         raise NotImplementedError
@@ -151,6 +160,14 @@ class LocalObjectStore(ObjectStore):
 
     def duckdb_path(self, key: str) -> str:
         return str(self.root / check_key(key))  # globs are allowed here, so not resolved
+
+    @contextlib.contextmanager
+    def readable(self, keys: list[str]) -> Iterator[list[str]]:
+        paths = [self.path(k) for k in keys]
+        for key, path in zip(keys, paths):
+            if not path.is_file():
+                raise ObjectNotFound(f"no object {key} in {self.root}")
+        yield [str(p) for p in paths]
 
     def connection(self) -> duckdb.DuckDBPyConnection:
         from mlops_assets.core.io.storage import scratch_connection
