@@ -85,7 +85,8 @@ class ObjectStore:
         raise NotImplementedError
 
     def list(self, prefix: str = "") -> list[str]:
-        """Every key under `prefix` (recursively), sorted; `prefix` is a folder (`a/b` lists `a/b/...`)."""
+        """Every key under `prefix` (recursively), sorted; `prefix` is a folder (`a/b` lists `a/b/...`). A local
+        file whose name starts with a dot is a temporary or staging file, never listed."""
         return sorted(self.list_entries(prefix))
 
     def list_entries(self, prefix: str = "") -> dict[str, list]:
@@ -232,6 +233,8 @@ class LocalObjectStore(ObjectStore):
             except (FileNotFoundError, NotADirectoryError):
                 continue
             for entry in entries:
+                if entry.name.startswith("."):  # a temporary or staging file, not an object (yet)
+                    continue
                 key = f"{rel}/{entry.name}" if rel else entry.name
                 try:
                     if entry.is_dir(follow_symlinks=False):
@@ -244,8 +247,9 @@ class LocalObjectStore(ObjectStore):
         return out
 
     def _scan(self, prefix: str) -> list[os.DirEntry]:
+        """The folder's entries, without temporary and staging files (their names start with a dot)."""
         try:
-            return list(os.scandir(self.path(prefix) if prefix else self.root))
+            return [e for e in os.scandir(self.path(prefix) if prefix else self.root) if not e.name.startswith(".")]
         except (FileNotFoundError, NotADirectoryError):
             return []
 
