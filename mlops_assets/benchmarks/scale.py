@@ -10,8 +10,8 @@
 - sensor: one tick of the landing sensor's logic (core/ingestion/watch.py plan_tick) with N days of archived
   history and no new file, and with NEW new files landed: the tick reads the landing zone only, so its cost
   stays flat as the archive grows.
-- s3 (only when asked): the daily cycle at the first --history with every piece of state on S3 (a moto server in
-  the same process, over HTTP) and in a local folder, in the same command: wall time per day and S3 requests
+- s3 (only when asked): the daily cycle at the first --history with every piece of state on S3 (moto_server, from
+  moto[server], in a process of its own on 127.0.0.1) and in a local folder, in the same command: wall time per day and S3 requests
   per daily cycle by kind (GET, PUT, LIST, HEAD, DELETE), counted by a botocore event hook on boto3's client
   and on DuckDB's s3fs file system.
 - daily: the daily cycle of one day (score_and_monitor_job: batch scoring, canary step, shadow report and the
@@ -345,35 +345,43 @@ def bench_daily(histories: list[int], work: Path, table: list) -> None:
 
 
 def bench_s3(history: int, work: Path, table: list) -> None:
-    """The daily cycle with every piece of state on S3 (a moto server in this process, over HTTP), against the
+    """The daily cycle with every piece of state on S3 (moto_server in a process of its own, over HTTP), against the
     local folder in the same command: wall time and S3 requests per day by kind."""
-    import logging
+    import socket
     import uuid
     import warnings
 
     import boto3
-    from moto.server import ThreadedMotoServer
 
     warnings.filterwarnings("ignore", message=".*is currently in (preview|beta).*")
     warnings.filterwarnings("ignore", message=".*get_sensor_def will return.*")
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
+    # moto's server in a process of its own: in this one it would share the GIL with the run it serves
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
                                             "AWS_ENDPOINT_URL")}
     try:
-        host, port = server.get_host_and_port()
         os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1",
-                          AWS_ENDPOINT_URL=f"http://{host}:{port}")
+                          AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}")
+        for _ in range(100):  # until it answers
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
         bucket = f"bench-{uuid.uuid4().hex[:8]}"
         boto3.client("s3").create_bucket(Bucket=bucket)
         command = _command("--only s3", f"--history {history}")
         print(f"s3: score_and_monitor_job for one day, {history} days of history, state in a local folder and on "
-              f"S3 (moto server on 127.0.0.1, in process) ({_load()})")
+              f"S3 (moto_server on 127.0.0.1, its own process) ({_load()})")
         local = daily_cycle(history, work / "s3-local")
         on_s3 = daily_cycle(history, work / "s3-s3", storage_url=f"s3://{bucket}/state")
     finally:
-        server.stop()
+        server.terminate()
+        server.wait(timeout=30)
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
