@@ -10,10 +10,10 @@
 - sensor: one tick of the landing sensor's logic (core/ingestion/watch.py plan_tick) with N days of archived
   history and no new file, and with NEW new files landed: the tick reads the landing zone only, so its cost
   stays flat as the archive grows.
-- s3 (only when asked): the daily cycle at the first --history with every piece of state on S3 (moto_server, from
-  moto[server], in a process of its own on 127.0.0.1) and in a local folder, in the same command: wall time per day and S3 requests
-  per daily cycle by kind (GET, PUT, LIST, HEAD, DELETE), counted by a botocore event hook on boto3's client
-  and on DuckDB's s3fs file system.
+- s3 (only when asked): the daily cycle at the first --history with every piece of state on S3 (moto_server,
+  from moto[server], in a process of its own on 127.0.0.1) and in a local folder, in the same command: wall
+  time per day and S3 requests per daily cycle by kind (GET, PUT, LIST, HEAD, DELETE), counted by a botocore
+  event hook on boto3's client and on DuckDB's s3fs file system.
 - daily: the daily cycle of one day (score_and_monitor_job: batch scoring, canary step, shadow report and the
   four monitoring reports, run by Dagster in process) with H days of history (labeled synthetic days loaded
   straight into the warehouse, as many served days in the prediction ledger and scoring stats, and the job
