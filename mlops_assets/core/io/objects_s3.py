@@ -207,13 +207,12 @@ class S3ObjectStore(ObjectStore):
         return folder / f".{name}.staged-{os.getpid()}-{threading.get_ident()}-{uuid.uuid4().hex[:8]}"
 
     def filesystem(self):
-        """An s3fs file system on the same endpoint and credentials as the boto3 client, for DuckDB."""
+        """An s3fs file system on the boto3 client's endpoint and region, for DuckDB. Its credentials come from
+        the same standard chain boto3 reads (AWS variables, profile, instance role: refreshed when they expire)."""
         import s3fs
 
         endpoint = self.client.meta.endpoint_url
-        creds = self.client._request_signer._credentials  # the client's own resolved credentials
-        frozen = creds.get_frozen_credentials() if creds is not None else None
-        cache_key = (endpoint, frozen and frozen.access_key, id(self.counter))
+        cache_key = (endpoint, self.client.meta.region_name, id(self.counter))
         with _S3_LOCK:
             fs = _S3_FILESYSTEMS.get(cache_key)
             if fs is None:
@@ -222,10 +221,7 @@ class S3ObjectStore(ObjectStore):
                 session = AioSession()
                 session.register("before-send.s3.*", self.counter)  # DuckDB's reads are S3 requests too
                 fs = s3fs.S3FileSystem(
-                    session=session,
-                    key=frozen and frozen.access_key, secret=frozen and frozen.secret_key,
-                    token=frozen and frozen.token, anon=frozen is None, endpoint_url=endpoint,
-                    client_kwargs={"region_name": self.client.meta.region_name},
+                    session=session, endpoint_url=endpoint, client_kwargs={"region_name": self.client.meta.region_name},
                     use_listings_cache=False, skip_instance_cache=True,  # never a stale listing after our PUTs
                 )
                 _S3_FILESYSTEMS[cache_key] = fs
