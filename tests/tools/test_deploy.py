@@ -33,9 +33,6 @@ LIBRARY_VARIABLES = {
 # Set by the Dockerfile for Python and pip themselves.
 INTERPRETER_VARIABLES = {"PATH", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "PIP_DISABLE_PIP_VERSION_CHECK"}
 # Read by parts of issue 12 built alongside this one (all state on S3); drop a name once the code reads it.
-PENDING_VARIABLES = {"MLOPS_STORAGE_URL"}
-
-
 def _load_check():
     spec = importlib.util.spec_from_file_location("deploy_check", DEPLOY / "check.py")
     module = importlib.util.module_from_spec(spec)
@@ -91,7 +88,7 @@ def test_every_variable_handed_to_the_pods_is_read_by_something_in_the_image():
     unknown = []
     for name in sorted(given):
         if name.startswith("MLOPS_"):
-            if name not in read_by_project and name not in PENDING_VARIABLES:
+            if name not in read_by_project:
                 unknown.append(f"{name}: not read anywhere in mlops_assets/")
         elif name in LIBRARY_VARIABLES:
             files = list(SITE.glob(LIBRARY_VARIABLES[name]))
