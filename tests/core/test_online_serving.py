@@ -208,3 +208,76 @@ def test_metrics_render_as_prometheus_text():
         'x_seconds_bucket{model="m",le="+Inf"} 3', 'x_seconds_sum{model="m"} 5.055', 'x_seconds_count{model="m"} 3',
         "# HELP x_total Requests", "# TYPE x_total counter", 'x_total{model="m",status="200"} 2',
     ]
+
+
+# ------------------------------------------------------------------------------------------ live models
+
+
+class FakeRegistry:
+    """Aliases and files the test moves by hand; `load_model` refuses a damaged version as the registry does."""
+
+    def __init__(self):
+        self.aliases, self.damaged, self.broken, self.loads = {"champion": "v1"}, set(), False, []
+        self.previous = None
+
+    def version_for(self, alias):
+        if self.broken:
+            raise OSError("registry unreachable")
+        return self.aliases.get(alias)
+
+    def previous_champion(self):
+        return self.previous
+
+    def load_model(self, version):
+        self.loads.append(version)
+        if version in self.damaged:
+            raise ValueError(f"{version}: sha256 mismatch")
+        return f"pipeline {version}"
+
+
+def live_models(tmp_path, registry):
+    from mlops_assets.core.serving.canary import CanaryStateFile
+    from mlops_assets.core.serving.live_models import LiveModels, ModelSlot
+
+    return LiveModels([ModelSlot("m", registry, CanaryStateFile(tmp_path / "canary.json"))])
+
+
+def test_live_models_swap_on_promotion_keep_the_previous_champion_and_survive_a_registry_outage(tmp_path):
+    registry = FakeRegistry()
+    live = live_models(tmp_path, registry)
+    live.refresh()
+    first = live.serving("m")
+    assert first.champion.pipeline == "pipeline v1"
+    registry.aliases["champion"], registry.previous = "v2", "v1"
+    live.refresh()
+    assert live.serving("m").champion.version == "v2" and first.champion.version == "v1"  # old object untouched
+    assert live.status("m")["loaded_versions"] == ["v1", "v2"]
+    registry.aliases["champion"], registry.previous = "v1", None  # rollback: v1 is still loaded
+    loads = len(registry.loads)
+    live.refresh()
+    assert live.serving("m").champion.version == "v1" and len(registry.loads) == loads
+    registry.broken = True
+    live.refresh()
+    assert live.serving("m").champion.version == "v1"
+    assert not live.registry_status()["readable"] and "registry unreachable" in live.registry_status()["error"]
+    registry.broken = False
+    live.refresh()
+    assert live.registry_status()["readable"]
+
+
+def test_a_version_failing_its_checksum_is_not_served(tmp_path):
+    registry = FakeRegistry()
+    live = live_models(tmp_path, registry)
+    live.refresh()
+    registry.aliases["champion"], registry.aliases["shadow"] = "v2", "v3"
+    registry.damaged = {"v2", "v3"}
+    live.refresh()
+    assert live.serving("m").plan.champion == "v1" and live.serving("m").shadow is None
+    assert sorted(p.split(" ")[0] for p in live.status("m")["problems"][:2]) == ["v2", "v3"]
+    registry.damaged = {"v3"}
+    registry.aliases["shadow"] = None
+    live.refresh()  # a plan change retries the file (restored meanwhile)
+    assert live.serving("m").plan.champion == "v2"
+    registry.aliases["champion"] = None  # retired on purpose: nothing served
+    live.refresh()
+    assert live.serving("m") is None and not live.status("m")["ready"]

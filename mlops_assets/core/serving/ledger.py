@@ -142,8 +142,12 @@ class PredictionLedger:
     def _online_files(self, start: str | None = None, end: str | None = None, day: str | None = None) -> list[Path]:
         """The online part files of the days asked for, day by day in flush order."""
         folder = self.root / ONLINE_FOLDER
-        if day is not None:
-            return sorted((folder / day).glob("*.parquet"))  # one day: no listing of the others
+        if day is not None:  # one day: only its own folder is listed, so the cost does not grow with history
+            if not (folder / day).is_dir():
+                return []
+            with os.scandir(folder / day) as entries:
+                return sorted(Path(e.path) for e in entries if e.name.endswith(".parquet") and e.is_file()
+                              and not e.name.startswith("."))
         if not folder.is_dir():
             return []
         return sorted(p for sub in folder.iterdir() if sub.is_dir() and _is_day(sub.name)

@@ -88,35 +88,39 @@ class LiveModels:
             self.last_read = now
 
     def _apply(self, slot: ModelSlot, plan: ServingPlan, previous: str | None) -> None:
-        slot.plan, slot.previous_champion = plan, previous
+        # New dicts, assigned whole: status() reads them from the event loop's thread meanwhile.
         wanted = [v for v in (*plan.versions, previous) if v]
-        slot.problems = {}  # a plan change retries a file that failed (it may have been restored)
+        loaded, problems = dict(slot.loaded), {}  # a plan change retries a file that failed (it may be restored)
         for version in dict.fromkeys(wanted):
-            if version not in slot.loaded:
+            if version not in loaded:
                 try:
-                    slot.loaded[version] = slot.registry.load_model(version)
+                    loaded[version] = slot.registry.load_model(version)
                 except Exception as exc:  # noqa: BLE001 - a damaged or missing file: never served
-                    slot.problems[version] = f"{type(exc).__name__}: {exc}"
-        ok = {v: m for v, m in slot.loaded.items() if v not in slot.problems}
+                    problems[version] = f"{type(exc).__name__}: {exc}"
         if plan.champion is None:
             usable = None  # the registry has no champion (retired on purpose): stop serving the model
-        elif plan.champion not in ok:
+        elif plan.champion not in loaded:
             usable = slot.serving.plan if slot.serving is not None else None  # keep the last verified plan
         else:
-            canary_ok = plan.canary in ok
+            canary_ok = plan.canary in loaded
             usable = plan._replace(canary=plan.canary if canary_ok else None,
                                    canary_share=plan.canary_share if canary_ok else 0.0,
                                    canary_salt=plan.canary_salt if canary_ok else "",
-                                   shadow=plan.shadow if plan.shadow in ok else None)
+                                   shadow=plan.shadow if plan.shadow in loaded else None)
+        serving = slot.serving
         if usable is None:
-            slot.serving = None
-        elif slot.serving is None or slot.serving.plan != usable:
-            slot.serving = load_plan(usable, lambda v: slot.loaded[v])
-            slot.swaps += 1
-            if self._on_swap is not None:
-                self._on_swap(slot.name, usable)
-        keep = set(wanted) | (set(slot.serving.plan.versions) if slot.serving else set())
-        slot.loaded = {v: m for v, m in slot.loaded.items() if v in keep}
+            serving = None
+        elif serving is None or serving.plan != usable:
+            serving = load_plan(usable, loaded.__getitem__)
+        keep = set(wanted) | (set(serving.plan.versions) if serving else set())
+        slot.loaded = {v: m for v, m in loaded.items() if v in keep}
+        slot.problems, slot.plan, slot.previous_champion = problems, plan, previous
+        if serving is not slot.serving:
+            slot.serving = serving  # the swap: one assignment
+            if serving is not None:
+                slot.swaps += 1
+                if self._on_swap is not None:
+                    self._on_swap(slot.name, serving.plan)
 
     def start(self) -> None:
         if self._thread is None:
