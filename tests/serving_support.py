@@ -7,18 +7,35 @@ import pandas as pd
 
 from conftest import SPECS
 from harness import START, Location, synthetic_history
+from mlops_assets.core.config.settings import Settings
+from mlops_assets.core.portfolio import Portfolio
 from mlops_assets.core.serving.canary import CanaryState, CanaryStateFile, start_canary
 from mlops_assets.core.training.trainer import train
+from mlops_assets.demo.history import load_labeled_days
 
 DAYS = 16
 SERVE_DAY = START + dt.timedelta(days=DAYS - 1)  # a day not used for training
 
 
-def serving_location(tmp_path, rows_per_day=60):
+class ServingData:
+    """The synthetic model's portfolio on `tmp_path/data` with labeled history in its warehouse, without
+    building the Dagster definitions (the online service does not need them; `with_dagster` does)."""
+
+    def __init__(self, tmp_path, history):
+        self.settings = Settings.for_data_dir(tmp_path / "data", SPECS / "synthetic.toml")
+        self.portfolio = Portfolio(self.settings)
+        self.project = self.portfolio.model("synthetic")
+        self.registry, self.store, self.history = self.project.registry, self.project.store, history
+        load_labeled_days(self.store, self.project.spec, history, sorted(history))
+
+
+def serving_location(tmp_path, rows_per_day=60, with_dagster=False):
     from mlops_assets.core.config.spec import load_spec
 
     spec = load_spec(SPECS / "synthetic.toml")
     history = synthetic_history(spec, DAYS, rows_per_day=rows_per_day)
+    if not with_dagster:
+        return ServingData(tmp_path, history)
     loc = Location(tmp_path, SPECS / "synthetic.toml", history=history)
     loc.history = history
     return loc

@@ -32,6 +32,11 @@ def loc(tmp_path):
     return serving_location(tmp_path)
 
 
+@pytest.fixture
+def dagster_loc(tmp_path):
+    return serving_location(tmp_path, with_dagster=True)
+
+
 def client_for(loc, config=FAST) -> TestClient:
     return TestClient(create_app(config=config, portfolio=loc.portfolio))
 
@@ -84,7 +89,8 @@ def post_each(client, rows, threads=8):
     return out
 
 
-def test_champion_only_scores_every_row_as_batch_scoring_does(loc):
+def test_champion_only_scores_every_row_as_batch_scoring_does(dagster_loc):
+    loc = dagster_loc
     champion = register_model(loc, 1)
     batch = batch_ledger(loc)
     rows = request_rows(loc)
@@ -94,7 +100,8 @@ def test_champion_only_scores_every_row_as_batch_scoring_does(loc):
     assert_identical_to_batch(loc, predictions, batch)
 
 
-def test_canary_share_and_shadow_match_batch_scoring_row_by_row(loc):
+def test_canary_share_and_shadow_match_batch_scoring_row_by_row(dagster_loc):
+    loc = dagster_loc
     register_model(loc, 1)
     canary, shadow = register_model(loc, 2, alias=None), register_model(loc, 3, alias=None)
     start_canary_at(loc, canary, 0.5)
@@ -150,7 +157,8 @@ def test_an_oversized_body_or_batch_is_refused_with_413(loc):
         assert client.post("/models/synthetic/predict", json=rows[:6]).status_code == 413
 
 
-def test_online_decisions_reach_the_ledger_in_order_and_mlops_decision_finds_them(loc, capsys, monkeypatch):
+def test_online_decisions_reach_the_ledger_in_order_and_mlops_decision_finds_them(dagster_loc, capsys, monkeypatch):
+    loc = dagster_loc
     champion = register_model(loc, 1)
     rows = request_rows(loc)
     slow = ServeConfig(ledger_flush_seconds=60)  # nothing flushes on its own: only the clean shutdown writes
@@ -218,6 +226,25 @@ def test_promotion_and_rollback_swap_under_load_without_a_failed_request(loc):
     assert failures == []
     assert seen[-1][1] == first, "the rollback did not take effect within 2 s"
     assert {v for _, v in seen} == {first, second}
+
+
+def test_a_canary_started_in_the_registry_takes_its_share_without_a_restart(loc):
+    register_model(loc, 1)
+    canary = register_model(loc, 2, alias=None)
+    rows = request_rows(loc)
+    with client_for(loc) as client:
+        assert {p["route"] for p in client.post("/models/synthetic/predict", json=rows).json()["predictions"]} == {
+            "champion"}
+        start_canary_at(loc, canary, 0.5)
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            predictions = client.post("/models/synthetic/predict", json=rows).json()["predictions"]
+            if any(p["route"] == "canary" for p in predictions):
+                break
+            time.sleep(0.05)
+        routes = {p["route"]: p["model_version"] for p in predictions}
+        assert routes.get("canary") == canary and "champion" in routes
+        assert client.get("/models").json()["models"][0]["canary_share"] == 0.5
 
 
 def test_an_unreadable_registry_keeps_the_last_models_serving_and_readyz_says_so(loc, monkeypatch):
