@@ -197,6 +197,7 @@ def format_table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 # The commands register themselves with @subcommand when their modules are imported.
-from mlops_assets.cli import registry_commands, ledger_commands, spec_commands, ingestion_commands, serve_commands  # noqa: E402,F401,I001  (--help lists them in this order)
+from mlops_assets.cli import registry_commands, ledger_commands, spec_commands, ingestion_commands  # noqa: E402,F401,I001  (--help lists them in this order)
+from mlops_assets.cli import serve_commands  # noqa: E402,F401
 
 
