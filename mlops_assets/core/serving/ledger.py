@@ -7,6 +7,11 @@ folder, flushed to disk, then renamed over the old one: replacing a day (a new c
 single rename, so a process killed at any point leaves either the old day or the new one, never both (two
 acted-on decisions for one entity). Parallel writers of different days never contend.
 
+Rows scored online (`mlops serve`) are appended, never rewritten: each flush of the service's buffer is one
+more part file, `<root>/online/<day>/<part>.parquet` (part names sort in flush order), written atomically
+like a day file. Every query reads a day's part files together with its day file, and batch scoring's
+replacing a day leaves them alone: they are decisions already acted on.
+
 Ledgers written before kept one file per (version, route, day), `<root>/<version>/<route>/<day>.parquet`.
 They are still read, for the days that have no day file yet; a day file, once present, is the whole day (a
 write replaces the day's older files with its day file, then removes them).
@@ -33,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import re
 import time
 from pathlib import Path
 from typing import Iterator
@@ -47,12 +53,14 @@ from mlops_assets.core.io.objects import ObjectStore, as_object_store
 from mlops_assets.core.io.storage import scratch_connection
 
 ROUTES = ("champion", "canary", "shadow")
+ONLINE_FOLDER = "online"
 ACTING_ROUTES = ("champion", "canary")
 LEDGER_COLUMNS = ("day", "entity", "timestamp", "score", "decision", "threshold", "model_version", "route",
                   "acted_on", "scored_at", "latency_ms_per_1k")
 _OPTIONAL_COLUMNS = ("threshold", "latency_ms_per_1k")  # NULL when absent (regression; no canary)
 # Acted-on rows first, then champion before canary before shadow: the order a reader wants the story in.
 _ROUTE_ORDER = "CASE route WHEN 'champion' THEN 0 WHEN 'canary' THEN 1 ELSE 2 END"
+_PART_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 _STALE_TEMP_SECONDS = 3600  # a temporary day file this old was left by a killed writer
 
 
@@ -110,8 +118,10 @@ class PredictionLedger:
         return safe_join(self.root, _day_key(day) + ".parquet")
 
     def days(self) -> list[str]:
-        """Every day with rows, in either layout."""
-        return sorted(set(self._day_files()) | {_stem(k) for k in self._legacy_files()})
+        """Every day with rows, in any layout."""
+        online = set(self.objects.list_folders(ONLINE_FOLDER))
+        return sorted(set(self._day_files()) | {_stem(k) for k in self._legacy_files()}
+                      | {d for d in online if _is_day(d)})
 
     def versions(self) -> list[str]:
         """Every model version with rows in the ledger."""
@@ -138,7 +148,7 @@ class PredictionLedger:
         """Keys of the previous layout, <version>/<route>/<day>.parquet."""
         keys = []
         for folder in self.objects.list_folders():
-            if not VERSION_NAME.fullmatch(folder):
+            if not VERSION_NAME.fullmatch(folder) or folder == ONLINE_FOLDER:
                 continue
             for route in self.objects.list_folders(folder):
                 if route in ROUTES:
@@ -146,7 +156,21 @@ class PredictionLedger:
                              if n.endswith(".parquet") and _is_day(_stem(n)) and (day is None or _stem(n) == day)]
         return sorted(keys)
 
+    def _online_files(self, start: str | None = None, end: str | None = None, day: str | None = None) -> list[str]:
+        """Keys of the online part files of the days asked for, day by day in flush order."""
+        if day is not None:  # one day: only its own folder is listed, so the cost does not grow with history
+            days = [day]
+        else:
+            days = [d for d in self.objects.list_folders(ONLINE_FOLDER) if _is_day(d)
+                    and not (start and d < start) and not (end and d > end)]
+        return [f"{ONLINE_FOLDER}/{d}/{n}" for d in sorted(days)
+                for n in self.objects.list_names(f"{ONLINE_FOLDER}/{d}") if n.endswith(".parquet")]
+
     def _files(self, start: str | None = None, end: str | None = None, day: str | None = None) -> list[str]:
+        """Every key holding rows of the days asked for: batch files and online parts."""
+        return self._batch_files(start, end, day) + self._online_files(start, end, day)
+
+    def _batch_files(self, start: str | None = None, end: str | None = None, day: str | None = None) -> list[str]:
         """The keys holding the days asked for: a day's file when it has one, else its legacy files."""
         if day is not None and self.objects.exists(f"{day}.parquet"):
             return [f"{day}.parquet"]  # one day: no listing, so its cost does not grow with history
@@ -182,7 +206,7 @@ class PredictionLedger:
             raise LedgerError(f"refusing to write to a path with a quote: {tmp}")
         sources = ["SELECT * REPLACE (CAST(day AS DATE) AS day) FROM new_rows"]
         params: list = []
-        old_files = self._files(day=day) if keep_others else []
+        old_files = self._batch_files(day=day) if keep_others else []
         try:
             with self._reading(old_files) as (con, old_paths):
                 con.register("new_rows", rows)
@@ -203,6 +227,34 @@ class PredictionLedger:
         if self.root is not None:
             _fsync(self.root)
         return self.objects.url(key)
+
+    def append_online(self, rows: pd.DataFrame, part: str) -> list[str]:
+        """Store rows scored online as new part files, one per day present, named `part` (letters, digits,
+        `-`, `_`; the caller makes names sort in the order it flushes). Each part is published atomically
+        (temporary file, fsync, rename; one PUT on S3), so a crash leaves it whole or absent; existing files are
+        never touched. Returns the parts' locations."""
+        if not _PART_NAME.fullmatch(part):
+            raise LedgerError(f"invalid online part name {part!r}: use letters, digits, '-' and '_'")
+        rows = _checked_rows(rows)
+        written = []
+        for day, group in rows.groupby("day", sort=True):
+            key = f"{ONLINE_FOLDER}/{day.date().isoformat()}/{part}.parquet"
+            if self.objects.exists(key):
+                raise LedgerError(f"online part {part}.parquet of {day.date()} already exists")
+            tmp = self.objects.staging_path(key)
+            if "'" in str(tmp):  # COPY's target cannot be a bound parameter
+                raise LedgerError(f"refusing to write to a path with a quote: {tmp}")
+            try:
+                with scratch_connection() as con:
+                    con.register("new_rows", group[list(LEDGER_COLUMNS)].reset_index(drop=True))
+                    con.execute("COPY (SELECT * REPLACE (CAST(day AS DATE) AS day) FROM new_rows) "
+                                f"TO '{tmp}' (FORMAT PARQUET)")
+                _fsync(tmp)
+                self.objects.put_file(key, tmp, move=True)
+            finally:
+                tmp.unlink(missing_ok=True)
+            written.append(self.objects.url(key))
+        return written
 
     def _remove_stale_temporaries(self, day: str) -> None:
         if self.root is None:  # staging files of an S3 ledger live in the temporary folder, not beside the days
