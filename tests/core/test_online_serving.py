@@ -185,7 +185,7 @@ def test_the_buffer_flushes_in_order_keeps_rows_a_failed_flush_could_not_write_a
     buffer.close()  # a clean shutdown writes what is left
     parts = ledger._online_files(day=DAY)
     assert len(parts) == 2 and parts == sorted(parts)
-    in_file_order = [e for p in parts for (e,) in duckdb.sql(f"SELECT entity FROM read_parquet('{p}')").fetchall()]
+    in_file_order = [e for p in parts for (e,) in duckdb.sql(f"SELECT entity FROM read_parquet('{ledger.root / p}')").fetchall()]
     assert in_file_order == ["a", "b", "c", "d", "g"]
     assert buffer.stats() | {"last_error": None} == buffer.stats() | {
         "pending_rows": 0, "max_pending_rows": 4, "flushed_rows": 5, "parts": 2, "last_error": None}
