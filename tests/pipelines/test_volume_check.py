@@ -56,3 +56,47 @@ def test_a_day_with_1_of_24_rows_is_blocked_and_can_be_accepted_with_a_reason(ma
     evaluation = pipeline.instance.event_log_storage.get_asset_check_execution_history(
         dg.AssetCheckKey(key, "raw_batch_volume_expected"), limit=1)[0].event.dagster_event.event_specific_data
     assert "fire drill at 01:00" in evaluation.metadata["accepted_by"].value
+
+
+def test_a_short_re_delivery_is_held_and_the_accepted_day_stays(make_pipeline, synthetic_spec, tmp_path,
+                                                                monkeypatch, capsys):
+    pipeline = make_pipeline(SPECS / "synthetic.toml")
+    cfg = synthetic.ScenarioConfig("stable", START, 10, rows_per_day=24, seed=5)
+    batches = list(synthetic.generate_days(synthetic_spec, cfg))
+    for batch in batches:
+        pipeline.landing.deliver(features_file_name(batch.day), batch.features.to_csv(index=False).encode())
+    pipeline.tick()
+    last = batches[-1]
+    day = last.day.isoformat()
+    accepted = pipeline.store.fingerprint("raw_batch", day)
+    assert pipeline.store.read("raw_batch", day).shape[0] == 24
+
+    # a schema-valid but short file for the same day: held, the accepted 24 rows stay, nothing downstream moves
+    pipeline.landing.deliver(features_file_name(last.day), last.features.head(2).to_csv(index=False).encode())
+    pipeline.tick()
+    assert pipeline.store.fingerprint("raw_batch", day) == accepted
+    assert pipeline.store.read("raw_batch", day).shape[0] == 24
+    assert not pipeline.landing.exists(features_file_name(last.day))
+    held = [r for r in pipeline.project.quarantine.records(day) if r.reason.startswith("held over the accepted version")]
+    assert len(held) == 1
+    key = pipeline.key("raw_batch")
+    evaluation = pipeline.instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(key, "raw_batch_volume_expected"), limit=1)[0].event.dagster_event.event_specific_data
+    assert not evaluation.passed and "held" in evaluation.metadata["message"].value
+    command = evaluation.metadata["if_genuine"].value
+    fingerprint = command.split("--fingerprint ")[1].split()[0]
+
+    pipeline.tick()  # the sensor sees the landing zone without the held file (a person takes longer than a tick)
+    # a person accepts that version; delivered again, it replaces the day
+    monkeypatch.setenv("MLOPS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MLOPS_SPECS", str(SPECS / "synthetic.toml"))
+    assert cli.main(["accept-volume", day, "--model", "synthetic", "--fingerprint", fingerprint, "--reason",
+                     "r"]) == 1  # --rows goes with it
+    capsys.readouterr()
+    assert cli.main(["accept-volume", day, "--model", "synthetic", "--fingerprint", fingerprint, "--rows", "2",
+                     "--reason", "the producer's partial day is all there is", "--actor", "ops"]) == 0
+    assert "Deliver the held file again" in capsys.readouterr().out
+    pipeline.landing.deliver(features_file_name(last.day), last.features.head(2).to_csv(index=False).encode())
+    pipeline.tick()
+    assert pipeline.store.read("raw_batch", day).shape[0] == 2
+    assert pipeline.store.fingerprint("raw_batch", day) == fingerprint

@@ -3,7 +3,9 @@
 bytes, keep the previously accepted table untouched). No Dagster here.
 
 Nothing accepted is ever lost: the raw table of a day is only replaced by a version that passed every check,
-and every processed version stays on disk by content (archive or quarantine). With no file in the landing
+and every processed version stays on disk by content (archive or quarantine). A new delivery of a day that
+already has an accepted table must also pass `admit` (the volume check): a short re-delivery is held in the
+quarantine and the accepted table stays, instead of being replaced and then blocked. With no file in the landing
 zone, the day is re-ingested from its current archived version (a re-run, a backfill after a code change).
 """
 
@@ -23,7 +25,7 @@ from mlops_assets.core.ingestion.landing import UnreadableFile
 from mlops_assets.core.ingestion.names import landed_file_name
 from mlops_assets.core.ingestion.streaming import ByteScan, Progress, read_validated, scan_file, spool
 from mlops_assets.core.ingestion.validation import BatchRejected, ValidationResult
-from mlops_assets.core.io.storage import PartitionStore
+from mlops_assets.core.io.storage import PartitionStore, parquet_fingerprint
 
 RAW_TABLE = {"features": "raw_batch", "labels": "raw_labels"}
 WORK_FOLDER = ".ingest"  # beside the archive: spooled landed files and DuckDB's spill, removed after each run
@@ -58,12 +60,13 @@ class IngestOutcome:
     archived: ArchivedVersion | None = None  # accepted: the version the raw table now holds
     quarantined: QuarantineRecord | None = None  # rejected: where the bytes went
     kept: ArchivedVersion | None = None  # rejected: the accepted version the raw table still holds, if any
-    fingerprint: str | None = None  # accepted: the written table's content hash (PartitionStore.fingerprint)
+    fingerprint: str | None = None  # accepted (or held): the table's content hash (PartitionStore.fingerprint)
     read_path: str = ""  # how the file was read: fast | general | normalised (streaming.py)
+    held: str | None = None  # valid, but not admitted over the accepted version: why (it went to the quarantine)
 
     @property
     def accepted(self) -> bool:
-        return self.validation.passed
+        return self.validation.passed and self.held is None
 
     @property
     def rows(self) -> int:
@@ -141,14 +144,19 @@ def _identity(landing, name: str):
 
 
 def ingest(landing, archive: Archive, quarantine: Quarantine, store: PartitionStore, spec: DatasetSpec, kind: str,
-           partition: str, progress: Callable[[str], object] | None = None) -> IngestOutcome:
+           partition: str, progress: Callable[[str], object] | None = None,
+           admit: Callable[[int, str], str | None] | None = None) -> IngestOutcome:
     """Read, type and validate the day's file, then accept or reject it (see the module's docstring). The file
     is streamed (streaming.py): memory stays bounded whatever its size. `progress(message)` is called as it
     goes (bytes read, rows typed, checks run).
 
     An unreadable file raises BatchRejected after it was quarantined (`exc.quarantined`, `exc.kept` say where
     the bytes went and which accepted version stays). A readable file that breaks the spec is returned with
-    `accepted == False`, already quarantined."""
+    `accepted == False`, already quarantined.
+
+    `admit(rows, fingerprint)` is asked about a valid new delivery of a day whose table is already accepted; a
+    reason it returns holds the delivery: quarantined with that reason, the accepted table untouched
+    (`outcome.held`). A first delivery is always written: there is nothing to keep, and its checks still block."""
     report = Progress(progress)
     table = RAW_TABLE[kind]
     with workspace(archive) as work:
@@ -169,6 +177,14 @@ def ingest(landing, archive: Archive, quarantine: Quarantine, store: PartitionSt
                 record = _reject(landing, quarantine, source, partition, result.summary(), ", ".join(columns) or None)
                 return IngestOutcome(source, result, loaded.columns, quarantined=record, kept=kept,
                                      read_path=loaded.path)
+            if admit is not None and kept is not None and source.origin == "landing":
+                fingerprint = loaded.fingerprint or parquet_fingerprint(staged)
+                reason = admit(result.rows, fingerprint)
+                if reason:
+                    record = _reject(landing, quarantine, source, partition, f"held over the accepted version: "
+                                     f"{reason}", None)
+                    return IngestOutcome(source, result, loaded.columns, quarantined=record, kept=kept,
+                                         fingerprint=fingerprint, read_path=loaded.path, held=reason)
             # Accepted: the bytes first (so the table never holds a version whose bytes are not kept), then the
             # table, then the record of acceptance, then the landing zone is cleared. A crash in between leaves
             # the landed file in place and a re-run repeats every step idempotently.

@@ -159,12 +159,8 @@ class PartitionStore:
         """A content hash of a stored table (column names and types, row count, every value in its row's
         position), computed by DuckDB without loading the table: the data version of a raw table, however large.
         DuckDB's hash() may change between DuckDB versions (the data version would then change once)."""
-        with self._readable(asset, [partition]) as [path], scratch_connection() as con:
-            where = _quoted(path)
-            schema = con.execute(f"DESCRIBE SELECT * FROM read_parquet('{where}')").fetchall()
-            found = con.execute(f"SELECT count(*), bit_xor(hash(t)), sum(hash(t)::HUGEINT) FROM "
-                                f"read_parquet('{where}', file_row_number = true) t").fetchone()
-        return fingerprint_digest(schema, *found)
+        with self._readable(asset, [partition]) as [path]:
+            return parquet_fingerprint(path)
 
     def row_counts(self, asset: str, partitions: list[str]) -> dict[str, int]:
         """Rows of each stored partition among `partitions`, from the Parquet footers (no data read)."""
@@ -232,6 +228,16 @@ def _is_partition(key: str) -> bool:
         return check_partition_key(key) == key
     except ValueError:
         return False
+
+
+def parquet_fingerprint(path) -> str:
+    """PartitionStore.fingerprint of a local Parquet file (a stored partition, or a staged table not yet written)."""
+    where = _quoted(path)
+    with scratch_connection() as con:
+        schema = con.execute(f"DESCRIBE SELECT * FROM read_parquet('{where}')").fetchall()
+        found = con.execute(f"SELECT count(*), bit_xor(hash(t)), sum(hash(t)::HUGEINT) FROM "
+                            f"read_parquet('{where}', file_row_number = true) t").fetchone()
+    return fingerprint_digest(schema, *found)
 
 
 def fingerprint_digest(schema, rows: int, xor, total) -> str:

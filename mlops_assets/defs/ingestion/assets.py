@@ -72,8 +72,11 @@ def _ingest_asset(scope: ModelScope, kind: str, description: str):
         project = portfolio.model(scope.name)
         partition = context.partition_key
         try:
+            # A new delivery replacing an accepted day is admitted only within the expected volume: a short one is
+            # held in the quarantine and the accepted table stays (a first delivery is written; the check blocks).
+            admit = _volume_admission(project, partition) if kind == "features" else None
             outcome = ingest(project.landing, project.archive, project.quarantine, project.store, project.spec,
-                             kind, partition, progress=context.log.info)
+                             kind, partition, progress=context.log.info, admit=admit)
         except MissingFile as exc:
             raise dg.Failure(description=str(exc), metadata={"partition": partition, "reason": str(exc)},
                              allow_retries=False) from None
@@ -119,16 +122,39 @@ def _ingest_asset(scope: ModelScope, kind: str, description: str):
     return _asset
 
 
-def _volume_result(project, partition: str, outcome) -> dg.AssetCheckResult:
-    """The accepted day's rows against the expected volume; a rejected file is the schema check's to block."""
-    if not outcome.accepted:
-        return dg.AssetCheckResult(check_name=VOLUME_CHECK, passed=True, metadata={
-            "partition": partition, "message": "not judged: the file was rejected by raw_batch_matches_spec"})
+def _volume_verdict(project, partition: str, rows: int, fingerprint: str | None):
     day, registry = dt.date.fromisoformat(partition), project.registry
     counts, source = expected_counts(project.store, day, project.spec.ingestion, registry.version_for("champion"),
                                      registry.load_reference)
-    verdict = judge_volume(outcome.rows, day, counts, source, project.spec.ingestion,
-                           acceptance_for(project.store, partition, outcome.fingerprint))
+    return judge_volume(rows, day, counts, source, project.spec.ingestion,
+                        acceptance_for(project.store, partition, fingerprint) if fingerprint else None)
+
+
+def _volume_admission(project, partition: str):
+    """What the ingest asks before a new delivery replaces the day's accepted table: None to admit it, else why not."""
+    def admit(rows: int, fingerprint: str) -> str | None:
+        verdict = _volume_verdict(project, partition, rows, fingerprint)
+        return None if verdict.passed else verdict.message
+    return admit
+
+
+def _volume_result(project, partition: str, outcome) -> dg.AssetCheckResult:
+    """The accepted day's rows against the expected volume; a rejected file is the schema check's to block."""
+    if outcome.held:
+        record = outcome.quarantined
+        return dg.AssetCheckResult(check_name=VOLUME_CHECK, passed=False, severity=dg.AssetCheckSeverity.ERROR,
+                                   metadata={
+            "partition": partition, "message": f"a new delivery was held: {outcome.held}",
+            "kept": outcome.kept_text(),
+            "held_as": project.quarantine.location(record.stored_as) if record else "(not quarantined)",
+            "if_genuine": f"mlops accept-volume {partition} --model {project.name} --fingerprint "
+                          f"{outcome.fingerprint} --rows {outcome.rows} --reason '...', then deliver the held file "
+                          "again",
+        })
+    if not outcome.accepted:
+        return dg.AssetCheckResult(check_name=VOLUME_CHECK, passed=True, metadata={
+            "partition": partition, "message": "not judged: the file was rejected by raw_batch_matches_spec"})
+    verdict = _volume_verdict(project, partition, outcome.rows, outcome.fingerprint)
     return dg.AssetCheckResult(check_name=VOLUME_CHECK, passed=verdict.passed, severity=dg.AssetCheckSeverity.ERROR,
                                metadata={"partition": partition, **verdict.metadata()})
 
