@@ -9,6 +9,7 @@ import dagster as dg
 
 from ..core.config.settings import Settings
 from . import deployment, evaluation, features, ingestion, monitoring, serving, training
+from .execution import executor_for
 from .resources import PortfolioResource
 from .scope import ModelScope
 
@@ -28,5 +29,5 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     models = resource.portfolio.models.values()  # the specs, loaded and checked once
     return dg.Definitions.merge(
         *(build_model_definitions(ModelScope(m.spec)) for m in models),
-        dg.Definitions(resources={"portfolio": resource}),
+        dg.Definitions(resources={"portfolio": resource}, executor=executor_for(settings)),
     )
