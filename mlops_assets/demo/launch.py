@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import warnings
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -164,9 +165,12 @@ def execute_out_of_process(instance: dg.DagsterInstance, job: dg.JobDefinition, 
         selection = None
     if partition_key:
         tags = {**tags, "dagster/partition": partition_key}
-    with dg.execute_job(recon_job, instance, run_config=QUIET, tags=tags, raise_on_error=False,
-                        asset_selection=list(selection) if selection else None) as result:
-        return result
+    with warnings.catch_warnings():
+        # the celery executor registers its task anew for every run of this process, and celery says so
+        warnings.filterwarnings("ignore", message="Task name .* is already registered")
+        with dg.execute_job(recon_job, instance, run_config=QUIET, tags=tags, raise_on_error=False,
+                            asset_selection=list(selection) if selection else None) as result:
+            return result
 
 
 def classify_failure(outcome, request: dg.RunRequest, job: str) -> RunFailure:

@@ -13,20 +13,36 @@ profile's from `Stack.env`, where the same runs execute their steps on the Celer
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import hashlib
 import json
 import multiprocessing
+import os
+import shutil
 import statistics
 import sys
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import dagster as dg
 
 MODEL = "synthetic"
 WORKER_KEY = "Celery worker"
+
+
+def embedded_env(root: Path, spec: Path) -> dict[str, str]:
+    """The embedded profile's environment in `root` (a fresh DAGSTER_HOME with the shipped instance YAML, a
+    data folder), for running this module next to a production `Stack` with the same spec."""
+    from mlops_assets.core.config.settings import PROJECT_DIR
+
+    home = root / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(PROJECT_DIR / "mlops_assets" / "dagster.yaml", home / "dagster.yaml")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_")}
+    env.update(DAGSTER_HOME=str(home.resolve()), MLOPS_DATA_DIR=str((root / "data").resolve()), MLOPS_SPECS=str(spec),
+               PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_DIR), env.get("PYTHONPATH")])))
+    return env
 
 
 def _definitions():
@@ -83,7 +99,7 @@ def deliver(project, frames: dict, kind: str) -> None:
 
 def label_requests(defs, project) -> list[dg.RunRequest]:
     """What the landing sensor asks for, one tick: a run per delivered labels file."""
-    sensor = defs.get_sensor_def(f"{MODEL}_landing_sensor")
+    sensor = next(s for s in defs.sensors if s.name == f"{MODEL}_landing_sensor")
     with dg.DagsterInstance.get() as instance:
         ctx = dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources)
         return list(sensor(ctx).run_requests)
@@ -108,14 +124,13 @@ def fingerprint(project, run_ids: list[str]) -> dict:
 
 
 def step_workers(run_ids: list[str]) -> dict[str, int]:
-    """How many steps each Celery worker ran (the executor records the worker on each step's start)."""
+    """How many steps each Celery worker ran: the executor records, per step, the worker that took it."""
     counts: dict[str, int] = {}
     with dg.DagsterInstance.get() as instance:
         for run_id in run_ids:
-            for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_START):
-                event = record.dagster_event
-                metadata = getattr(event.event_specific_data, "metadata", None) or {} if event else {}
-                worker = metadata.get(WORKER_KEY)
+            for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
+                data = record.dagster_event.event_specific_data if record.dagster_event else None
+                worker = (getattr(data, "metadata", None) or {}).get(WORKER_KEY)
                 if worker is not None:
                     name = getattr(worker, "value", worker)
                     counts[name] = counts.get(name, 0) + 1

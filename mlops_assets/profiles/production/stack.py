@@ -90,6 +90,7 @@ class Stack:
     def __init__(self, config: StackConfig, say=print):
         if not _NAME.fullmatch(config.name):
             raise StackError(f"invalid stack name {config.name!r}: lower-case letters, digits and _")
+        config.home, config.data_dir = config.home.resolve(), config.data_dir.resolve()  # DAGSTER_HOME: absolute
         self.config, self.say = config, say
         self.pg_admin = os.environ.get("MLOPS_PG_ADMIN_URL") or DEFAULT_PG_ADMIN
         self.databases = {"instance": f"mlops_{config.name}_dagster", "registry": f"mlops_{config.name}_registry"}
@@ -137,10 +138,13 @@ class Stack:
             self.moto = None
             self.say("[production] S3 server stopped")
         if self.config.throwaway:
-            self._drop_databases()
-            if self.vhost:
-                _rabbitmqctl("delete_vhost", self.vhost)
-                self.vhost = None
+            self.drop()
+
+    def drop(self) -> None:
+        """Drop the stack's databases and its broker vhost: everything the profile's instance and registry held."""
+        self._drop_databases()
+        _rabbitmqctl("delete_vhost", self.vhost or f"mlops_{self.config.name}")
+        self.vhost = None
 
     # -- PostgreSQL -----------------------------------------------------------------------------------------
     def _admin(self):
