@@ -11,4 +11,4 @@ from mlops_assets.defs import build_definitions
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
-defs = build_definitions(Settings.from_env())
+defs = build_definitions(Settings.from_env(), env_vars=True)

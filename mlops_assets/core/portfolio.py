@@ -12,6 +12,7 @@ from typing import Callable
 from mlops_assets.core.config.settings import MODEL_NAME, ModelPaths, Settings
 from mlops_assets.core.config.spec import DatasetSpec, SpecError, load_spec
 from mlops_assets.core.ingestion.landing import Archive, LocalLanding, Quarantine, S3Landing, parse_s3_url
+from mlops_assets.core.io.objects import ObjectFile, ObjectStore
 from mlops_assets.core.io.storage import PartitionStore
 from mlops_assets.core.registry.model_registry import ModelRegistry, open_registry
 from mlops_assets.core.serving.ledger import PredictionLedger
@@ -31,27 +32,42 @@ class ModelWorkspace:
     settings: Settings
     shared_registry: Callable[[], ModelRegistry] = field(repr=False)
     s3_endpoint_url: str = ""
+    shared_storage: Callable[[], ObjectStore] | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
         return self.spec.name
 
     @cached_property
+    def objects(self) -> ObjectStore:
+        """The model's state: `models/<model>/` of the settings' storage (a local folder by default, or S3)."""
+        root = self.shared_storage() if self.shared_storage else self.settings.storage_root(self.s3_endpoint_url)
+        return root.child(f"models/{self.name}")
+
+    @cached_property
     def store(self) -> PartitionStore:
-        return PartitionStore(self.paths.warehouse_dir)
+        return PartitionStore(self.objects.child("warehouse"))
 
     @cached_property
     def quarantine(self) -> Quarantine:
-        return Quarantine(self.paths.quarantine_dir)
+        return Quarantine(self.objects.child("quarantine"))
 
     @cached_property
     def archive(self) -> Archive:
         """Every accepted landed file, by content (`archive/<day>/<sha256>_<file>`)."""
-        return Archive(self.paths.root / "archive")
+        return Archive(self.objects.child("archive"))
 
     @cached_property
     def ledger(self) -> PredictionLedger:
-        return PredictionLedger(self.paths.ledger_dir)
+        return PredictionLedger(self.objects.child("ledger"))
+
+    def deployment_file(self, name: str) -> ObjectFile:
+        """A document of the model's deployment state (`deployment/<name>`: the running canary's plan and state)."""
+        return ObjectFile(self.objects, f"deployment/{name}")
+
+    def monitoring_file(self, name: str) -> ObjectFile:
+        """A document kept by monitoring (`monitoring/<name>`: the cost summary)."""
+        return ObjectFile(self.objects, f"monitoring/{name}")
 
     @cached_property
     def registry(self) -> ModelRegistry:
@@ -75,6 +91,7 @@ class Portfolio:
 
     def __init__(self, settings: Settings, s3_endpoint_url: str = ""):
         self.settings = settings
+        self.s3_endpoint_url = s3_endpoint_url
         specs = [load_spec(path) for path in settings.spec_paths]
         problems = [f"{s.source}: dataset.name {s.name!r} must match {MODEL_NAME.pattern} (it prefixes asset "
                     "keys and names jobs)" for s in specs if not MODEL_NAME.fullmatch(s.name)]
@@ -87,14 +104,21 @@ class Portfolio:
             raise SpecError("the portfolio's specs", problems)
         self.models: dict[str, ModelWorkspace] = {
             s.name: ModelWorkspace(s, settings.model_paths(s.name), settings, lambda: self.registry,
-                                   s3_endpoint_url=s3_endpoint_url)
+                                   s3_endpoint_url=s3_endpoint_url, shared_storage=lambda: self.storage)
             for s in specs
         }
 
     @cached_property
+    def storage(self) -> ObjectStore:
+        """The settings' object store, opened once (one S3 client, one request counter for every model)."""
+        return self.settings.storage_root(self.s3_endpoint_url)
+
+    @cached_property
     def registry(self) -> ModelRegistry:
-        """The one registry every model shares, unscoped (opened on first use)."""
-        return open_registry(self.settings)
+        """The one registry every model shares, unscoped (opened on first use); its artifacts in the storage
+        (registry/artifacts) when MLOPS_STORAGE_URL is set."""
+        artifacts = self.storage.child("registry/artifacts") if self.settings.storage_url else None
+        return open_registry(self.settings, artifacts_dir=artifacts)
 
     def model(self, name: str) -> ModelWorkspace:
         try:

@@ -8,6 +8,7 @@ each stage once per spec, so each folder exposes `build(scope)` instead.)"""
 import dagster as dg
 
 from ..core.config.settings import Settings
+from ..core.portfolio import Portfolio
 from . import deployment, evaluation, features, ingestion, monitoring, serving, training
 from .execution import executor_for
 from .resources import PortfolioResource
@@ -24,9 +25,14 @@ def build_model_definitions(scope: ModelScope) -> dg.Definitions:
         func=lambda spec: spec.merge_attributes(kinds={scope.name}, tags={"mlops/model": scope.name}))
 
 
-def build_definitions(settings: Settings) -> dg.Definitions:
-    resource = PortfolioResource.from_settings(settings)
-    models = resource.portfolio.models.values()  # the specs, loaded and checked once
+def build_definitions(settings: Settings, *, env_vars: bool = False) -> dg.Definitions:
+    """The code location for `settings`. With `env_vars`, locations taken from the environment reach the resource
+    as dg.EnvVar (read at launch; see PortfolioResource.from_settings): the deployed code location does this;
+    callers that use the resource's portfolio directly (tests, the replay, benchmarks) do not."""
+    resource = PortfolioResource.from_settings(settings, env={} if not env_vars else None)
+    # The specs, loaded and checked once, from the settings themselves: the resource's fields taken from the
+    # environment (dg.EnvVar) are only readable once a run launches.
+    models = Portfolio(settings).models.values()
     return dg.Definitions.merge(
         *(build_model_definitions(ModelScope(m.spec)) for m in models),
         dg.Definitions(resources={"portfolio": resource}, executor=executor_for(settings)),

@@ -41,7 +41,6 @@ from dagster._core.instance.ref import InstanceRef  # noqa: E402
 
 from mlops_assets.core.config.settings import PROJECT_DIR, Settings, SettingsError  # noqa: E402
 from mlops_assets.core.config.spec import SpecError  # noqa: E402
-from mlops_assets.core.ingestion.landing import LocalLanding  # noqa: E402
 from mlops_assets.core.io.atomic import write_atomic  # noqa: E402
 from mlops_assets.core.training.trainer import build_pipeline  # noqa: E402
 from mlops_assets.defs import build_definitions  # noqa: E402
@@ -137,7 +136,7 @@ class Replay:
                  echo: EventEcho):
         self.defs, self.instance, self.project = defs, instance, project
         self.state, self.state_file, self.stop, self.echo = state, state_file, stop, echo
-        self.landing = LocalLanding(project.paths.landing_dir)
+        self.landing = project.landing  # where the landing sensor looks: a folder, or S3 with MLOPS_STORAGE_URL
         self.log = ReplayLog(sensor_state=state.sensors)
         self.instigators = instigators(defs, project.spec.name)
 

@@ -105,13 +105,12 @@ def label_requests(defs, project) -> list[dg.RunRequest]:
         return list(sensor(ctx).run_requests)
 
 
-def fingerprint(project, run_ids: list[str]) -> dict:
+def fingerprint(defs, project, run_ids: list[str]) -> dict:
     store, registry, ledger = project.store, project.registry, project.ledger
     tables = {}
-    for folder in sorted(p for p in store.root.iterdir() if p.is_dir()):
-        partitions = store.partitions(folder.name)
-        if partitions:
-            tables[folder.name] = {p: len(store.read(folder.name, p)) for p in partitions}
+    for key in sorted(defs.resolve_asset_graph().get_all_asset_keys()):
+        if key.path[0] == MODEL and (partitions := store.partitions(key.path[-1])):
+            tables[key.path[-1]] = {p: len(store.read(key.path[-1], p)) for p in partitions}
     versions = {v.version: {"artifact_sha256": v.artifact.sha256, "gates_passed": v.gates_passed,
                             "aliases": sorted(v.aliases)} for v in registry.list_versions()}
     served = {}
@@ -182,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             walls.append(time.monotonic() - started)
         timings["run_median"] = round(statistics.median(walls), 3)
         print(f"[workload] one ingestion run (2 steps), median of {len(walls)}: {timings['run_median']:.2f}s")
-    result = {"timings": timings, "failures": failures, **fingerprint(project, run_ids)}
+    result = {"timings": timings, "failures": failures, **fingerprint(defs, project, run_ids)}
     text = json.dumps(result, indent=1, sort_keys=True, default=str)
     if args.out:
         with open(args.out, "w") as fh:

@@ -13,6 +13,12 @@ Elec2 demo, the synthetic benchmark in tests, or a team's own datasets:
                        registry holds every model of the portfolio
 - MLOPS_EXECUTOR:      unset (Dagster's default: steps in the run's own processes) or `celery` (steps on Celery
                        workers; broker MLOPS_CELERY_BROKER, result backend MLOPS_CELERY_BACKEND)
+- MLOPS_STORAGE_URL:   where the state lives (warehouse, archive, quarantine, ledger, deployment, monitoring
+                       under models/<model>/, artifacts under registry/artifacts): unset = $MLOPS_DATA_DIR as
+                       before, file:///folder, or s3://bucket/prefix (then the landing zone defaults to
+                       s3://bucket/prefix/landing/<model>/; endpoint and credentials from the standard AWS
+                       variables: AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...). The registry's
+                       database stays where MLOPS_REGISTRY_URL says.
 """
 
 from __future__ import annotations
@@ -21,6 +27,9 @@ import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+from mlops_assets.core.io.objects import (LocalObjectStore, ObjectStore, StorageUrlError, open_object_store,
+                                          parse_storage_url)
 
 PROJECT_DIR = Path(__file__).resolve().parents[3]
 DEFAULT_SPECS = PROJECT_DIR / "data" / "specs"
@@ -72,6 +81,18 @@ class Settings:
     executor: str = ""  # "" keeps Dagster's default executor; "celery" runs steps on Celery workers
     celery_broker: str = DEFAULT_CELERY_BROKER
     celery_backend: str = DEFAULT_CELERY_BACKEND
+    storage_url: str = ""  # "" = data_dir; else file:///folder or s3://bucket/prefix (see the module docstring)
+
+    def __post_init__(self):
+        if self.storage_url:
+            try:
+                parse_storage_url(self.storage_url)
+            except StorageUrlError as exc:
+                raise SettingsError(f"MLOPS_STORAGE_URL: {exc}") from None
+
+    @property
+    def storage_is_s3(self) -> bool:
+        return self.storage_url.startswith("s3://")
 
     def model_paths(self, model: str) -> ModelPaths:
         if not MODEL_NAME.fullmatch(model):
@@ -79,7 +100,13 @@ class Settings:
         return ModelPaths(model, self.data_dir / "models" / model, self.landing_dir / model)
 
     def landing_s3_for(self, model: str) -> str:
-        return f"{self.landing_s3.rstrip('/')}/{model}" if self.landing_s3 else ""
+        base = self.landing_s3 or (f"{self.storage_url.rstrip('/')}/landing" if self.storage_is_s3 else "")
+        return f"{base.rstrip('/')}/{model}" if base else ""
+
+    def storage_root(self, endpoint_url: str = "") -> ObjectStore:
+        """The object store every piece of state goes through (models/<model>/..., registry/artifacts)."""
+        return open_object_store(self.storage_url, endpoint_url=endpoint_url) if self.storage_url \
+            else LocalObjectStore(self.data_dir)
 
     @property
     def artifacts_dir(self) -> Path:
@@ -109,6 +136,7 @@ class Settings:
             executor=executor,
             celery_broker=env.get("MLOPS_CELERY_BROKER") or DEFAULT_CELERY_BROKER,
             celery_backend=env.get("MLOPS_CELERY_BACKEND") or DEFAULT_CELERY_BACKEND,
+            storage_url=env.get("MLOPS_STORAGE_URL", "").strip(),
         )
 
     @classmethod

@@ -80,7 +80,8 @@ class IngestOutcome:
 def workspace(archive: Archive) -> Iterator[Path]:
     """A private folder for one ingest, on the archive's file system (a spooled file is then linked into the
     archive or quarantine, not copied), removed afterwards."""
-    parent = archive.root.parent / WORK_FOLDER
+    # beside a local archive; an archive in S3 has no file system to share, so the machine's temporary folder
+    parent = (archive.root.parent if archive.root is not None else Path(tempfile.gettempdir())) / WORK_FOLDER
     parent.mkdir(parents=True, exist_ok=True)
     _remove_stale(parent)
     folder = Path(tempfile.mkdtemp(dir=parent))
@@ -125,13 +126,13 @@ def locate(landing, archive: Archive, kind: str, partition: str, work: Path,
                 raise BatchRejected(name, partition, f"cannot read the landed file: {exc.strerror}") from None
     current = archive.current(kind, partition)
     if current is not None:
-        path = archive.stored_path(current)
+        path = archive.local_copy(current, work)
         scan = scan_file(path, progress, current.file)
         if scan.sha256 != current.sha256:
             raise ValueError(f"archived {current.stored_as} does not match its sha256 {current.sha256[:12]}…")
         return Source(current.file, path, current.sha256, "archive", scan)
     raise MissingFile(f"no {kind} file {name} for partition {partition} in landing zone {landing.describe()}, "
-                      f"and no accepted version of it in {archive.root}")
+                      f"and no accepted version of it in {archive.location(partition)}")
 
 
 def _identity(landing, name: str):

@@ -16,15 +16,13 @@ import datetime as dt
 import hashlib
 import json
 import os
-import shutil
 import tempfile
-import uuid
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from mlops_assets.core.ingestion.names import (FILE_KINDS, UnsafeFileName, check_partition_key, is_partition_key,
                                                name_problem, parse_file_name, safe_join, sha256_bytes)
-from mlops_assets.core.io.atomic import write_atomic
+from mlops_assets.core.io.objects import ObjectNotFound, ObjectStore, as_object_store, check_key, join_key
 
 NOT_A_DATE_FOLDER = "_not_a_date"
 
@@ -40,34 +38,33 @@ def _stored_name(name: str, sha256: str) -> str:
     return f"{sha256}_{name}"
 
 
-def _keep_bytes(path: Path, content: bytes, sha256: str) -> None:
-    """Write `content` at its content-addressed path unless the very same bytes are already there."""
-    if path.is_file() and path.stat().st_size == len(content) and _file_sha256(path) == sha256:
+def _keep_bytes(objects: ObjectStore, key: str, content: bytes, sha256: str) -> None:
+    """Write `content` under its content-addressed key unless the very same bytes are already there."""
+    if _already_kept(objects, key, len(content), sha256):
         return
-    write_atomic(path, content)
+    objects.put_bytes(key, content)
 
 
-def _keep_file(path: Path, source: Path, sha256: str) -> None:
-    """Put the file `source` (whose sha256 the caller computed) at its content-addressed path, unless the very
-    same bytes are already there: a hard link when both are on one file system (no copy of a large file), else
-    a streamed copy; atomically either way. `source` stays where it is."""
+def _keep_file(objects: ObjectStore, key: str, source: Path, sha256: str) -> None:
+    """Put the file `source` (whose sha256 the caller computed) under its content-addressed key, unless the very
+    same bytes are already there: locally a hard link when both are on one file system (no copy of a large
+    file), else a streamed copy or upload; atomically either way. `source` stays where it is."""
     source = Path(source)
-    if path.is_file():
-        if os.path.samefile(path, source):
-            return
-        if path.stat().st_size == source.stat().st_size and _file_sha256(path) == sha256:
-            return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        try:
-            os.link(source, tmp)
-        except OSError:
-            shutil.copyfile(source, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    path = objects.local_path(key)
+    if path is not None and path.is_file() and os.path.samefile(path, source):
+        return
+    if _already_kept(objects, key, source.stat().st_size, sha256):
+        return
+    objects.put_file(key, source)
+
+
+def _already_kept(objects: ObjectStore, key: str, size: int, sha256: str) -> bool:
+    """The key holds `size` bytes hashing to `sha256`. On S3 the size is enough: the key names the sha256 and
+    an object is only ever published whole, by one PUT of the bytes that were hashed."""
+    if objects.size(key) != size:
+        return False
+    path = objects.local_path(key)
+    return path is None or _file_sha256(path) == sha256
 
 
 def spool_chunks(chunks, folder: Path) -> tuple[Path, str]:
@@ -109,63 +106,77 @@ class QuarantineRecord:
 
 
 class Quarantine:
-    """Rejected files, kept byte for byte with a note of why: `<root>/<partition>/<sha256>_<file>`."""
+    """Rejected files, kept byte for byte with a note of why: `<root>/<partition>/<sha256>_<file>`, in a local
+    folder (a Path) or any ObjectStore."""
 
-    def __init__(self, root: Path):
-        self.root = Path(root)
+    def __init__(self, root: Path | ObjectStore):
+        self.objects = as_object_store(root)
+        self.root = self.objects.root if self.objects.is_local else None  # the folder, for a local store
 
-    def folder(self, partition: str) -> Path:
-        return safe_join(self.root, partition if is_partition_key(partition) else NOT_A_DATE_FOLDER)
+    def folder(self, partition: str) -> str:
+        return partition if is_partition_key(partition) else NOT_A_DATE_FOLDER
+
+    def key(self, name: str, partition: str, sha256: str) -> str:
+        return join_key(self.folder(partition), _stored_name(name, sha256))
 
     def path(self, name: str, partition: str, sha256: str) -> Path:
-        return safe_join(self.folder(partition), _stored_name(name, sha256))
+        """The kept file (local stores only)."""
+        return safe_join(self.root, self.key(name, partition, sha256))
+
+    def location(self, stored_as: str) -> str:
+        """Where a record's bytes are, for people (a path or an s3:// URL)."""
+        return self.objects.url(stored_as)
+
+    def read(self, record: QuarantineRecord) -> bytes:
+        return self.objects.get_bytes(record.stored_as)
 
     def holds(self, name: str, partition: str, sha256: str) -> bool:
-        return self.path(name, partition, sha256).is_file()
+        return self.objects.exists(self.key(name, partition, sha256))
 
     def keep(self, name: str, partition: str, content: bytes, reason: str, column: str | None = None) -> QuarantineRecord:
         sha256 = sha256_bytes(content)
-        stored = self.path(name, partition, sha256)
-        _keep_bytes(stored, content, sha256)
-        return self._record(name, partition, stored, sha256, reason, column)
+        key = self.key(name, partition, sha256)
+        _keep_bytes(self.objects, key, content, sha256)
+        return self._record(name, partition, key, sha256, reason, column)
 
     def keep_file(self, name: str, partition: str, source: Path, sha256: str, reason: str,
                   column: str | None = None) -> QuarantineRecord:
         """`keep` for a file on disk (its sha256 computed by the caller), without reading it into memory."""
-        stored = self.path(name, partition, sha256)
-        _keep_file(stored, source, sha256)
-        return self._record(name, partition, stored, sha256, reason, column)
+        key = self.key(name, partition, sha256)
+        _keep_file(self.objects, key, source, sha256)
+        return self._record(name, partition, key, sha256, reason, column)
 
     def keep_chunks(self, name: str, partition: str, chunks, reason: str, column: str | None = None) -> QuarantineRecord:
         """`keep` for a stream of byte blocks (a landed file read in blocks)."""
-        self.folder(partition)  # refuse an unsafe name before writing anything
-        tmp, sha256 = spool_chunks(chunks, self.root)
+        key = self.key(name, partition, "0" * 64)  # refuse an unsafe name before writing anything
+        tmp, sha256 = spool_chunks(chunks, self.objects.staging_path(key).parent)
         try:
             return self.keep_file(name, partition, tmp, sha256, reason, column)
         finally:
             tmp.unlink(missing_ok=True)
 
-    def _record(self, name, partition, stored: Path, sha256: str, reason: str, column: str | None) -> QuarantineRecord:
+    def _record(self, name, partition, key: str, sha256: str, reason: str, column: str | None) -> QuarantineRecord:
         record = QuarantineRecord(
             file=name, partition=partition, column=column, reason=reason, quarantined_at=_now(),
-            stored_as=str(stored.relative_to(self.root.resolve())), sha256=sha256,
+            stored_as=key, sha256=sha256,
         )
-        write_atomic(stored.with_name(stored.name + ".reason.json"), json.dumps(asdict(record), indent=2).encode())
+        self.objects.put_bytes(key + ".reason.json", json.dumps(asdict(record), indent=2).encode())
         return record
 
     def records(self, partition: str | None = None) -> list[QuarantineRecord]:
         """Every record (of one partition if given), oldest first."""
-        if not self.root.exists():
-            return []
-        pattern = f"{check_partition_key(partition)}/*.reason.json" if partition else "*/*.reason.json"
+        folders = [check_partition_key(partition)] if partition else self.objects.list_folders()
         known = {f.name for f in fields(QuarantineRecord)}
         records = []
-        for path in self.root.glob(pattern):
-            try:
-                raw = json.loads(path.read_text())
-                records.append(QuarantineRecord(**{k: raw.get(k) for k in known}))
-            except (OSError, ValueError, TypeError):
-                continue  # a half-written or foreign note must not hide the others
+        for folder in folders:
+            for name in self.objects.list_names(folder):
+                if not name.endswith(".reason.json"):
+                    continue
+                try:
+                    raw = json.loads(self.objects.get_bytes(f"{folder}/{name}"))
+                    records.append(QuarantineRecord(**{k: raw.get(k) for k in known}))
+                except (OSError, ValueError, TypeError):
+                    continue  # a half-written or foreign note must not hide the others
         return sorted(records, key=lambda r: (r.quarantined_at or "", r.stored_as or ""))
 
 
@@ -183,64 +194,82 @@ class ArchivedVersion:
 
 class Archive:
     """Accepted files, byte for byte, by content: `<root>/<partition>/<sha256>_<file>`, with each partition's
-    acceptance history per kind (the last entry is the version the raw table holds)."""
+    acceptance history per kind (the last entry is the version the raw table holds); in a local folder (a Path)
+    or any ObjectStore."""
 
-    def __init__(self, root: Path):
-        self.root = Path(root)
+    def __init__(self, root: Path | ObjectStore):
+        self.objects = as_object_store(root)
+        self.root = self.objects.root if self.objects.is_local else None  # the folder, for a local store
+
+    def key(self, name: str, partition: str, sha256: str) -> str:
+        return join_key(check_partition_key(partition), _stored_name(name, sha256))
 
     def path(self, name: str, partition: str, sha256: str) -> Path:
-        return safe_join(self.root, check_partition_key(partition), _stored_name(name, sha256))
+        """The archived file (local stores only)."""
+        return safe_join(self.root, self.key(name, partition, sha256))
+
+    def location(self, stored_as: str) -> str:
+        """Where an archived version's bytes are, for people (a path or an s3:// URL)."""
+        return self.objects.url(stored_as)
 
     def holds(self, name: str, partition: str, sha256: str) -> bool:
-        return is_partition_key(partition) and self.path(name, partition, sha256).is_file()
+        return is_partition_key(partition) and self.objects.exists(self.key(name, partition, sha256))
 
-    def _history_path(self, kind: str, partition: str) -> Path:
+    def _history_key(self, kind: str, partition: str) -> str:
         if kind not in FILE_KINDS:
             raise ValueError(f"file kind {kind!r} is not one of {FILE_KINDS}")
-        return safe_join(self.root, check_partition_key(partition), f"{kind}.accepted.json")
+        return f"{check_partition_key(partition)}/{kind}.accepted.json"
 
-    def store(self, name: str, partition: str, content: bytes) -> Path:
-        """The bytes at their content address (idempotent); not yet recorded as accepted."""
+    def store(self, name: str, partition: str, content: bytes) -> str:
+        """The bytes at their content address (idempotent); not yet recorded as accepted. Returns the key."""
         sha256 = sha256_bytes(content)
-        path = self.path(name, partition, sha256)
-        _keep_bytes(path, content, sha256)
-        return path
+        key = self.key(name, partition, sha256)
+        _keep_bytes(self.objects, key, content, sha256)
+        return key
 
-    def store_file(self, name: str, partition: str, source: Path, sha256: str) -> Path:
+    def store_file(self, name: str, partition: str, source: Path, sha256: str) -> str:
         """`store` for a file on disk (its sha256 computed by the caller), linked or streamed, never loaded."""
-        path = self.path(name, partition, sha256)
-        _keep_file(path, source, sha256)
-        return path
+        key = self.key(name, partition, sha256)
+        _keep_file(self.objects, key, source, sha256)
+        return key
 
     def stored_path(self, version: ArchivedVersion) -> Path:
-        return safe_join(self.root, version.stored_as)
+        """The archived file (local stores only; see `local_copy`)."""
+        return safe_join(self.root, check_key(version.stored_as))
+
+    def local_copy(self, version: ArchivedVersion, folder: Path) -> Path:
+        """A local file with the version's bytes: the archived file itself when the archive is a local folder,
+        else a download into `folder` (not checked here: the caller hashes what it reads)."""
+        if self.root is not None:
+            return self.stored_path(version)
+        return self.objects.download(check_key(version.stored_as), Path(folder) / "archived")
 
     def accept(self, name: str, partition: str, content: bytes) -> ArchivedVersion:
         """Store the bytes and record them as the partition's current accepted version."""
-        path = self.store(name, partition, content)
-        return self._record_accepted(name, partition, path, sha256_bytes(content))
+        key = self.store(name, partition, content)
+        return self._record_accepted(name, partition, key, sha256_bytes(content))
 
     def accept_file(self, name: str, partition: str, source: Path, sha256: str) -> ArchivedVersion:
         """`accept` for a file on disk (its sha256 computed by the caller)."""
         return self._record_accepted(name, partition, self.store_file(name, partition, source, sha256), sha256)
 
-    def _record_accepted(self, name: str, partition: str, path: Path, sha256: str) -> ArchivedVersion:
+    def _record_accepted(self, name: str, partition: str, key: str, sha256: str) -> ArchivedVersion:
         kind, _ = parse_file_name(name)
-        version = ArchivedVersion(file=name, partition=partition, sha256=sha256,
-                                  stored_as=str(path.relative_to(self.root.resolve())), accepted_at=_now())
+        version = ArchivedVersion(file=name, partition=partition, sha256=sha256, stored_as=key, accepted_at=_now())
         history = self.history(kind, partition)
         if not history or history[-1].sha256 != version.sha256:
             history.append(version)
-            write_atomic(self._history_path(kind, partition),
-                         json.dumps([asdict(v) for v in history], indent=2).encode())
+            self.objects.put_bytes(self._history_key(kind, partition),
+                                   json.dumps([asdict(v) for v in history], indent=2).encode())
             return version
         return history[-1]
 
     def history(self, kind: str, partition: str) -> list[ArchivedVersion]:
-        path = self._history_path(kind, partition)
-        if not path.exists():
+        try:
+            raw = self.objects.get_bytes(self._history_key(kind, partition))
+        except ObjectNotFound:
             return []
-        return [ArchivedVersion(**entry) for entry in json.loads(path.read_text())]
+        return [ArchivedVersion(**entry) for entry in json.loads(raw)]
 
     def current(self, kind: str, partition: str) -> ArchivedVersion | None:
         """The accepted version the raw table holds, if any."""
@@ -250,7 +279,7 @@ class Archive:
         return history[-1] if history else None
 
     def read(self, version: ArchivedVersion) -> bytes:
-        content = safe_join(self.root, version.stored_as).read_bytes()
+        content = self.objects.get_bytes(check_key(version.stored_as))
         if sha256_bytes(content) != version.sha256:
             raise ValueError(f"archived {version.stored_as} does not match its sha256 {version.sha256[:12]}…")
         return content

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from mlops_assets.core.config.policies import IngestionPolicy
-from mlops_assets.core.io.storage import PartitionStore, scratch_connection
+from mlops_assets.core.io.storage import PartitionStore
 
 WEEKDAY_MIN_DAYS = 4
 MAD_TO_STD = 1.4826  # the MAD of a normal sample times this estimates its standard deviation
@@ -135,11 +135,12 @@ def judge_volume(rows: int, day: dt.date, counts: dict[str, int], source: str, p
 def row_counts(store: PartitionStore, asset: str, days: list[str]) -> dict[str, int]:
     """Rows of each stored partition of `asset` among `days`, from the Parquet footers (no data read)."""
     out = {}
-    con = scratch_connection()
-    for day in days:
-        if store.exists(asset, day):
-            path = str(store.path(asset, day)).replace("'", "''")
-            out[day] = int(con.execute(f"SELECT count(*) FROM read_parquet('{path}')").fetchone()[0])
+    stored = set(store.partitions(asset))
+    with store.connection() as con:
+        for day in days:
+            if day in stored:
+                path = store.location(asset, day).replace("'", "''")
+                out[day] = int(con.execute(f"SELECT count(*) FROM read_parquet('{path}')").fetchone()[0])
     return out
 
 

@@ -169,7 +169,7 @@ def _plan_file(f: LandedFile, landing, archive: Archive, quarantine: Quarantine,
         if not landing.remove_if_unchanged(f.name, record.sha256):
             cursor.files[f.name] = FileState(None, None, None, WAITING)  # replaced meanwhile: look again
         plan.log.append((logging.WARNING, f"quarantined landed file {f.name!r} (partition {f.partition}): {why} "
-                                          f"→ {quarantine.root / record.stored_as}"))
+                                          f"→ {quarantine.location(record.stored_as)}"))
         return
     if status == "wait":
         note(logging.INFO, f.name, f"{f.name}: {why}")

@@ -11,14 +11,12 @@ import atexit
 import hashlib
 import json
 import os
-import threading
-import uuid
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 
-from mlops_assets.core.io.atomic import write_atomic
+from mlops_assets.core.io.objects import ObjectNotFound, ObjectStore, as_object_store
 from mlops_assets.core.ingestion.landing import check_partition_key, safe_join
 
 _ASSET_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_")
@@ -59,72 +57,94 @@ def _check_asset_name(asset: str) -> str:
 
 
 class PartitionStore:
-    def __init__(self, root: Path):
-        self.root = Path(root)
+    """Tables (`<asset>/<partition>.parquet`) and documents (`<asset>/<partition>.json`) in an object store: a
+    local folder (a Path, as before) or any `ObjectStore` (S3). A table is written by DuckDB to a local staging
+    file, then published in one step (a rename locally, one PUT on S3); DuckDB reads it where it is."""
 
-    # ----------------------------------------------------------------------------------------- paths
+    def __init__(self, root: Path | ObjectStore):
+        self.objects = as_object_store(root)
+        self.root = self.objects.root if self.objects.is_local else None  # the folder, for a local store
+
+    # ----------------------------------------------------------------------------------------- keys
+    def key(self, asset: str, partition: str, suffix: str = ".parquet") -> str:
+        return f"{_check_asset_name(asset)}/{check_partition_key(partition)}{suffix}"
+
+    def location(self, asset: str, partition: str, suffix: str = ".parquet") -> str:
+        """Where a partition is, for people and DuckDB (a path, or an s3:// URL)."""
+        return self.objects.duckdb_path(self.key(asset, partition, suffix))
+
     def folder(self, asset: str) -> Path:
-        return safe_join(self.root, _check_asset_name(asset))
+        """The asset's folder (local stores only)."""
+        return safe_join(self._local_root(), _check_asset_name(asset))
 
     def path(self, asset: str, partition: str, suffix: str = ".parquet") -> Path:
+        """The partition's file (local stores only)."""
         return safe_join(self.folder(asset), check_partition_key(partition) + suffix)
 
+    def _local_root(self) -> Path:
+        if self.root is None:
+            raise TypeError(f"{self.objects!r} is not a local folder: use keys and location(), not paths")
+        return self.root
+
     def exists(self, asset: str, partition: str) -> bool:
-        return self.path(asset, partition).exists()
+        return self.objects.exists(self.key(asset, partition))
 
     def partitions(self, asset: str) -> list[str]:
-        folder = self.folder(asset)
-        return sorted(p.stem for p in folder.glob("*.parquet")) if folder.exists() else []
+        return _stems(self.objects.list_names(_check_asset_name(asset)), ".parquet")
+
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        """A DuckDB cursor that can read this store's `location`s."""
+        return self.objects.connection()
 
     # ----------------------------------------------------------------------------------------- tables
     def staging_path(self, asset: str, partition: str) -> Path:
-        """A private file beside the partition's table, for a table written elsewhere (DuckDB straight from a
-        CSV) and then put in place by `write(asset, partition, that_path)`. Not a `.parquet` name, so never
-        read as a partition."""
-        target = self.path(asset, partition)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        return target.with_name(f".{target.name}.staged-{os.getpid()}-{threading.get_ident()}-{uuid.uuid4().hex[:8]}")
+        """A private local file for a table written elsewhere (DuckDB straight from a CSV) and then put in place
+        by `write(asset, partition, that_path)`: beside the partition's file locally (so publishing is a rename).
+        Not a `.parquet` name, so never read as a partition."""
+        return self.objects.staging_path(self.key(asset, partition))
 
-    def write(self, asset: str, partition: str, frame: pd.DataFrame | Path) -> Path:
+    def write(self, asset: str, partition: str, frame: pd.DataFrame | Path) -> str:
         """Replace the partition's table atomically with `frame`, or with the Parquet file at a staging path
-        (which is moved, not copied)."""
-        target = self.path(asset, partition)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        (which is consumed). Returns its location."""
+        key = self.key(asset, partition)
         if isinstance(frame, (str, os.PathLike)):
             staged = Path(frame)
-            if staged.parent.resolve() != target.parent:
-                raise ValueError(f"a staged table must be beside its partition (in {target.parent}), not {staged}")
-            os.replace(staged, target)
-            return target
-        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+            if self.objects.is_local and staged.parent.resolve() != self.path(asset, partition).parent:
+                raise ValueError(f"a staged table must be beside its partition (in {self.folder(asset)}), not {staged}")
+            self.objects.put_file(key, staged, move=True)
+            return self.location(asset, partition)
+        tmp = self.objects.staging_path(key)
         if "'" in str(tmp):  # COPY's target cannot be a bound parameter; our paths never hold quotes
             raise ValueError(f"refusing to write to a path with a quote: {tmp}")
-        with scratch_connection() as con:
-            con.register("frame", frame)
-            con.execute(f"COPY frame TO '{tmp}' (FORMAT PARQUET)")
-        os.replace(tmp, target)
-        return target
+        try:
+            with scratch_connection() as con:
+                con.register("frame", frame)
+                con.execute(f"COPY frame TO '{tmp}' (FORMAT PARQUET)")
+            self.objects.put_file(key, tmp, move=True)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return self.location(asset, partition)
 
     def read(self, asset: str, partition: str) -> pd.DataFrame:
-        path = self.path(asset, partition)
-        if not path.exists():
-            raise MissingPartition(f"no {asset} table for partition {partition} (looked for {path.name} in {path.parent})")
-        with scratch_connection() as con:
-            return con.execute("SELECT * FROM read_parquet(?)", [str(path)]).df()
+        if not self.exists(asset, partition):
+            raise MissingPartition(f"no {asset} table for partition {partition} (looked for {partition}.parquet "
+                                   f"in {self.objects.url(asset)})")
+        with self.connection() as con:
+            return con.execute("SELECT * FROM read_parquet(?)", [self.location(asset, partition)]).df()
 
     def read_many(self, asset: str, partitions: list[str]) -> pd.DataFrame:
         """Several partitions as one frame, in partition order, with a `partition` column."""
-        paths = [self.path(asset, p) for p in partitions]
-        missing = [p for p, path in zip(partitions, paths) if not path.exists()]
+        present = set(self.partitions(asset)) if partitions else set()
+        missing = [p for p in partitions if check_partition_key(p) not in present]
         if missing:
             raise MissingPartition(f"no {asset} table for partitions {', '.join(missing)}")
-        if not paths:
+        if not partitions:
             return pd.DataFrame()
-        with scratch_connection() as con:
+        with self.connection() as con:
             frame = con.execute(
                 "SELECT *, regexp_extract(filename, '(\\d{4}-\\d{2}-\\d{2})\\.parquet$', 1) AS partition "
                 "FROM read_parquet(?, filename = true, union_by_name = true) ORDER BY partition",
-                [[str(p) for p in paths]],
+                [[self.location(asset, p) for p in partitions]],
             ).df()
         return frame.drop(columns=["filename"])
 
@@ -132,51 +152,71 @@ class PartitionStore:
         """A content hash of a stored table (column names and types, row count, every value in its row's
         position), computed by DuckDB without loading the table: the data version of a raw table, however large.
         DuckDB's hash() may change between DuckDB versions (the data version would then change once)."""
-        path = self.path(asset, partition)
-        if not path.exists():
+        if not self.exists(asset, partition):
             raise MissingPartition(f"no {asset} table for partition {partition}")
-        source = f"read_parquet('{_quoted(path)}', file_row_number = true)"
-        with scratch_connection() as con:
-            schema = con.execute(f"DESCRIBE SELECT * FROM read_parquet('{_quoted(path)}')").fetchall()
+        where = _quoted(self.location(asset, partition))
+        source = f"read_parquet('{where}', file_row_number = true)"
+        with self.connection() as con:
+            schema = con.execute(f"DESCRIBE SELECT * FROM read_parquet('{where}')").fetchall()
             found = con.execute(f"SELECT count(*), bit_xor(hash(t)), sum(hash(t)::HUGEINT) FROM {source} t").fetchone()
         return fingerprint_digest(schema, *found)
 
     def remove(self, asset: str, partition: str) -> None:
-        self.path(asset, partition).unlink(missing_ok=True)
+        self.objects.delete(self.key(asset, partition))
 
     # ----------------------------------------------------------------------------------------- documents
-    def write_json(self, asset: str, partition: str, document) -> Path:
-        target = self.path(asset, partition, ".json")
-        return write_atomic(target, json.dumps(document, indent=2, sort_keys=True, default=str).encode())
+    def write_json(self, asset: str, partition: str, document) -> str:
+        key = self.key(asset, partition, ".json")
+        self.objects.put_bytes(key, json.dumps(document, indent=2, sort_keys=True, default=str).encode())
+        return self.objects.url(key)
 
     def has_document(self, asset: str, partition: str) -> bool:
-        return self.path(asset, partition, ".json").exists()
+        return self.objects.exists(self.key(asset, partition, ".json"))
 
     def documents(self, asset: str) -> list[str]:
-        folder = self.folder(asset)
-        return sorted(p.stem for p in folder.glob("*.json")) if folder.exists() else []
+        return _stems(self.objects.list_names(_check_asset_name(asset)), ".json")
+
+    def document_signatures(self, asset: str) -> dict[str, list]:
+        """{partition: what changes when its document is rewritten}, from a listing (no document read)."""
+        out = {}
+        for key, signature in self.objects.list_entries(_check_asset_name(asset)).items():
+            name = key.rsplit("/", 1)[-1]
+            if name.endswith(".json") and _is_partition(name[:-5]) and "/" not in key[len(asset) + 1:]:
+                out[name[:-5]] = signature
+        return out
 
     def read_json(self, asset: str, partition: str):
-        path = self.path(asset, partition, ".json")
-        if not path.exists():
-            raise MissingPartition(f"no {asset} document for partition {partition}")
-        return json.loads(path.read_text())
+        try:
+            return json.loads(self.objects.get_bytes(self.key(asset, partition, ".json")))
+        except ObjectNotFound:
+            raise MissingPartition(f"no {asset} document for partition {partition}") from None
 
     # ----------------------------------------------------------------------------------------- SQL
     def connect(self) -> duckdb.DuckDBPyConnection:
-        """An in-memory DuckDB connection with one view per stored table (`raw_batch`, `feature_table`, ...),
-        each row carrying its `partition`."""
-        con = duckdb.connect()
-        if self.root.exists():
-            for folder in sorted(p for p in self.root.iterdir() if p.is_dir()):
-                if set(folder.name) <= _ASSET_NAME_CHARS and any(folder.glob("*.parquet")):
-                    pattern = str(folder / "*.parquet").replace("'", "''")
-                    con.execute(
-                        f"CREATE VIEW {folder.name} AS SELECT * EXCLUDE (filename), "
-                        "regexp_extract(filename, '(\\d{4}-\\d{2}-\\d{2})\\.parquet$', 1) AS partition "
-                        f"FROM read_parquet('{pattern}', filename = true, union_by_name = true)"
-                    )
+        """A DuckDB connection of its own (the caller closes it) with one view per stored table (`raw_batch`,
+        `feature_table`, ...), each row carrying its `partition`."""
+        con = self.objects.new_connection()
+        for folder in self.objects.list_folders():
+            if set(folder) <= _ASSET_NAME_CHARS and self.partitions(folder):
+                pattern = _quoted(self.objects.duckdb_path(f"{folder}/*.parquet"))
+                con.execute(
+                    f"CREATE VIEW {folder} AS SELECT * EXCLUDE (filename), "
+                    "regexp_extract(filename, '(\\d{4}-\\d{2}-\\d{2})\\.parquet$', 1) AS partition "
+                    f"FROM read_parquet('{pattern}', filename = true, union_by_name = true)"
+                )
         return con
+
+
+def _stems(names: list[str], suffix: str) -> list[str]:
+    """Partition keys of the `<key><suffix>` names (temporary and staging files start with a dot)."""
+    return sorted(n[:-len(suffix)] for n in names if n.endswith(suffix) and not n.startswith("."))
+
+
+def _is_partition(key: str) -> bool:
+    try:
+        return check_partition_key(key) == key
+    except ValueError:
+        return False
 
 
 def fingerprint_digest(schema, rows: int, xor, total) -> str:
@@ -188,7 +228,7 @@ def fingerprint_digest(schema, rows: int, xor, total) -> str:
     return digest.hexdigest()
 
 
-def _quoted(path: Path) -> str:
+def _quoted(path) -> str:
     return str(path).replace("'", "''")
 
 

@@ -5,7 +5,6 @@ documents it needs summarised, so a day's report reads only what changed since t
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +13,7 @@ from typing import Mapping
 import pandas as pd
 
 from mlops_assets.core.config.spec import DatasetSpec
-from mlops_assets.core.ingestion.landing import check_partition_key
-from mlops_assets.core.io.atomic import write_atomic
+from mlops_assets.core.io.objects import ObjectFile
 from mlops_assets.core.io.storage import PartitionStore
 from mlops_assets.core.serving.scoring import ledger_labels
 
@@ -125,8 +123,8 @@ class CostSummary:
     out (and named in `unreadable`) until it changes, so one bad file does not stop every later report.
     """
 
-    def __init__(self, store: PartitionStore, path: Path):
-        self.store, self.path = store, Path(path)
+    def __init__(self, store: PartitionStore, path: Path | ObjectFile):
+        self.store, self.path = store, ObjectFile.of(path)  # a local file, or an object (S3)
         self.unreadable: list[str] = []
 
     def history(self, version: str, day: str) -> CostHistory:
@@ -152,7 +150,7 @@ class CostSummary:
                 changed = True
         if changed:
             summary["written_ns"] = time.time_ns()
-            write_atomic(self.path, json.dumps(summary, sort_keys=True).encode())
+            self.path.write_bytes(json.dumps(summary, sort_keys=True).encode())
         self.unreadable = [f"{asset}/{key}.json ({entry['unreadable']})" for asset in _SUMMARISED
                            for key, entry in sorted(summary[asset].items()) if "unreadable" in entry]
         usable = {asset: {k: e for k, e in summary[asset].items() if "unreadable" not in e} for asset in _SUMMARISED}
@@ -167,28 +165,7 @@ class CostSummary:
             return {"format": _SUMMARY_FORMAT}
         return summary
 
-    def _signatures(self, asset: str) -> dict[str, list[int]]:
-        """{day: identity of its document file} from the folder listing and file metadata (no document read)."""
-        folder = self.store.folder(asset)
-        out = {}
-        try:
-            entries = list(os.scandir(folder))
-        except FileNotFoundError:
-            return out
-        for entry in entries:
-            key = entry.name[:-5] if entry.name.endswith(".json") else ""
-            if not _is_day(key):  # not a document (a temporary file, say)
-                continue
-            try:
-                st = entry.stat()
-            except FileNotFoundError:
-                continue
-            out[key] = [st.st_ino, st.st_mtime_ns, st.st_size]
-        return out
-
-
-def _is_day(key: str) -> bool:
-    try:
-        return check_partition_key(key) == key
-    except ValueError:
-        return False
+    def _signatures(self, asset: str) -> dict[str, list]:
+        """{day: identity of its document} from a listing (locally inode, modification time and size; on S3 the
+        ETag, last-modified time and size); no document is read."""
+        return self.store.document_signatures(asset)

@@ -2,7 +2,7 @@
 
 Unpickling runs arbitrary code, so a file whose bytes differ from the checksum the registry recorded is
 refused *before* `pickle.load` sees it. Files are written atomically (temp file in the same folder, then
-`os.replace`) and named after their sha256, so a saved artifact is never overwritten with other content.
+`os.replace`; on S3 one upload, so no reader sees half an object) and named after their sha256, so a saved artifact is never overwritten with other content.
 JSON documents stored with a model (its monitoring reference) go the same way: `save_json` writes
 `<name>/<sha256>.json` beside the pickles, `load_json` parses only bytes that match the recorded checksum.
 """
@@ -17,6 +17,8 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+
+from mlops_assets.core.io.objects import LocalObjectStore, ObjectNotFound, ObjectStore
 
 _CHUNK = 1 << 20
 # One path component: letters, digits, dot, dash, underscore; not starting with a dot ("..", hidden files).
@@ -70,8 +72,18 @@ def safe_name(name: str) -> str:
 
 
 class ArtifactStore:
-    def __init__(self, root: str | Path):
-        self.root = Path(root).resolve()
+    """Artifacts in a local folder (a path: files written with temp + rename) or in any non-local ObjectStore
+    (S3: each artifact uploaded in one PUT; loads download the bytes and check them before anything else)."""
+
+    def __init__(self, root: str | Path | ObjectStore):
+        if isinstance(root, ObjectStore) and not root.is_local:
+            self.objects, self.root = root, None
+        else:
+            self.root = Path(root.root if isinstance(root, ObjectStore) else root).resolve()
+            self.objects = LocalObjectStore(self.root)
+
+    def describe(self) -> str:
+        return self.objects.url()
 
     def save(self, obj, name: str) -> StoredArtifact:
         """Pickle `obj` to `<name>/<sha256>.pkl` under the root; saving identical content again is a no-op."""
@@ -83,10 +95,15 @@ class ArtifactStore:
         return self._write(name, ".json", lambda fh: fh.write(data))
 
     def _write(self, name: str, suffix: str, dump) -> StoredArtifact:
-        """Write through `dump(fh)` to a temp file, hashing the bytes, then move it to `<name>/<sha256><suffix>`."""
-        folder = self.root / safe_name(name)
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=suffix)
+        """Write through `dump(fh)` to a temp file, hashing the bytes, then move it to `<name>/<sha256><suffix>`
+        (a rename locally, one upload to S3)."""
+        if self.root is not None:
+            folder = self.root / safe_name(name)
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=suffix)
+        else:
+            folder = None
+            fd, tmp = tempfile.mkstemp(prefix=f".artifact-{safe_name(name)}-", suffix=suffix)
         try:
             with os.fdopen(fd, "wb") as fh:
                 writer = _HashingWriter(fh)
@@ -94,24 +111,35 @@ class ArtifactStore:
                 fh.flush()
                 os.fsync(fh.fileno())
             sha = writer.digest.hexdigest()
-            os.replace(tmp, folder / f"{sha}{suffix}")
-        except BaseException:
+            if folder is not None:
+                os.replace(tmp, folder / f"{sha}{suffix}")
+            else:
+                self.objects.put_file(f"{name}/{sha}{suffix}", Path(tmp), move=True)
+        finally:
             Path(tmp).unlink(missing_ok=True)
-            raise
         return StoredArtifact(path=f"{name}/{sha}{suffix}", sha256=sha, size_bytes=writer.size)
 
-    def resolve(self, path: str | Path) -> Path:
-        """Absolute location of a stored artifact; refuses paths that would leave the root."""
+    def _key(self, path: str | Path) -> str:
         rel = PurePosixPath(str(path).replace("\\", "/"))
         if rel.is_absolute() or not rel.parts or any(part in ("", ".", "..") for part in rel.parts):
             raise ArtifactError(f"artifact path {str(path)!r} must be relative to the store, without '..'")
-        full = (self.root / Path(*rel.parts)).resolve()
+        return "/".join(rel.parts)
+
+    def resolve(self, path: str | Path) -> Path:
+        """Absolute location of a stored artifact (local stores only); refuses paths that would leave the root."""
+        key = self._key(path)
+        if self.root is None:
+            raise ArtifactError(f"artifact store {self.describe()} is not a local folder")
+        full = (self.root / Path(*key.split("/"))).resolve()
         if not full.is_relative_to(self.root):  # a symlink pointing outside
             raise ArtifactError(f"artifact path {str(path)!r} resolves outside the store {self.root}")
         return full
 
-    def verify(self, path: str | Path, expected_sha256: str) -> Path:
-        """Check the file's checksum; returns its location, or raises ArtifactIntegrityError."""
+    def verify(self, path: str | Path, expected_sha256: str) -> Path | str:
+        """Check the stored bytes' checksum; returns their location, or raises ArtifactIntegrityError."""
+        if self.root is None:
+            _check(path, expected_sha256, hashlib.sha256(self._read(path)).hexdigest())
+            return self.objects.url(self._key(path))
         full = self.resolve(path)
         if not full.is_file():
             raise ArtifactError(f"artifact {path} not found in {self.root}")
@@ -121,12 +149,15 @@ class ArtifactStore:
     def problem(self, path: str | Path, expected_sha256: str) -> str | None:
         """What is wrong with a stored file, in one phrase (missing, or its sha256 differs); None when it matches."""
         try:
-            full = self.resolve(path)
+            if self.root is None:
+                actual = hashlib.sha256(self._read(path)).hexdigest()
+            else:
+                full = self.resolve(path)
+                if not full.is_file():
+                    return f"{path} is missing from {self.root}"
+                actual = sha256_file(full)
         except ArtifactError as exc:
             return str(exc)
-        if not full.is_file():
-            return f"{path} is missing from {self.root}"
-        actual = sha256_file(full)
         if actual != expected_sha256:
             return f"{path} does not match its recorded sha256 {expected_sha256} (found {actual})"
         return None
@@ -139,12 +170,20 @@ class ArtifactStore:
         """Parse a stored JSON document after verifying its checksum (nothing is parsed on a mismatch)."""
         return json.loads(self._read_verified(path, expected_sha256))
 
-    def _read_verified(self, path: str | Path, expected_sha256: str) -> bytes:
+    def _read(self, path: str | Path) -> bytes:
+        if self.root is None:
+            try:
+                return self.objects.get_bytes(self._key(path))
+            except ObjectNotFound:
+                raise ArtifactError(f"artifact {path} is missing from {self.describe()}") from None
         full = self.resolve(path)
         if not full.is_file():
             raise ArtifactError(f"artifact {path} not found in {self.root}")
-        # Hash the very bytes that get loaded, so the file cannot change between the check and the load.
-        data = full.read_bytes()
+        return full.read_bytes()
+
+    def _read_verified(self, path: str | Path, expected_sha256: str) -> bytes:
+        # Hash the very bytes that get loaded, so the object cannot change between the check and the load.
+        data = self._read(path)
         _check(path, expected_sha256, hashlib.sha256(data).hexdigest())
         return data
 

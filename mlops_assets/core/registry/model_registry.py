@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mlops_assets.core.io.objects import ObjectStore
 from mlops_assets.core.registry.artifacts import ArtifactError, ArtifactIntegrityError, ArtifactStore, StoredArtifact
 from mlops_assets.core.registry.database import DuckDBBackend, RegistryError, Transaction, backend_for
 from mlops_assets.core.config.settings import Settings
@@ -392,9 +393,14 @@ def artifacts_dir_for(url: str, default: Path) -> Path:
     return db.path.parent / "artifacts" if isinstance(db, DuckDBBackend) else Path(default)
 
 
-def open_registry(settings: Settings, url: str | None = None, artifacts_dir: str | Path | None = None,
+def open_registry(settings: Settings, url: str | None = None, artifacts_dir: str | Path | ObjectStore | None = None,
                   model: str | None = None) -> ModelRegistry:
-    """The registry of `settings` (or at an explicit URL), with its artifact store; scoped to `model` if given."""
+    """The registry of `settings` (or at an explicit URL), with its artifact store (a folder, or an ObjectStore
+    such as S3); scoped to `model` if given."""
     url = url or settings.registry
+    if artifacts_dir is None and settings.storage_url:
+        artifacts_dir = settings.storage_root().child("registry/artifacts")
+    if isinstance(artifacts_dir, ObjectStore):
+        return ModelRegistry(url, ArtifactStore(artifacts_dir), model)
     root = Path(artifacts_dir) if artifacts_dir else artifacts_dir_for(url, settings.artifacts_dir)
     return ModelRegistry(url, ArtifactStore(root), model)

@@ -32,7 +32,7 @@ import pandas as pd
 from mlops_assets.core.config.spec import DatasetSpec
 from mlops_assets.core.evaluation.metric_scale import drop_units
 from mlops_assets.core.evaluation.report import HIGHER_IS_BETTER
-from mlops_assets.core.io.atomic import write_atomic
+from mlops_assets.core.io.objects import ObjectFile, ObjectNotFound
 from mlops_assets.core.io.json_safe import json_safe
 from mlops_assets.core.monitoring.drift_profile import ReferenceProfile
 from mlops_assets.core.serving.canary_evidence import (WindowEvidence, plan_seed, repeats_needed, score_rows_needed,
@@ -260,14 +260,17 @@ class CanaryState:
 class CanaryStateFile:
     """One file: the canary being rolled out now (absent when there is none)."""
 
-    def __init__(self, path: Path):
-        self.path = Path(path)
+    def __init__(self, path: Path | ObjectFile):
+        self.path = ObjectFile.of(path)  # a local file, or an object in the deployment store (S3)
 
     def load(self) -> CanaryState | None:
-        return CanaryState.from_json(self.path.read_text()) if self.path.exists() else None
+        try:
+            return CanaryState.from_json(self.path.read_text())
+        except ObjectNotFound:
+            return None
 
     def save(self, state: CanaryState) -> None:
-        write_atomic(self.path, state.to_json().encode())
+        self.path.write_bytes(state.to_json().encode())
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import threading
 import time
 from pathlib import Path
 
@@ -42,7 +41,7 @@ import pandas as pd
 
 from mlops_assets.core.ingestion.landing import check_partition_key, safe_join
 from mlops_assets.core.registry.model_registry import VERSION_NAME
-from mlops_assets.core.io.storage import scratch_connection
+from mlops_assets.core.io.objects import ObjectStore, as_object_store
 
 ROUTES = ("champion", "canary", "shadow")
 ACTING_ROUTES = ("champion", "canary")
@@ -95,55 +94,73 @@ def _entity_alternatives(entity: str) -> list[str]:
 
 
 class PredictionLedger:
-    def __init__(self, root: Path):
-        self.root = Path(root)
+    """The ledger in an object store: a local folder (a Path, as before) or any `ObjectStore` (S3, where a day
+    is published by one PUT, so readers see the old day or the new one)."""
+
+    def __init__(self, root: Path | ObjectStore):
+        self.objects = as_object_store(root)
+        self.root = self.objects.root if self.objects.is_local else None  # the folder, for a local ledger
 
     # ----------------------------------------------------------------------------------------- paths
     def day_path(self, day: dt.date | str) -> Path:
-        """The file holding every row of `day`."""
+        """The file holding every row of `day` (local ledgers only)."""
         return safe_join(self.root, _day_key(day) + ".parquet")
+
+    def day_location(self, day: dt.date | str) -> str:
+        return self.objects.duckdb_path(_day_key(day) + ".parquet")
 
     def days(self) -> list[str]:
         """Every day with rows, in either layout."""
-        return sorted(set(self._day_files()) | {p.stem for p in self._legacy_files()})
+        return sorted(set(self._day_files()) | {_stem(k) for k in self._legacy_files()})
 
     def versions(self) -> list[str]:
         """Every model version with rows in the ledger."""
         files = self._files()
         if not files:
             return []
-        with _connect() as con:
+        with self._connect() as con:
             rows = con.execute("SELECT DISTINCT model_version FROM read_parquet(?, union_by_name = true) "
-                               "ORDER BY model_version", [[str(p) for p in files]]).fetchall()
+                               "ORDER BY model_version", [self._locations(files)]).fetchall()
         return [r[0] for r in rows]
 
-    def _day_files(self) -> dict[str, Path]:
-        if not self.root.is_dir():
-            return {}
-        return {p.stem: p for p in self.root.glob("*.parquet") if p.is_file() and _is_day(p.stem)}
+    def _locations(self, keys: list[str]) -> list[str]:
+        return [self.objects.duckdb_path(k) for k in keys]
 
-    def _legacy_files(self, day: str | None = None) -> list[Path]:
-        """Files of the previous layout, <version>/<route>/<day>.parquet."""
-        if not self.root.is_dir():
-            return []
-        pattern = f"{day}.parquet" if day is not None else "*.parquet"
-        return sorted(p for folder in self.root.iterdir() if folder.is_dir() and VERSION_NAME.fullmatch(folder.name)
-                      for route in ROUTES for p in (folder / route).glob(pattern) if _is_day(p.stem))
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        con = self.objects.connection()
+        con.execute("SET TimeZone = 'UTC'")  # scored_at comes back in UTC whatever the machine's zone
+        return con
 
-    def _files(self, start: str | None = None, end: str | None = None, day: str | None = None) -> list[Path]:
-        """The files holding the days asked for: a day's file when it has one, else its legacy files."""
-        if day is not None and (self.root / f"{day}.parquet").is_file():
-            return [self.root / f"{day}.parquet"]  # one day: no listing, so its cost does not grow with history
+    def _day_files(self) -> dict[str, str]:
+        """{day: key} of the day files."""
+        return {_stem(n): n for n in self.objects.list_names() if n.endswith(".parquet") and _is_day(_stem(n))}
+
+    def _legacy_files(self, day: str | None = None) -> list[str]:
+        """Keys of the previous layout, <version>/<route>/<day>.parquet."""
+        keys = []
+        for folder in self.objects.list_folders():
+            if not VERSION_NAME.fullmatch(folder):
+                continue
+            for route in self.objects.list_folders(folder):
+                if route in ROUTES:
+                    keys += [f"{folder}/{route}/{n}" for n in self.objects.list_names(f"{folder}/{route}")
+                             if n.endswith(".parquet") and _is_day(_stem(n)) and (day is None or _stem(n) == day)]
+        return sorted(keys)
+
+    def _files(self, start: str | None = None, end: str | None = None, day: str | None = None) -> list[str]:
+        """The keys holding the days asked for: a day's file when it has one, else its legacy files."""
+        if day is not None and self.objects.exists(f"{day}.parquet"):
+            return [f"{day}.parquet"]  # one day: no listing, so its cost does not grow with history
         current = self._day_files()
-        files = list(current.values()) + [p for p in self._legacy_files(day) if p.stem not in current]
-        return sorted(p for p in files if (day is None or p.stem == day) and not (start and p.stem < start)
-                      and not (end and p.stem > end))
+        files = list(current.values()) + [k for k in self._legacy_files(day) if _stem(k) not in current]
+        return sorted((k for k in files if (day is None or _stem(k) == day) and not (start and _stem(k) < start)
+                       and not (end and _stem(k) > end)), key=lambda k: (_stem(k), k))
 
     # ----------------------------------------------------------------------------------------- writes
-    def write(self, rows: pd.DataFrame, *, replace_days: bool = False) -> list[Path]:
-        """Store ledger rows; returns the day files written, one per day present.
+    def write(self, rows: pd.DataFrame, *, replace_days: bool = False) -> list[str]:
+        """Store ledger rows; returns the locations of the day files written, one per day present.
 
-        Each day is rewritten whole in one atomic step (temporary file, fsync, rename). Without
+        Each day is rewritten whole in one atomic step (temporary file, fsync, rename; one PUT on S3). Without
         `replace_days`, the day keeps its rows from other (version, route) pairs, and a pair written again is
         replaced (re-scoring a day is idempotent). With `replace_days`, the day holds exactly the rows given,
         so a re-scored day does not keep decisions from a model that no longer serves it.
@@ -154,44 +171,45 @@ class PredictionLedger:
             key = day.date().isoformat()
             group = group[list(LEDGER_COLUMNS)].reset_index(drop=True)
             written.append(self._replace_day(key, group, keep_others=not replace_days))
-            for path in self._legacy_files(key):  # superseded by the day file: readers no longer look at them
-                path.unlink(missing_ok=True)
+            for legacy in self._legacy_files(key):  # superseded by the day file: readers no longer look at them
+                self.objects.delete(legacy)
         return written
 
-    def _replace_day(self, day: str, rows: pd.DataFrame, keep_others: bool) -> Path:
-        target = self.day_path(day)
-        target.parent.mkdir(parents=True, exist_ok=True)
+    def _replace_day(self, day: str, rows: pd.DataFrame, keep_others: bool) -> str:
+        key = f"{_day_key(day)}.parquet"
         self._remove_stale_temporaries(day)
-        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+        tmp = self.objects.staging_path(key)
         if "'" in str(tmp):  # COPY's target cannot be a bound parameter; our paths never hold quotes
             raise LedgerError(f"refusing to write to a path with a quote: {tmp}")
         sources = ["SELECT * REPLACE (CAST(day AS DATE) AS day) FROM new_rows"]
         params: list = []
         old_files = self._files(day=day) if keep_others else []
         try:
-            with _connect() as con:
+            with self._connect() as con:
                 con.register("new_rows", rows)
                 if old_files:
                     con.register("written", rows[["model_version", "route"]].drop_duplicates())
                     sources.insert(0, "SELECT * FROM read_parquet(?, union_by_name = true) AS old WHERE NOT EXISTS "
                                       "(SELECT 1 FROM written w WHERE w.model_version = old.model_version "
                                       "AND w.route = old.route)")
-                    params.append([str(p) for p in old_files])
+                    params.append(self._locations(old_files))
                     # COPY takes no parameters: build the day's rows first, then write them
                     con.execute(f"CREATE TEMP TABLE day_rows AS {' UNION ALL BY NAME '.join(sources)}", params)
                     sources = ["SELECT * FROM day_rows"]
                 con.execute(f"COPY ({sources[0]}) TO '{tmp}' (FORMAT PARQUET)")
             _fsync(tmp)
-            os.replace(tmp, target)  # the one step that switches readers from the old day to the new
-        except BaseException:
+            self.objects.put_file(key, tmp, move=True)  # the one step that switches readers to the new day
+        finally:
             tmp.unlink(missing_ok=True)
-            raise
-        _fsync(target.parent)
-        return target
+        if self.root is not None:
+            _fsync(self.root)
+        return self.objects.url(key)
 
     def _remove_stale_temporaries(self, day: str) -> None:
+        if self.root is None:  # staging files of an S3 ledger live in the temporary folder, not beside the days
+            return
         now = time.time()
-        for path in self.root.glob(f".{day}.parquet.tmp-*"):
+        for path in self.root.glob(f".{day}.parquet.*"):
             try:
                 if now - path.stat().st_mtime > _STALE_TEMP_SECONDS:
                     path.unlink()
@@ -228,8 +246,8 @@ class PredictionLedger:
                "count(DISTINCT day) AS days, min(day) AS first_day, max(day) AS last_day, avg(score) AS mean_score "
                "FROM read_parquet(?, union_by_name = true) WHERE model_version = ? "
                f"GROUP BY route ORDER BY {_ROUTE_ORDER}")
-        with _connect() as con:
-            return con.execute(sql, [[str(p) for p in files], version]).df()
+        with self._connect() as con:
+            return con.execute(sql, [self._locations(files), version]).df()
 
     def totals(self, version: str, start: dt.date | str | None = None, end: dt.date | str | None = None) -> dict:
         """All routes together: rows, distinct days, first and last day, mean score."""
@@ -239,25 +257,24 @@ class PredictionLedger:
         if files:
             sql = ("SELECT count(*), count(DISTINCT day), min(day), max(day), avg(score) "
                    "FROM read_parquet(?, union_by_name = true) WHERE model_version = ?")
-            with _connect() as con:
-                rows, days, first, last, mean = con.execute(sql, [[str(p) for p in files], version]).fetchone()
+            with self._connect() as con:
+                rows, days, first, last, mean = con.execute(sql, [self._locations(files), version]).fetchone()
             out = {"rows": int(rows), "days": int(days), "first_day": first and first.isoformat(),
                    "last_day": last and last.isoformat(), "mean_score": mean}
         return out
 
-    def _query(self, files: list[Path], where: str, params: list) -> pd.DataFrame:
+    def _query(self, files: list[str], where: str, params: list) -> pd.DataFrame:
         if not files:
             return _empty_rows()
         sql = (f"SELECT {', '.join(LEDGER_COLUMNS)} FROM read_parquet(?, union_by_name = true) WHERE {where} "
                f"ORDER BY day, timestamp, acted_on DESC, {_ROUTE_ORDER}, model_version, entity")
-        with _connect() as con:
-            return con.execute(sql, [[str(p) for p in files], *params]).df()
+        with self._connect() as con:
+            return con.execute(sql, [self._locations(files), *params]).df()
 
 
-def _connect() -> duckdb.DuckDBPyConnection:
-    con = scratch_connection()
-    con.execute("SET TimeZone = 'UTC'")  # scored_at comes back in UTC whatever the machine's zone
-    return con
+def _stem(key: str) -> str:
+    """`2024-01-01` of `.../2024-01-01.parquet`."""
+    return key.rsplit("/", 1)[-1].rsplit(".", 1)[0]
 
 
 def _is_day(name: str) -> bool:

@@ -81,7 +81,7 @@ def _ingest_asset(scope: ModelScope, kind: str, description: str):
             record, kept = getattr(exc, "quarantined", None), getattr(exc, "kept", None)
             raise dg.Failure(description=str(exc), metadata={
                 "partition": partition, "file": exc.file, "reason": exc.reason, "column": exc.column or "",
-                "quarantined_as": str(project.quarantine.root / record.stored_as) if record else "(not quarantined)",
+                "quarantined_as": project.quarantine.location(record.stored_as) if record else "(not quarantined)",
                 "kept": f"{kept.file} sha256 {kept.sha256} (archive/{kept.stored_as})" if kept
                         else "no accepted version of this day yet",
             }, allow_retries=False) from None
@@ -91,7 +91,7 @@ def _ingest_asset(scope: ModelScope, kind: str, description: str):
                           "source": source.origin, "rows": result.rows, "summary": result.summary()}
         metadata = {"file": source.file, "file_sha256": source.sha256, "source": source.origin}
         if outcome.accepted:
-            check_metadata["archived_as"] = str(project.archive.root / outcome.archived.stored_as)
+            check_metadata["archived_as"] = project.archive.location(outcome.archived.stored_as)
             metadata.update({"dagster/row_count": outcome.rows, "accepted": True,
                              "archived_as": check_metadata["archived_as"],
                              "columns": ", ".join(map(str, outcome.columns))})
@@ -100,7 +100,7 @@ def _ingest_asset(scope: ModelScope, kind: str, description: str):
             record = outcome.quarantined
             check_metadata.update({
                 "failures": table(result.table()), "failed_cases": result.failed_rows,
-                "quarantined_as": str(project.quarantine.root / record.stored_as) if record
+                "quarantined_as": project.quarantine.location(record.stored_as) if record
                                   else "(not quarantined: this is the archived accepted version)",
                 "kept": outcome.kept_text(),
             })

@@ -148,7 +148,7 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
         _, version, reference = _served(project, day)
         store = project.store
         stats = store.read_json("scoring_stats", day)
-        summary = CostSummary(store, project.paths.root / "monitoring" / "cost_summary.json")
+        summary = CostSummary(store, project.monitoring_file("cost_summary.json"))
         history = summary.history(version, day)  # reads only the documents new or changed since the last report
         for unreadable in summary.unreadable:
             context.log.warning(f"left out of the cost history, cannot be read: {unreadable}")

@@ -18,7 +18,7 @@ ACTOR = "dagster:canary_step"
 
 
 def _canary_file(project) -> CanaryStateFile:
-    return CanaryStateFile(project.paths.deployment_dir / "canary.json")
+    return CanaryStateFile(project.deployment_file("canary.json"))
 
 
 def _canary_latency(store, days: list[str], canary_version: str) -> tuple[CpuLatency, ...]:

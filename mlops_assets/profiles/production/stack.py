@@ -30,10 +30,9 @@ DEFAULT_PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_AMQP = "pyamqp://guest:guest@127.0.0.1:5672"
 BACKEND = "rpc://"  # results travel back through the broker: no second server
 BUCKET = "mlops-state"
-# State on S3: on once MLOPS_STORAGE_URL (every piece of state on S3) is part of the code location. Until then
-# the profile's processes share the local data folder (they run on one machine) and moto serves only the
-# landing zone's S3 variables, unused by the demo.
-STATE_ON_S3 = False
+# Every piece of state (warehouse, archive, ledger, artifacts, landing zone) on the profile's S3 server
+# (MLOPS_STORAGE_URL); False keeps it in the local data folder, which works too on one machine.
+STATE_ON_S3 = True
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,30}")
 
 
