@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from conftest import SPECS
-from mlops_assets.profiles.production.stack import Stack, StackConfig, unreachable
+from mlops_assets.profiles.production.stack import BUCKET, Stack, StackConfig, unreachable
 from mlops_assets.profiles.workload import embedded_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -21,6 +21,15 @@ DAYS = 30
 def workload(out, days=DAYS):
     return [sys.executable, "-m", "mlops_assets.profiles.workload", "--days", str(days), "--concurrency", "2",
             "--out", str(out)]
+
+
+def bucket_keys(env, prefix):
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                          aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], region_name=env["AWS_DEFAULT_REGION"])
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+    return [o["Key"] for page in pages for o in page.get("Contents", [])]
 
 
 def test_production_profile_leaves_what_the_embedded_profile_leaves(tmp_path):
@@ -37,6 +46,7 @@ def test_production_profile_leaves_what_the_embedded_profile_leaves(tmp_path):
     with Stack(config) as stack:
         code = stack.run(workload(production_out))
         logs = {p.name: p.read_text()[-2000:] for p in (config.home / "logs").glob("worker-*.log")}
+        on_s3 = bucket_keys(stack.env, f"{config.name}/models/synthetic/")
     local_output = local.communicate()[0]
     assert local.returncode == 0, local_output[-3000:]
     assert code == 0, logs
@@ -53,6 +63,9 @@ def test_production_profile_leaves_what_the_embedded_profile_leaves(tmp_path):
     assert version["gates_passed"] and version["aliases"] == ["champion"]
     # the same scored rows in the prediction ledger
     assert production["ledger"] == embedded["ledger"] and len(production["ledger"]) == 1
+    # the state went to the S3 server, not to the local folder
+    assert sum(k.startswith(f"{config.name}/models/synthetic/warehouse/feature_table/") for k in on_s3) == DAYS
+    assert any("/ledger/" in k for k in on_s3) and not list(config.data_dir.rglob("*.parquet"))
     # the steps ran on both workers (each step's worker is in the PostgreSQL event log), and none locally
     assert embedded["workers"] == {}
     assert len(production["workers"]) == 2 and min(production["workers"].values()) > 0, production["workers"]

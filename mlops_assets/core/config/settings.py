@@ -78,12 +78,15 @@ class Settings:
     landing_dir: Path
     landing_s3: str = ""
     registry_url: str = ""
+    storage_url: str = ""  # "" = data_dir; else file:///folder or s3://bucket/prefix (see the module docstring)
     executor: str = ""  # "" keeps Dagster's default executor; "celery" runs steps on Celery workers
     celery_broker: str = DEFAULT_CELERY_BROKER
     celery_backend: str = DEFAULT_CELERY_BACKEND
-    storage_url: str = ""  # "" = data_dir; else file:///folder or s3://bucket/prefix (see the module docstring)
 
     def __post_init__(self):
+        if self.executor not in EXECUTORS:
+            raise SettingsError(f"MLOPS_EXECUTOR={self.executor!r} is not an executor this code location knows: "
+                                "leave it unset for Dagster's default, or set it to 'celery'")
         if self.storage_url:
             try:
                 parse_storage_url(self.storage_url)
@@ -123,17 +126,13 @@ class Settings:
             raise SettingsError("MLOPS_SPEC is no longer read: set MLOPS_SPECS to a folder of specs or to a "
                                 "comma-separated list of spec files")
         data_dir = Path(env.get("MLOPS_DATA_DIR") or PROJECT_DIR / "data").resolve()
-        executor = env.get("MLOPS_EXECUTOR", "").strip().lower()
-        if executor not in EXECUTORS:
-            raise SettingsError(f"MLOPS_EXECUTOR={executor!r} is not an executor this code location knows: leave it "
-                                "unset for Dagster's default, or set it to 'celery'")
         return cls(
             spec_paths=spec_paths_from(env.get("MLOPS_SPECS") or str(DEFAULT_SPECS)),
             data_dir=data_dir,
             landing_dir=Path(env.get("MLOPS_LANDING_DIR") or data_dir / "landing").resolve(),
             landing_s3=env.get("MLOPS_LANDING_S3", ""),
             registry_url=env.get("MLOPS_REGISTRY_URL", ""),
-            executor=executor,
+            executor=env.get("MLOPS_EXECUTOR", "").strip().lower(),
             celery_broker=env.get("MLOPS_CELERY_BROKER") or DEFAULT_CELERY_BROKER,
             celery_backend=env.get("MLOPS_CELERY_BACKEND") or DEFAULT_CELERY_BACKEND,
             storage_url=env.get("MLOPS_STORAGE_URL", "").strip(),

@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "clean":
         return clean(args)
     commands = {
-        "demo": [sys.executable, "-m", "mlops_assets.demo.replay", *rest],
+        # a day takes seconds here (every step a Celery task): a progress line a day, not every two weeks
+        "demo": [sys.executable, "-m", "mlops_assets.demo.replay", "--progress-days", "1", *rest],
         "ui": [str(BIN / "dagster"), "dev", "-w", str(PROJECT_DIR / "workspace.yaml"), *rest],
     }
     signal.signal(signal.SIGTERM, _interrupt)  # stops the services as Ctrl-C does (leaving the `with` below)
