@@ -264,23 +264,39 @@ class Stack:
             self.say(f"[production] {len(self.workers)} Celery worker(s) stopped")
         self.workers = []
 
-    def run(self, command: list[str]) -> int:
-        """Run one command of the profile in its environment and process group; Ctrl-C (or SIGTERM) reaching
-        this process is passed on to it once, as SIGINT, and this waits for it to finish."""
-        child = subprocess.Popen(command, env=self.env, cwd=CODE_ROOT, start_new_session=True)
+    def run(self, command: list[str], stop_grace_s: float = 60) -> int:
+        """Run one command of the profile in its environment and its own process group, and wait for it.
+        Ctrl-C (or SIGTERM) reaching this process is passed on to it once, as SIGINT (its own clean stop: the
+        replay finishes its run in progress, `dagster dev` stops its webserver and daemon); whatever is left of
+        its group `stop_grace_s` later is killed."""
+        child = subprocess.Popen(command, env=self.env, cwd=CODE_ROOT, start_new_session=True,
+                                 preexec_fn=_default_sigint)
+        asked: list[float] = []
 
-        def forward(signum, _frame):
-            if child.poll() is None:
-                os.killpg(child.pid, signal.SIGINT)
+        def forward(_signum, _frame):
+            if not asked and child.poll() is None:
+                child.send_signal(signal.SIGINT)
+            asked.append(time.monotonic())
 
         previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
-            return child.wait()
+            while child.poll() is None:
+                if asked and time.monotonic() - asked[0] > stop_grace_s:
+                    self.say(f"[production] {Path(command[0]).name} still running {stop_grace_s:.0f}s after "
+                             "Ctrl-C: killed")
+                    break
+                time.sleep(0.2)
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
-            if child.poll() is None:
-                _stop_group(child, signal.SIGINT, 60)
+            _stop_group(child, signal.SIGINT, stop_grace_s if child.poll() is None and not asked else 0)
+        return child.returncode
+
+
+def _default_sigint() -> None:
+    """A command started from a shell's background job inherits SIGINT ignored, and Python then never turns
+    SIGINT into KeyboardInterrupt: `dagster dev` could not be stopped. Give it the default back."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _rabbitmqctl(*args: str, ok_if: str = "") -> bool:
