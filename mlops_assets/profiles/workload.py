@@ -149,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
 
     defs = _definitions()
     project = defs.resources["portfolio"].portfolio.model(MODEL)
+    with dg.DagsterInstance.get():  # its storage created here, once, not by the runs' processes at the same time
+        pass
     frames = history(project.spec, args.days)
     days = sorted(frames)
     timings, run_ids, failures = {}, [], []

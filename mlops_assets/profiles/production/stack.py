@@ -124,6 +124,9 @@ class Stack:
         broker = os.environ.get("MLOPS_CELERY_BROKER") or self._broker_vhost()
         self.env = self._environment(broker)
         self._start_s3()
+        # the instance's tables, created once here: processes starting together would race to create them
+        subprocess.run([str(BIN / "dagster"), "instance", "migrate"], env=self.env, cwd=CODE_ROOT, check=True,
+                       stdout=subprocess.DEVNULL, stderr=open(self.logs / "migrate.log", "ab"))
         (cfg.home / "celery.yaml").write_text(
             f"execution:\n  config:\n    broker: '{broker}'\n    backend: '{BACKEND}'\n")
         self.start_workers(cfg.workers)
