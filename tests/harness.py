@@ -33,8 +33,8 @@ class CodeLocation:
     """The code location of `spec_paths` on `tmp_path/data`. With one spec, `model` names it and the helpers
     default to it; with several, pass `model=`."""
 
-    def __init__(self, tmp_path, *spec_paths, instance=None):
-        self.settings = Settings.for_data_dir(tmp_path / "data", *spec_paths)
+    def __init__(self, tmp_path, *spec_paths, instance=None, storage_url=""):
+        self.settings = Settings.for_data_dir(tmp_path / "data", *spec_paths, storage_url=storage_url)
         self.defs = build_definitions(self.settings)
         self.portfolio = self.defs.resources["portfolio"].portfolio
         self.instance = instance or dg.DagsterInstance.ephemeral()
@@ -110,8 +110,8 @@ class CodeLocation:
 class Location(CodeLocation):
     """One model with `history_days` of labeled synthetic history (or `history`) already in its warehouse."""
 
-    def __init__(self, tmp_path, spec_path, history_days=30, history=None):
-        super().__init__(tmp_path, spec_path)
+    def __init__(self, tmp_path, spec_path, history_days=30, history=None, storage_url=""):
+        super().__init__(tmp_path, spec_path, storage_url=storage_url)
         self.load_history(history or synthetic_history(self.project.spec, history_days))
 
 

@@ -10,6 +10,10 @@
 - sensor: one tick of the landing sensor's logic (core/ingestion/watch.py plan_tick) with N days of archived
   history and no new file, and with NEW new files landed: the tick reads the landing zone only, so its cost
   stays flat as the archive grows.
+- s3 (only when asked): the daily cycle at the first --history with every piece of state on S3 (moto_server,
+  from moto[server], in a process of its own on 127.0.0.1) and in a local folder, in the same command: wall
+  time per day and S3 requests per daily cycle by kind (GET, PUT, LIST, HEAD, DELETE), counted by a botocore
+  event hook on boto3's client and on DuckDB's s3fs file system.
 - daily: the daily cycle of one day (score_and_monitor_job: batch scoring, canary step, shadow report and the
   four monitoring reports, run by Dagster in process) with H days of history (labeled synthetic days loaded
   straight into the warehouse, as many served days in the prediction ledger and scoring stats, and the job
@@ -17,7 +21,7 @@
   smallest H (target <= 1.2).
 
 No figure is asserted: it prints a table and exits 0 unless something fails.
-Options: --only ingest|sensor|daily, --rows N (5,000,000), --baseline read_csv|old|none, --archive 0,100,1000,3000,
+Options: --only ingest|sensor|daily|s3, --rows N (5,000,000), --baseline read_csv|old|none, --archive 0,100,1000,3000,
 --new N (20), --history 30,1000, --keep (leave the temporary folder).
 """
 
@@ -243,10 +247,11 @@ def bench_sensor(archive_sizes: list[int], new_files: int, work: Path, table: li
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
-def daily_cycle(history: int, work: Path, measured: int = 5, rows_per_day: int = 120) -> dict:
+def daily_cycle(history: int, work: Path, measured: int = 5, rows_per_day: int = 120, storage_url: str = "") -> dict:
     """Build a code location with `history` days of labeled data, a champion trained on the last weeks, and
     every earlier day served (ledger and scoring stats, as batch_scoring writes them) and the day before the
-    measured ones run by the job; then time score_and_monitor_job on the last `measured` days."""
+    measured ones run by the job; then time score_and_monitor_job on the last `measured` days. With an S3
+    `storage_url`, also count the S3 requests of each measured day, by kind."""
     import dagster as dg
 
     from mlops_assets.core.config.settings import Settings
@@ -264,7 +269,7 @@ def daily_cycle(history: int, work: Path, measured: int = 5, rows_per_day: int =
     work.mkdir(parents=True, exist_ok=True)
     spec_path.write_text(text.replace(f'start_date = "{START.isoformat()}"', f'start_date = "{DAILY_START.isoformat()}"'))
     spec = load_spec(spec_path)
-    settings = Settings.for_data_dir(work / "data", spec_path)
+    settings = Settings.for_data_dir(work / "data", spec_path, storage_url=storage_url)
     defs = build_definitions(settings)
     project = defs.resources["portfolio"].portfolio.model(spec.name)
     instance = dg.DagsterInstance.ephemeral()
@@ -301,12 +306,20 @@ def daily_cycle(history: int, work: Path, measured: int = 5, rows_per_day: int =
                                                         "shadow": None})
     run("score_and_monitor_job", DAILY_START + dt.timedelta(days=served_until))
     setup = time.perf_counter() - started
-    times = []
+    from mlops_assets.core.io.objects_s3 import S3_REQUESTS
+
+    counter = S3_REQUESTS if storage_url else None  # every request of the run's stores, boto3's and DuckDB's
+    times, requests = [], []
     for i in range(served_until + 1, history):
+        if counter is not None:
+            counter.reset()
         began = time.perf_counter()
         run("score_and_monitor_job", DAILY_START + dt.timedelta(days=i))
         times.append(time.perf_counter() - began)
-    return {"history": history, "setup_seconds": setup, "seconds": times, "median": statistics.median(times)}
+        if counter is not None:
+            requests.append({**counter.by_verb(), "total": counter.total()})
+    return {"history": history, "setup_seconds": setup, "seconds": times, "median": statistics.median(times),
+            "requests": requests}
 
 
 def bench_daily(histories: list[int], work: Path, table: list) -> None:
@@ -328,6 +341,68 @@ def bench_daily(histories: list[int], work: Path, table: list) -> None:
         table.append((f"daily cycle, {h:,} days of history", f"{found['median']:.2f} s/day, {ratio:.2f} x", command))
 
 
+# ------------------------------------------------------------------------------------------------ s3
+
+
+def bench_s3(history: int, work: Path, table: list) -> None:
+    """The daily cycle with every piece of state on S3 (moto_server in a process of its own, over HTTP), against the
+    local folder in the same command: wall time and S3 requests per day by kind."""
+    import socket
+    import uuid
+    import warnings
+
+    import boto3
+
+    warnings.filterwarnings("ignore", message=".*is currently in (preview|beta).*")
+    warnings.filterwarnings("ignore", message=".*get_sensor_def will return.*")
+    # moto's server in a process of its own: in this one it would share the GIL with the run it serves
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
+                                            "AWS_ENDPOINT_URL")}
+    try:
+        os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1",
+                          AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}")
+        for _ in range(100):  # until it answers
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        bucket = f"bench-{uuid.uuid4().hex[:8]}"
+        boto3.client("s3").create_bucket(Bucket=bucket)
+        command = _command("--only s3", f"--history {history}")
+        print(f"s3: score_and_monitor_job for one day, {history} days of history, state in a local folder and on "
+              f"S3 (moto_server on 127.0.0.1, its own process) ({_load()})")
+        local = daily_cycle(history, work / "s3-local")
+        on_s3 = daily_cycle(history, work / "s3-s3", storage_url=f"s3://{bucket}/state")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    verbs = sorted({v for r in on_s3["requests"] for v in r} - {"total"})
+    per_verb = {v: statistics.median(r.get(v, 0) for r in on_s3["requests"]) for v in verbs}
+    total = statistics.median(r["total"] for r in on_s3["requests"])
+    ratio = on_s3["median"] / local["median"]
+    print(f"  local folder: {local['median']:.2f} s per day (median of "
+          f"{', '.join(f'{x:.2f}' for x in local['seconds'])} s)")
+    print(f"  S3:           {on_s3['median']:.2f} s per day (median of "
+          f"{', '.join(f'{x:.2f}' for x in on_s3['seconds'])} s), {ratio:.2f} x the local folder")
+    print(f"  S3 requests per daily cycle (median of {len(on_s3['requests'])} days): {total:.0f} = "
+          + ", ".join(f"{v} {per_verb[v]:.0f}" for v in verbs))
+    table.append(("daily cycle on S3 vs local", f"{on_s3['median']:.2f} vs {local['median']:.2f} s/day, "
+                  f"{ratio:.2f} x", command))
+    table.append(("S3 requests per daily cycle", f"{total:.0f} (" + ", ".join(f"{v} {per_verb[v]:.0f}"
+                                                                            for v in verbs) + ")", command))
+
+
 # ------------------------------------------------------------------------------------------------ main
 
 
@@ -337,7 +412,7 @@ def _ints(text: str) -> list[int]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=("ingest", "sensor", "daily"))
+    parser.add_argument("--only", choices=("ingest", "sensor", "daily", "s3"))
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--baseline", choices=("read_csv", "old", "none"), default="read_csv")
     parser.add_argument("--archive", type=_ints, default=[0, 100, 1000, 3000])
@@ -354,6 +429,8 @@ def main(argv: list[str] | None = None) -> int:
             bench_sensor(args.archive, args.new, work, table)
         if args.only in (None, "daily"):
             bench_daily(args.history, work, table)
+        if args.only == "s3":  # not part of the default run: it needs moto[server]
+            bench_s3(args.history[0], work, table)
     finally:
         if args.keep:
             print(f"kept {work}")

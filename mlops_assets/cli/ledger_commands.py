@@ -13,17 +13,17 @@ from mlops_assets.cli import (CliError, Handler, add_model_option, existing_regi
 def add_ledger_option(parser: argparse.ArgumentParser) -> None:
     add_model_option(parser)
     parser.add_argument("--ledger", metavar="DIR",
-                        help="one prediction ledger folder (default: every model's, $MLOPS_DATA_DIR/models/*/ledger)")
+                        help="one prediction ledger: a folder or s3://bucket/prefix (default: every model's, "
+                             "in $MLOPS_STORAGE_URL or $MLOPS_DATA_DIR, models/*/ledger)")
 
 
 def ledgers_from_args(args: argparse.Namespace) -> dict:
     """{model name: its prediction ledger}: --ledger, else --model's, else every model's of the portfolio."""
-    from pathlib import Path
-
+    from mlops_assets.core.io.objects import open_object_store
     from mlops_assets.core.serving.ledger import PredictionLedger
 
     if args.ledger:
-        return {args.model: PredictionLedger(Path(args.ledger))}
+        return {args.model: PredictionLedger(open_object_store(args.ledger))}  # a folder or s3://bucket/prefix
     models = portfolio()
     if args.model:
         return {args.model: models.model(args.model).ledger}

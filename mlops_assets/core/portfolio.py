@@ -80,7 +80,8 @@ class ModelWorkspace:
             import boto3  # installed with dagster-aws; only the S3 landing zone needs it
 
             bucket, prefix = parse_s3_url(s3_url)
-            client = boto3.client("s3", endpoint_url=self.s3_endpoint_url or None)  # credentials: the AWS variables
+            shared = getattr(self.objects, "client", None)  # the storage's client when it is S3: one request count
+            client = shared or boto3.client("s3", endpoint_url=self.s3_endpoint_url or None)  # the AWS variables
             return S3Landing(client, bucket, prefix)
         return LocalLanding(self.paths.landing_dir)
 

@@ -136,7 +136,7 @@ class Replay:
                  echo: EventEcho):
         self.defs, self.instance, self.project = defs, instance, project
         self.state, self.state_file, self.stop, self.echo = state, state_file, stop, echo
-        self.landing = project.landing  # where the landing sensor looks: a folder, or S3 with MLOPS_STORAGE_URL
+        self.landing = project.landing  # where the sensors look: a local folder, or S3 (MLOPS_STORAGE_URL)
         self.log = ReplayLog(sensor_state=state.sensors)
         self.instigators = instigators(defs, project.spec.name)
 
@@ -291,6 +291,8 @@ def _main(argv: list[str] | None, stop: StopSignal) -> int:
         parser.error(f"--history CSV is needed to replay {args.model} (only elec2 ships one)")
     history = load_history(history_csv, spec)
 
+    # The replay's cursor and lock stay on this machine's disk whatever MLOPS_STORAGE_URL says: they belong to
+    # the demo driver running here, not to the model's state.
     state_file = project.paths.root / "replay_state.json"
     state_file.parent.mkdir(parents=True, exist_ok=True)
     lock = open(state_file.with_name("replay.lock"), "w")

@@ -134,14 +134,7 @@ def judge_volume(rows: int, day: dt.date, counts: dict[str, int], source: str, p
 
 def row_counts(store: PartitionStore, asset: str, days: list[str]) -> dict[str, int]:
     """Rows of each stored partition of `asset` among `days`, from the Parquet footers (no data read)."""
-    out = {}
-    stored = set(store.partitions(asset))
-    with store.connection() as con:
-        for day in days:
-            if day in stored:
-                path = store.location(asset, day).replace("'", "''")
-                out[day] = int(con.execute(f"SELECT count(*) FROM read_parquet('{path}')").fetchone()[0])
-    return out
+    return store.row_counts(asset, days)
 
 
 def accepted_day_counts(store: PartitionStore, day: dt.date, policy: IngestionPolicy) -> dict[str, int]:

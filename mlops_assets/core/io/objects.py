@@ -1,9 +1,9 @@
 """Where every piece of state lives: one object-store interface, two backends.
 
 `LocalObjectStore(root)` keeps objects as files under a folder (the default, exactly the layout of before);
-`S3ObjectStore(client, bucket, prefix)` keeps them under an S3 prefix through boto3. Stores above this line
-(partitions, ledger, archive, quarantine, artifacts, deployment state) speak in keys (`feature_table/2024-01-01
-.parquet`) and never learn which backend they use.
+`S3ObjectStore(client, bucket, prefix)` (objects_s3.py) keeps them under an S3 prefix through boto3. The stores
+above this line (partitions, ledger, archive, quarantine, artifacts, deployment state) speak in keys
+(`feature_table/2024-01-01.parquet`) and never learn which backend they use.
 
 Atomicity: a reader never sees half an object. Locally an object is written to a temporary file in its folder
 and renamed over the old one; on S3 it is published by one PUT (put_object, or upload_file whose multipart
@@ -15,13 +15,13 @@ on the connection (DuckDB's own httpfs extension would have to be downloaded; au
 
 from __future__ import annotations
 
-import collections
+import contextlib
 import os
 import shutil
-import tempfile
 import threading
 import uuid
-from pathlib import Path, PurePosixPath
+from pathlib import Path
+from typing import Iterator
 
 import duckdb
 
@@ -85,7 +85,8 @@ class ObjectStore:
         raise NotImplementedError
 
     def list(self, prefix: str = "") -> list[str]:
-        """Every key under `prefix` (recursively), sorted; `prefix` is a folder (`a/b` lists `a/b/...`)."""
+        """Every key under `prefix` (recursively), sorted; `prefix` is a folder (`a/b` lists `a/b/...`). A local
+        file whose name starts with a dot is a temporary or staging file, never listed."""
         return sorted(self.list_entries(prefix))
 
     def list_entries(self, prefix: str = "") -> dict[str, list]:
@@ -115,6 +116,13 @@ class ObjectStore:
     def duckdb_path(self, key: str) -> str:
         """What DuckDB's read_parquet takes for `key` (or for a glob such as `folder/*.parquet`)."""
         return self.url(key)
+
+    @contextlib.contextmanager
+    def readable(self, keys: list[str]) -> Iterator[list[str]]:
+        """Local files holding the objects `keys` (in order) while the block runs: the files themselves for a
+        local store; for S3 one GET per object into a temporary folder (removed afterwards), so a query sees each
+        object whole, as one version, even if it is replaced meanwhile. ObjectNotFound if one is missing."""
+        raise NotImplementedError
 
     def connection(self) -> duckdb.DuckDBPyConnection:
         """A DuckDB connection able to read this store's `duckdb_path`s."""
@@ -153,6 +161,14 @@ class LocalObjectStore(ObjectStore):
 
     def duckdb_path(self, key: str) -> str:
         return str(self.root / check_key(key))  # globs are allowed here, so not resolved
+
+    @contextlib.contextmanager
+    def readable(self, keys: list[str]) -> Iterator[list[str]]:
+        paths = [self.path(k) for k in keys]
+        for key, path in zip(keys, paths):
+            if not path.is_file():
+                raise ObjectNotFound(f"no object {key} in {self.root}")
+        yield [str(p) for p in paths]
 
     def connection(self) -> duckdb.DuckDBPyConnection:
         from mlops_assets.core.io.storage import scratch_connection
@@ -217,6 +233,8 @@ class LocalObjectStore(ObjectStore):
             except (FileNotFoundError, NotADirectoryError):
                 continue
             for entry in entries:
+                if entry.name.startswith("."):  # a temporary or staging file, not an object (yet)
+                    continue
                 key = f"{rel}/{entry.name}" if rel else entry.name
                 try:
                     if entry.is_dir(follow_symlinks=False):
@@ -229,8 +247,9 @@ class LocalObjectStore(ObjectStore):
         return out
 
     def _scan(self, prefix: str) -> list[os.DirEntry]:
+        """The folder's entries, without temporary and staging files (their names start with a dot)."""
         try:
-            return list(os.scandir(self.path(prefix) if prefix else self.root))
+            return [e for e in os.scandir(self.path(prefix) if prefix else self.root) if not e.name.startswith(".")]
         except (FileNotFoundError, NotADirectoryError):
             return []
 
@@ -247,203 +266,6 @@ class LocalObjectStore(ObjectStore):
         target = self.path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         return target.with_name(f".{target.name}.staged-{os.getpid()}-{threading.get_ident()}-{uuid.uuid4().hex[:8]}")
-
-
-# --------------------------------------------------------------------------------------------------- S3
-
-
-class RequestCounter:
-    """S3 requests made through a client, by operation (a botocore event hook; GetObject, PutObject, ...)."""
-
-    def __init__(self):
-        self.counts: collections.Counter = collections.Counter()
-        self._lock = threading.Lock()
-
-    def __call__(self, event_name: str = "", **_) -> None:
-        operation = event_name.rsplit(".", 1)[-1]
-        with self._lock:
-            self.counts[operation] += 1
-
-    def attach(self, client) -> "RequestCounter":
-        client.meta.events.register("before-send.s3.*", self)
-        return self
-
-    def by_verb(self) -> dict[str, int]:
-        """Requests grouped as GET / PUT / LIST / HEAD / DELETE / OTHER."""
-        out: collections.Counter = collections.Counter()
-        for operation, n in self.counts.items():
-            verb = ("LIST" if operation.startswith("List") else "HEAD" if operation.startswith("Head")
-                    else "GET" if operation.startswith("Get") else "DELETE" if operation.startswith("Delete")
-                    else "PUT" if operation in ("PutObject", "UploadPart", "CreateMultipartUpload",
-                                                "CompleteMultipartUpload", "CopyObject") else "OTHER")
-            out[verb] += n
-        return dict(out)
-
-    def total(self) -> int:
-        return sum(self.counts.values())
-
-    def reset(self) -> None:
-        with self._lock:
-            self.counts.clear()
-
-
-_S3_FILESYSTEMS: dict[tuple, object] = {}
-_S3_LOCK = threading.Lock()
-
-
-class S3ObjectStore(ObjectStore):
-    """Objects under `s3://bucket/prefix/`. `counter` sees every request of `client` (see RequestCounter)."""
-
-    def __init__(self, client, bucket: str, prefix: str = "", *, counter: RequestCounter | None = None):
-        if len(bucket) < 3 or "/" in bucket:
-            raise StorageUrlError(f"S3 bucket name {bucket!r} must be 3-63 characters without '/'")
-        self.client, self.bucket = client, bucket
-        self.prefix = join_key(prefix)
-        self.counter = counter or getattr(client, "_mlops_counter", None)
-        if self.counter is None:
-            self.counter = RequestCounter().attach(client)
-            client._mlops_counter = self.counter
-        self._db: duckdb.DuckDBPyConnection | None = None
-
-    def __repr__(self) -> str:
-        return f"S3ObjectStore({self.url()!r})"
-
-    def child(self, prefix: str) -> "S3ObjectStore":
-        return S3ObjectStore(self.client, self.bucket, join_key(self.prefix, check_key(prefix)), counter=self.counter)
-
-    def _key(self, key: str, *, allow_empty: bool = False) -> str:
-        return join_key(self.prefix, check_key(key, allow_empty=allow_empty))
-
-    def url(self, key: str = "") -> str:
-        return f"s3://{self.bucket}/{self._key(key, allow_empty=True)}"
-
-    def duckdb_path(self, key: str) -> str:
-        return f"s3://{self.bucket}/{join_key(self.prefix, check_key(key))}"
-
-    def put_bytes(self, key: str, data: bytes) -> None:
-        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
-
-    def put_file(self, key: str, source: Path, *, move: bool = False) -> None:
-        # upload_file: one PUT for small files, a multipart upload (visible only once complete) for large ones
-        self.client.upload_file(str(source), self.bucket, self._key(key))
-        if move:
-            Path(source).unlink(missing_ok=True)
-
-    def get_bytes(self, key: str) -> bytes:
-        try:
-            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
-        except self.client.exceptions.NoSuchKey:
-            raise ObjectNotFound(f"no object {self.url(key)}") from None
-
-    def download(self, key: str, target: Path) -> Path:
-        from botocore.exceptions import ClientError
-
-        try:
-            self.client.download_file(self.bucket, self._key(key), str(target))
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
-                raise ObjectNotFound(f"no object {self.url(key)}") from None
-            raise
-        return Path(target)
-
-    def size(self, key: str) -> int | None:
-        from botocore.exceptions import ClientError
-
-        try:
-            return int(self.client.head_object(Bucket=self.bucket, Key=self._key(key))["ContentLength"])
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return None
-            raise
-
-    def exists(self, key: str) -> bool:
-        return self.size(key) is not None
-
-    def list_entries(self, prefix: str = "") -> dict[str, list]:
-        base = self._key(prefix, allow_empty=True)
-        base = f"{base}/" if base else ""
-        out = {}
-        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=base):
-            for item in page.get("Contents", []):
-                rel = item["Key"][len(base):]
-                if prefix:
-                    rel = f"{prefix.strip('/')}/{rel}"
-                out[rel] = [item["ETag"].strip('"'), int(item["LastModified"].timestamp() * 1e9), int(item["Size"])]
-        return out
-
-    def _children(self, prefix: str) -> tuple[list[str], list[str]]:
-        base = self._key(prefix, allow_empty=True)
-        base = f"{base}/" if base else ""
-        names, folders = [], []
-        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=base,
-                                                                           Delimiter="/"):
-            names += [item["Key"][len(base):] for item in page.get("Contents", [])]
-            folders += [item["Prefix"][len(base):].rstrip("/") for item in page.get("CommonPrefixes", [])]
-        return sorted(names), sorted(folders)
-
-    def list_names(self, prefix: str = "") -> list[str]:
-        return self._children(prefix)[0]
-
-    def list_folders(self, prefix: str = "") -> list[str]:
-        return self._children(prefix)[1]
-
-    def delete(self, key: str) -> None:
-        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
-
-    def staging_path(self, key: str) -> Path:
-        check_key(key)
-        folder = Path(tempfile.gettempdir()) / "mlops-staging"
-        folder.mkdir(parents=True, exist_ok=True)
-        name = PurePosixPath(key).name
-        return folder / f".{name}.staged-{os.getpid()}-{threading.get_ident()}-{uuid.uuid4().hex[:8]}"
-
-    def filesystem(self):
-        """An s3fs file system on the same endpoint and credentials as the boto3 client, for DuckDB."""
-        import s3fs
-
-        endpoint = self.client.meta.endpoint_url
-        creds = self.client._request_signer._credentials  # the client's own resolved credentials
-        frozen = creds.get_frozen_credentials() if creds is not None else None
-        cache_key = (endpoint, frozen and frozen.access_key, id(self.counter))
-        with _S3_LOCK:
-            fs = _S3_FILESYSTEMS.get(cache_key)
-            if fs is None:
-                from aiobotocore.session import AioSession
-
-                session = AioSession()
-                session.register("before-send.s3.*", self.counter)  # DuckDB's reads are S3 requests too
-                fs = s3fs.S3FileSystem(
-                    session=session,
-                    key=frozen and frozen.access_key, secret=frozen and frozen.secret_key,
-                    token=frozen and frozen.token, anon=frozen is None, endpoint_url=endpoint,
-                    client_kwargs={"region_name": self.client.meta.region_name},
-                    use_listings_cache=False, skip_instance_cache=True,  # never a stale listing after our PUTs
-                )
-                _S3_FILESYSTEMS[cache_key] = fs
-        return fs
-
-    def new_connection(self) -> duckdb.DuckDBPyConnection:
-        """A connection of its own (for callers that create views and close it), able to read s3:// URLs."""
-        con = duckdb.connect()
-        con.execute("SET autoinstall_known_extensions = false")
-        con.execute("SET autoload_known_extensions = false")
-        con.register_filesystem(self.filesystem())
-        return con
-
-    def connection(self) -> duckdb.DuckDBPyConnection:
-        # One in-memory database per store, its s3fs file system registered once; each caller gets a cursor.
-        with _S3_LOCK:
-            if self._db is None or self._db_pid != os.getpid():
-                db = duckdb.connect()
-                db.execute("SET autoinstall_known_extensions = false")  # never download httpfs
-                db.execute("SET autoload_known_extensions = false")
-                self._db, self._db_pid = db, os.getpid()
-                registered = False
-            else:
-                registered = True
-        if not registered:
-            self._db.register_filesystem(self.filesystem())
-        return self._db.cursor()
 
 
 # ------------------------------------------------------------------------------------------------- URLs
@@ -487,6 +309,8 @@ def open_object_store(url: str, *, endpoint_url: str = "", client=None) -> Objec
     kind, where, prefix = parse_storage_url(url)
     if kind == "file":
         return LocalObjectStore(Path(where).expanduser())
+    from mlops_assets.core.io.objects_s3 import S3ObjectStore
+
     return S3ObjectStore(client or s3_client(endpoint_url), where, prefix)
 
 

@@ -8,10 +8,12 @@ a temporary file in the same folder, then it is renamed over the old one.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Iterator
 
 import duckdb
 import pandas as pd
@@ -126,40 +128,53 @@ class PartitionStore:
         return self.location(asset, partition)
 
     def read(self, asset: str, partition: str) -> pd.DataFrame:
-        if not self.exists(asset, partition):
-            raise MissingPartition(f"no {asset} table for partition {partition} (looked for {partition}.parquet "
-                                   f"in {self.objects.url(asset)})")
-        with self.connection() as con:
-            return con.execute("SELECT * FROM read_parquet(?)", [self.location(asset, partition)]).df()
+        with self._readable(asset, [partition]) as [path], scratch_connection() as con:
+            return con.execute("SELECT * FROM read_parquet(?)", [path]).df()
 
     def read_many(self, asset: str, partitions: list[str]) -> pd.DataFrame:
         """Several partitions as one frame, in partition order, with a `partition` column."""
-        present = set(self.partitions(asset)) if partitions else set()
-        missing = [p for p in partitions if check_partition_key(p) not in present]
-        if missing:
-            raise MissingPartition(f"no {asset} table for partitions {', '.join(missing)}")
         if not partitions:
             return pd.DataFrame()
-        with self.connection() as con:
+        with self._readable(asset, partitions) as paths, scratch_connection() as con:
             frame = con.execute(
                 "SELECT *, regexp_extract(filename, '(\\d{4}-\\d{2}-\\d{2})\\.parquet$', 1) AS partition "
-                "FROM read_parquet(?, filename = true, union_by_name = true) ORDER BY partition",
-                [[self.location(asset, p) for p in partitions]],
+                "FROM read_parquet(?, filename = true, union_by_name = true) ORDER BY partition", [paths],
             ).df()
         return frame.drop(columns=["filename"])
+
+    @contextlib.contextmanager
+    def _readable(self, asset: str, partitions: list[str]) -> Iterator[list[str]]:
+        """Local files of the partitions' tables (see ObjectStore.readable), or MissingPartition naming them."""
+        keys = [self.key(asset, p) for p in partitions]
+        try:
+            with self.objects.readable(keys) as paths:
+                yield paths
+        except ObjectNotFound:
+            present = set(self.partitions(asset))
+            missing = [p for p in partitions if p not in present] or partitions
+            raise MissingPartition(f"no {asset} table for partition{'s' if len(missing) > 1 else ''} "
+                                   f"{', '.join(missing)} (looked in {self.objects.url(asset)})") from None
 
     def fingerprint(self, asset: str, partition: str) -> str:
         """A content hash of a stored table (column names and types, row count, every value in its row's
         position), computed by DuckDB without loading the table: the data version of a raw table, however large.
         DuckDB's hash() may change between DuckDB versions (the data version would then change once)."""
-        if not self.exists(asset, partition):
-            raise MissingPartition(f"no {asset} table for partition {partition}")
-        where = _quoted(self.location(asset, partition))
-        source = f"read_parquet('{where}', file_row_number = true)"
-        with self.connection() as con:
+        with self._readable(asset, [partition]) as [path], scratch_connection() as con:
+            where = _quoted(path)
             schema = con.execute(f"DESCRIBE SELECT * FROM read_parquet('{where}')").fetchall()
-            found = con.execute(f"SELECT count(*), bit_xor(hash(t)), sum(hash(t)::HUGEINT) FROM {source} t").fetchone()
+            found = con.execute(f"SELECT count(*), bit_xor(hash(t)), sum(hash(t)::HUGEINT) FROM "
+                                f"read_parquet('{where}', file_row_number = true) t").fetchone()
         return fingerprint_digest(schema, *found)
+
+    def row_counts(self, asset: str, partitions: list[str]) -> dict[str, int]:
+        """Rows of each stored partition among `partitions`, from the Parquet footers (no data read)."""
+        stored = set(self.partitions(asset))
+        present = [p for p in partitions if p in stored]
+        if not present:
+            return {}
+        with self._readable(asset, present) as paths, scratch_connection() as con:
+            return {p: int(con.execute("SELECT count(*) FROM read_parquet(?)", [path]).fetchone()[0])
+                    for p, path in zip(present, paths)}
 
     def remove(self, asset: str, partition: str) -> None:
         self.objects.delete(self.key(asset, partition))

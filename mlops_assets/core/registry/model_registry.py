@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlops_assets.core.io.objects import ObjectStore
+from mlops_assets.core.io.objects import ObjectStore, open_object_store
 from mlops_assets.core.registry.artifacts import ArtifactError, ArtifactIntegrityError, ArtifactStore, StoredArtifact
 from mlops_assets.core.registry.database import DuckDBBackend, RegistryError, Transaction, backend_for
 from mlops_assets.core.config.settings import Settings
@@ -398,6 +398,8 @@ def open_registry(settings: Settings, url: str | None = None, artifacts_dir: str
     """The registry of `settings` (or at an explicit URL), with its artifact store (a folder, or an ObjectStore
     such as S3); scoped to `model` if given."""
     url = url or settings.registry
+    if isinstance(artifacts_dir, str) and "://" in artifacts_dir:  # s3://bucket/prefix (or file:///folder)
+        artifacts_dir = open_object_store(artifacts_dir)
     if artifacts_dir is None and settings.storage_url:
         artifacts_dir = settings.storage_root().child("registry/artifacts")
     if isinstance(artifacts_dir, ObjectStore):

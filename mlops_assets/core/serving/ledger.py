@@ -30,10 +30,12 @@ Row schema (the ledger's own columns; the dataset's columns come from the spec w
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import time
 from pathlib import Path
+from typing import Iterator
 
 import duckdb
 import numpy as np
@@ -42,6 +44,7 @@ import pandas as pd
 from mlops_assets.core.ingestion.landing import check_partition_key, safe_join
 from mlops_assets.core.registry.model_registry import VERSION_NAME
 from mlops_assets.core.io.objects import ObjectStore, as_object_store
+from mlops_assets.core.io.storage import scratch_connection
 
 ROUTES = ("champion", "canary", "shadow")
 ACTING_ROUTES = ("champion", "canary")
@@ -106,9 +109,6 @@ class PredictionLedger:
         """The file holding every row of `day` (local ledgers only)."""
         return safe_join(self.root, _day_key(day) + ".parquet")
 
-    def day_location(self, day: dt.date | str) -> str:
-        return self.objects.duckdb_path(_day_key(day) + ".parquet")
-
     def days(self) -> list[str]:
         """Every day with rows, in either layout."""
         return sorted(set(self._day_files()) | {_stem(k) for k in self._legacy_files()})
@@ -118,18 +118,17 @@ class PredictionLedger:
         files = self._files()
         if not files:
             return []
-        with self._connect() as con:
+        with self._reading(files) as (con, paths):
             rows = con.execute("SELECT DISTINCT model_version FROM read_parquet(?, union_by_name = true) "
-                               "ORDER BY model_version", [self._locations(files)]).fetchall()
+                               "ORDER BY model_version", [paths]).fetchall()
         return [r[0] for r in rows]
 
-    def _locations(self, keys: list[str]) -> list[str]:
-        return [self.objects.duckdb_path(k) for k in keys]
-
-    def _connect(self) -> duckdb.DuckDBPyConnection:
-        con = self.objects.connection()
-        con.execute("SET TimeZone = 'UTC'")  # scored_at comes back in UTC whatever the machine's zone
-        return con
+    @contextlib.contextmanager
+    def _reading(self, keys: list[str]) -> Iterator[tuple[duckdb.DuckDBPyConnection, list[str]]]:
+        """A DuckDB connection and local files of `keys` (the files themselves, or one GET each from S3)."""
+        with self.objects.readable(keys) as paths, scratch_connection() as con:
+            con.execute("SET TimeZone = 'UTC'")  # scored_at comes back in UTC whatever the machine's zone
+            yield con, paths
 
     def _day_files(self) -> dict[str, str]:
         """{day: key} of the day files."""
@@ -185,14 +184,14 @@ class PredictionLedger:
         params: list = []
         old_files = self._files(day=day) if keep_others else []
         try:
-            with self._connect() as con:
+            with self._reading(old_files) as (con, old_paths):
                 con.register("new_rows", rows)
                 if old_files:
                     con.register("written", rows[["model_version", "route"]].drop_duplicates())
                     sources.insert(0, "SELECT * FROM read_parquet(?, union_by_name = true) AS old WHERE NOT EXISTS "
                                       "(SELECT 1 FROM written w WHERE w.model_version = old.model_version "
                                       "AND w.route = old.route)")
-                    params.append(self._locations(old_files))
+                    params.append(old_paths)
                     # COPY takes no parameters: build the day's rows first, then write them
                     con.execute(f"CREATE TEMP TABLE day_rows AS {' UNION ALL BY NAME '.join(sources)}", params)
                     sources = ["SELECT * FROM day_rows"]
@@ -246,8 +245,8 @@ class PredictionLedger:
                "count(DISTINCT day) AS days, min(day) AS first_day, max(day) AS last_day, avg(score) AS mean_score "
                "FROM read_parquet(?, union_by_name = true) WHERE model_version = ? "
                f"GROUP BY route ORDER BY {_ROUTE_ORDER}")
-        with self._connect() as con:
-            return con.execute(sql, [self._locations(files), version]).df()
+        with self._reading(files) as (con, paths):
+            return con.execute(sql, [paths, version]).df()
 
     def totals(self, version: str, start: dt.date | str | None = None, end: dt.date | str | None = None) -> dict:
         """All routes together: rows, distinct days, first and last day, mean score."""
@@ -257,8 +256,8 @@ class PredictionLedger:
         if files:
             sql = ("SELECT count(*), count(DISTINCT day), min(day), max(day), avg(score) "
                    "FROM read_parquet(?, union_by_name = true) WHERE model_version = ?")
-            with self._connect() as con:
-                rows, days, first, last, mean = con.execute(sql, [self._locations(files), version]).fetchone()
+            with self._reading(files) as (con, paths):
+                rows, days, first, last, mean = con.execute(sql, [paths, version]).fetchone()
             out = {"rows": int(rows), "days": int(days), "first_day": first and first.isoformat(),
                    "last_day": last and last.isoformat(), "mean_score": mean}
         return out
@@ -268,8 +267,8 @@ class PredictionLedger:
             return _empty_rows()
         sql = (f"SELECT {', '.join(LEDGER_COLUMNS)} FROM read_parquet(?, union_by_name = true) WHERE {where} "
                f"ORDER BY day, timestamp, acted_on DESC, {_ROUTE_ORDER}, model_version, entity")
-        with self._connect() as con:
-            return con.execute(sql, [self._locations(files), *params]).df()
+        with self._reading(files) as (con, paths):
+            return con.execute(sql, [paths, *params]).df()
 
 
 def _stem(key: str) -> str:
