@@ -3,8 +3,12 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
+# PROFILE=production: the Dagster instance and the registry on PostgreSQL, steps on Celery workers, an S3 server;
+# the profile's command starts and stops them (python -m mlops_assets.profiles.production --help).
+PROFILE ?= embedded
+PRODUCTION := $(PY) -m mlops_assets.profiles.production
 
-.PHONY: demo test ui bench bench-scale chaos deploy-check clean
+.PHONY: demo test ui bench bench-scale bench-profiles bench-serving chaos deploy-check clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,10 +21,18 @@ $(DAGSTER_HOME)/dagster.yaml: mlops_assets/dagster.yaml
 	cp $< $@
 
 demo: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
+ifeq ($(PROFILE),production)
+	$(PRODUCTION) demo $(ARGS)
+else
 	$(PY) -m mlops_assets.demo.replay $(ARGS)
+endif
 
 ui: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
+ifeq ($(PROFILE),production)
+	$(PRODUCTION) ui
+else
 	$(VENV)/bin/dagster dev -w workspace.yaml
+endif
 
 test: $(VENV)/.installed
 	$(PY) -m pytest $(ARGS)
@@ -29,6 +41,11 @@ bench: $(VENV)/.installed
 	$(PY) -m mlops_assets.benchmarks.speed $(ARGS)
 	$(PY) -m mlops_assets.benchmarks.detection $(DETECTION_ARGS)
 	$(PY) -m mlops_assets.benchmarks.scale $(SCALE_ARGS)
+	$(PY) -m mlops_assets.benchmarks.profiles $(PROFILES_ARGS)
+
+# The profiles alone: a 30-day backfill on 1, 2 and 4 Celery workers, and the cost of one run on each profile.
+bench-profiles: $(VENV)/.installed
+	$(PY) -m mlops_assets.benchmarks.profiles $(PROFILES_ARGS)
 
 # Scale alone: ingest of a 5,000,000-row day, landing-sensor ticks against a large archive, the daily cycle
 # at 30 and 1,000 days of history (SCALE_ARGS="--only ingest --rows 1000000" for a part).
@@ -44,5 +61,8 @@ deploy-check: $(VENV)/.installed
 	$(PY) deploy/check.py
 
 clean:
+ifeq ($(PROFILE),production)
+	$(PRODUCTION) clean
+endif
 	rm -rf $(DAGSTER_HOME) data/landing data/models data/registry \
 		data/quarantine data/warehouse data/ledger data/deployment data/replay_state.json

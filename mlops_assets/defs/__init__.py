@@ -10,6 +10,7 @@ import dagster as dg
 from ..core.config.settings import Settings
 from ..core.portfolio import Portfolio
 from . import deployment, evaluation, features, ingestion, monitoring, serving, training
+from .execution import executor_for
 from .resources import PortfolioResource
 from .scope import ModelScope
 
@@ -34,5 +35,5 @@ def build_definitions(settings: Settings, *, env_vars: bool = False) -> dg.Defin
     models = Portfolio(settings).models.values()
     return dg.Definitions.merge(
         *(build_model_definitions(ModelScope(m.spec)) for m in models),
-        dg.Definitions(resources={"portfolio": resource}),
+        dg.Definitions(resources={"portfolio": resource}, executor=executor_for(settings)),
     )

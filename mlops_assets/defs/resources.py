@@ -44,8 +44,9 @@ class PortfolioResource(dg.ConfigurableResource):
 
     @cached_property
     def settings(self) -> Settings:
-        return Settings(tuple(Path(p) for p in self.spec_paths), Path(self.data_dir), Path(self.landing_dir),
-                        self.landing_s3, self.registry_url, self.storage_url.strip())
+        return Settings(spec_paths=tuple(Path(p) for p in self.spec_paths), data_dir=Path(self.data_dir),
+                        landing_dir=Path(self.landing_dir), landing_s3=self.landing_s3,
+                        registry_url=self.registry_url, storage_url=self.storage_url.strip())
 
     @cached_property
     def portfolio(self) -> Portfolio:

@@ -5,11 +5,16 @@ tell a run the pipeline stopped (a gate, a schema check, a dg.Failure) from a ru
 from __future__ import annotations
 
 import datetime as dt
+import os
+import warnings
 from dataclasses import dataclass, field
 
 import dagster as dg
+from dagster._core.definitions.reconstruct import ReconstructableRepository
 
 SENSOR_TAG, SCHEDULE_TAG, RUN_KEY_TAG = "dagster/sensor_name", "dagster/schedule_name", "dagster/run_key"
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+CODE_LOCATION_MODULE = "mlops_assets.definitions"  # what workspace.yaml loads
 
 
 @dataclass(frozen=True)
@@ -136,15 +141,36 @@ def execute_request(defs: dg.Definitions, instance: dg.DagsterInstance, request:
         job = defs.resolve_implicit_global_asset_job_def()
         if selection is None and getattr(origin, "asset_selection", None) is not None:
             selection = list(origin.asset_selection.resolve(defs.resolve_asset_graph()))
+    if defs.executor is not None:
+        return execute_out_of_process(instance, job, selection, request.asset_check_keys, request.partition_key, tags)
     if request.asset_check_keys is not None:  # the request names its checks, as the daemon would honour
         job = job.get_subset(asset_selection=set(selection or job.asset_layer.executable_asset_keys),
                              asset_check_selection=set(request.asset_check_keys))
         selection = None
     return job.execute_in_process(
         instance=instance, partition_key=request.partition_key, asset_selection=selection,
-        tags=tags, raise_on_error=False, resources=defs.resources,
-        run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
+        tags=tags, raise_on_error=False, resources=defs.resources, run_config=QUIET,
     )
+
+
+def execute_out_of_process(instance: dg.DagsterInstance, job: dg.JobDefinition, selection, checks,
+                           partition_key: str | None, tags: dict):
+    """The run's steps go to the executor the settings chose (Celery workers), which rebuild the code location
+    from `CODE_LOCATION_MODULE` in the same environment; this process orchestrates the run and waits for it."""
+    recon = ReconstructableRepository.for_module(CODE_LOCATION_MODULE, "defs", working_directory=os.getcwd())
+    recon_job = recon.get_reconstructable_job(job.name)
+    if checks is not None:
+        recon_job = recon_job.get_subset(asset_selection=set(selection or job.asset_layer.executable_asset_keys),
+                                         asset_check_selection=set(checks))
+        selection = None
+    if partition_key:
+        tags = {**tags, "dagster/partition": partition_key}
+    with warnings.catch_warnings():
+        # the celery executor registers its task anew for every run of this process, and celery says so
+        warnings.filterwarnings("ignore", message="Task name .* is already registered")
+        with dg.execute_job(recon_job, instance, run_config=QUIET, tags=tags, raise_on_error=False,
+                            asset_selection=list(selection) if selection else None) as result:
+            return result
 
 
 def classify_failure(outcome, request: dg.RunRequest, job: str) -> RunFailure:

@@ -268,6 +268,8 @@ def _main(argv: list[str] | None, stop: StopSignal) -> int:
                              "history's last day)")
     parser.add_argument("--history", type=Path, default=None,
                         help="CSV of the whole history (default: the bundled Elec2 file for elec2)")
+    parser.add_argument("--progress-days", type=int, default=14,
+                        help="a progress line every this many days (default 14)")
     args = parser.parse_args(argv)
 
     logging.getLogger("dagster").setLevel(logging.WARNING)
@@ -334,7 +336,7 @@ def _main(argv: list[str] | None, stop: StopSignal) -> int:
                 if delivery.day < args.start:
                     continue  # delivered by an earlier call; here only for the labels landing from it
                 replay.day(delivery)
-                if log.days % 14 == 0:
+                if log.days % max(args.progress_days, 1) == 0:
                     print(f"  [{delivery.day}] {log.days} days replayed, {log.runs} runs launched "
                           f"({log.stopped} stopped by a gate or check, {len(log.errors)} failed), "
                           f"{time.time() - started:.0f}s")

@@ -11,6 +11,8 @@ Elec2 demo, the synthetic benchmark in tests, or a team's own datasets:
 - MLOPS_LANDING_S3:    s3://bucket/prefix — read the landing zone from S3 instead (prefix/<model>/)
 - MLOPS_REGISTRY_URL:  duckdb:///path/registry.duckdb (default) or postgresql://user@host:port/db; one
                        registry holds every model of the portfolio
+- MLOPS_EXECUTOR:      unset (Dagster's default: steps in the run's own processes) or `celery` (steps on Celery
+                       workers; broker MLOPS_CELERY_BROKER, result backend MLOPS_CELERY_BACKEND)
 - MLOPS_STORAGE_URL:   where the state lives (warehouse, archive, quarantine, ledger, deployment, monitoring
                        under models/<model>/, artifacts under registry/artifacts): unset = $MLOPS_DATA_DIR as
                        before, file:///folder, or s3://bucket/prefix (then the landing zone defaults to
@@ -33,6 +35,9 @@ PROJECT_DIR = Path(__file__).resolve().parents[3]
 DEFAULT_SPECS = PROJECT_DIR / "data" / "specs"
 # A model's name prefixes its asset keys and names its jobs, sensors and folders.
 MODEL_NAME = re.compile(r"[a-z][a-z0-9_]{0,47}")
+EXECUTORS = ("", "celery")
+DEFAULT_CELERY_BROKER = "pyamqp://guest:guest@127.0.0.1:5672//"
+DEFAULT_CELERY_BACKEND = "rpc://"
 
 
 class SettingsError(ValueError):
@@ -74,8 +79,14 @@ class Settings:
     landing_s3: str = ""
     registry_url: str = ""
     storage_url: str = ""  # "" = data_dir; else file:///folder or s3://bucket/prefix (see the module docstring)
+    executor: str = ""  # "" keeps Dagster's default executor; "celery" runs steps on Celery workers
+    celery_broker: str = DEFAULT_CELERY_BROKER
+    celery_backend: str = DEFAULT_CELERY_BACKEND
 
     def __post_init__(self):
+        if self.executor not in EXECUTORS:
+            raise SettingsError(f"MLOPS_EXECUTOR={self.executor!r} is not an executor this code location knows: "
+                                "leave it unset for Dagster's default, or set it to 'celery'")
         if self.storage_url:
             try:
                 parse_storage_url(self.storage_url)
@@ -121,6 +132,9 @@ class Settings:
             landing_dir=Path(env.get("MLOPS_LANDING_DIR") or data_dir / "landing").resolve(),
             landing_s3=env.get("MLOPS_LANDING_S3", ""),
             registry_url=env.get("MLOPS_REGISTRY_URL", ""),
+            executor=env.get("MLOPS_EXECUTOR", "").strip().lower(),
+            celery_broker=env.get("MLOPS_CELERY_BROKER") or DEFAULT_CELERY_BROKER,
+            celery_backend=env.get("MLOPS_CELERY_BACKEND") or DEFAULT_CELERY_BACKEND,
             storage_url=env.get("MLOPS_STORAGE_URL", "").strip(),
         )
 
