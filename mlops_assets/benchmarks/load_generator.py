@@ -1,0 +1,235 @@
+"""A bounded HTTP/1.1 load generator, run as its own process so its CPU is not the server's:
+`python -m mlops_assets.benchmarks.load_generator --url URL --concurrency N --duration S --body FILE`.
+
+N connections with keep-alive, each sending the same POST back to back (a closed loop: at most N requests in
+flight). The first `--warmup` seconds are not counted; then every response completed within `--duration`
+seconds counts, as wrk counts: a 2xx is a success, anything else (another status, a refused or reset
+connection, a timeout, a malformed response) a failure with its reason. Requests still in flight when the
+window closes are abandoned and reported as `in_flight_at_end`. Latency is from the first byte written to the
+last byte of the body read; p50/p99 are nearest-rank percentiles of the counted requests.
+
+`--track-version` reads `"version": "..."` from each 2xx body and reports how many responses each version
+served and when (seconds from the start of the window) the served version changed.
+
+Prints one JSON object on stdout. Raw asyncio streams (uvloop when installed) keep the client's own cost per
+request far below a server's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import re
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+VERSION_FIELD = re.compile(rb'"version"\s*:\s*"([^"]*)"')
+MAX_FAILURE_EXAMPLES = 5
+
+
+class ProtocolError(Exception):
+    """The server's reply is not the HTTP/1.1 this client understands."""
+
+
+def percentile(sorted_values: list[float], p: float) -> float | None:
+    """Nearest-rank percentile (the smallest value with at least p % of the values at or below it)."""
+    if not sorted_values:
+        return None
+    if not 0 < p <= 100:
+        raise ValueError(f"percentile {p} is not in (0, 100]")
+    rank = math.ceil(p / 100 * len(sorted_values))
+    return sorted_values[max(rank, 1) - 1]
+
+
+@dataclass
+class Window:
+    """What one measurement window saw, across every connection."""
+
+    start: float
+    end: float
+    latencies: list[float] = field(default_factory=list)
+    failures: Counter = field(default_factory=Counter)
+    failure_examples: list[dict] = field(default_factory=list)
+    versions: Counter = field(default_factory=Counter)
+    version_changes: list[dict] = field(default_factory=list)
+    in_flight_at_end: int = 0
+    _last_version: str | None = None
+
+    def counts(self, at: float) -> bool:
+        return self.start <= at <= self.end
+
+    def success(self, latency: float, at: float, version: str | None) -> None:
+        if not self.counts(at):
+            return
+        self.latencies.append(latency)
+        if version is not None:
+            self.versions[version] += 1
+            if version != self._last_version:
+                self.version_changes.append({"at_s": round(at - self.start, 3), "version": version})
+                self._last_version = version
+
+    def failure(self, reason: str, at: float) -> None:
+        if not self.counts(at):
+            return
+        self.failures[reason] += 1
+        if len(self.failure_examples) < MAX_FAILURE_EXAMPLES:
+            self.failure_examples.append({"at_s": round(at - self.start, 3), "reason": reason})
+
+    def summary(self, concurrency: int, rows_per_request: int | None = None) -> dict:
+        latencies = sorted(self.latencies)
+        seconds = self.end - self.start
+        failed = sum(self.failures.values())
+        ms = lambda v: None if v is None else round(v * 1000, 3)  # noqa: E731
+        out = {
+            "concurrency": concurrency, "duration_s": round(seconds, 3), "requests": len(latencies),
+            "failures": failed, "failure_reasons": dict(self.failures), "failure_examples": self.failure_examples,
+            "throughput_rps": round(len(latencies) / seconds, 2) if seconds > 0 else None,
+            "p50_ms": ms(percentile(latencies, 50)), "p99_ms": ms(percentile(latencies, 99)),
+            "max_ms": ms(latencies[-1] if latencies else None), "in_flight_at_end": self.in_flight_at_end,
+        }
+        if rows_per_request is not None:
+            out["rows_per_request"] = rows_per_request
+            out["rows_per_s"] = round(out["throughput_rps"] * rows_per_request, 1) if seconds > 0 else None
+        if self.versions:
+            out["versions"] = dict(self.versions)
+            out["version_changes"] = self.version_changes
+        return out
+
+
+def build_request(url: str, body: bytes) -> tuple[str, int, bytes]:
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ValueError(f"--url {url!r}: only http://host:port/path is supported")
+    port = parts.port or 80
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    head = (f"POST {path} HTTP/1.1\r\nHost: {parts.hostname}:{port}\r\nContent-Type: application/json\r\n"
+            f"Accept: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+    return parts.hostname, port, head.encode("ascii") + body
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
+    """(status, body, server keeps the connection open) for one HTTP/1.1 response."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    try:
+        status = int(lines[0].split(b" ", 2)[1])
+    except (IndexError, ValueError):
+        raise ProtocolError(f"bad status line {lines[0][:60]!r}") from None
+    length, chunked, keep_alive = None, False, True
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"content-length":
+            length = int(value)
+        elif name == b"transfer-encoding" and b"chunked" in value.lower():
+            chunked = True
+        elif name == b"connection" and value.strip().lower() == b"close":
+            keep_alive = False
+    if chunked:
+        body = bytearray()
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            if size == 0:
+                await reader.readuntil(b"\r\n")
+                break
+            body += await reader.readexactly(size + 2)
+            del body[-2:]
+        return status, bytes(body), keep_alive
+    if length is None:
+        return status, await reader.read(), False  # the body runs to the end of the connection
+    return status, await reader.readexactly(length), keep_alive
+
+
+async def connection_loop(host: str, port: int, request: bytes, window: Window, stop_at: float, timeout: float,
+                          track_version: bool) -> None:
+    reader = writer = None
+    try:
+        while (started := time.perf_counter()) < stop_at:
+            try:
+                async with asyncio.timeout(timeout):
+                    if writer is None:
+                        reader, writer = await asyncio.open_connection(host, port)
+                    writer.write(request)
+                    status, body, keep_alive = await read_response(reader)
+            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ProtocolError, ValueError,
+                    TimeoutError) as exc:
+                reason = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
+                window.failure(reason, time.perf_counter())
+                writer = _close(writer)
+                if isinstance(exc, OSError):
+                    await asyncio.sleep(0.01)  # a refused connection must not spin the loop
+                continue
+            done = time.perf_counter()
+            if 200 <= status < 300:
+                version = None
+                if track_version and (match := VERSION_FIELD.search(body)):
+                    version = match.group(1).decode("utf-8", "replace")
+                window.success(done - started, done, version)
+            else:
+                window.failure(f"HTTP {status}", done)
+            if not keep_alive:
+                writer = _close(writer)
+    finally:
+        _close(writer)
+
+
+def _close(writer):
+    if writer is not None:
+        writer.close()
+    return None
+
+
+async def run(url: str, body: bytes, concurrency: int, duration: float, warmup: float, timeout: float,
+              track_version: bool = False, rows_per_request: int | None = None) -> dict:
+    host, port, request = build_request(url, body)
+    begin = time.perf_counter()
+    window = Window(start=begin + warmup, end=begin + warmup + duration)
+    tasks = [asyncio.create_task(connection_loop(host, port, request, window, window.end, timeout, track_version))
+             for _ in range(concurrency)]
+    await asyncio.sleep(max(0.0, window.end - time.perf_counter()))
+    # Loops still awaiting a reply once the window has closed are abandoned, as wrk does at the end of a run.
+    _, pending = await asyncio.wait(tasks, timeout=0.05)
+    window.in_flight_at_end = len(pending)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    return window.summary(concurrency, rows_per_request)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", required=True, help="http://host:port/path to POST to")
+    parser.add_argument("--body", required=True, type=Path, help="file holding the JSON request body")
+    parser.add_argument("--concurrency", type=int, default=1, help="connections, each one request at a time")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds counted")
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds of load before the counted window")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds before a request counts as failed")
+    parser.add_argument("--rows", type=int, default=None, help="rows per request, to report rows/s")
+    parser.add_argument("--track-version", action="store_true", help="count the served versions of 2xx replies")
+    args = parser.parse_args(argv)
+    if args.concurrency < 1 or args.duration <= 0 or args.warmup < 0 or args.timeout <= 0:
+        parser.error("--concurrency must be >= 1, --duration and --timeout > 0, --warmup >= 0")
+    try:
+        body = args.body.read_bytes()
+    except OSError as exc:
+        parser.error(f"--body {args.body}: {exc.strerror or exc}")
+    try:
+        import uvloop
+        runner = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    result = runner(run(args.url, body, args.concurrency, args.duration, args.warmup, args.timeout,
+                        args.track_version, args.rows))
+    json.dump(result, sys.stdout)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
