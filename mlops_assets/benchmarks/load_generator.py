@@ -8,7 +8,7 @@ connection, a timeout, a malformed response) a failure with its reason. Requests
 window closes are abandoned and reported as `in_flight_at_end`. Latency is from the first byte written to the
 last byte of the body read; p50/p99 are nearest-rank percentiles of the counted requests.
 
-`--track-version` reads `"version": "..."` from each 2xx body and reports how many responses each version
+`--track-version FIELD` reads `"FIELD": "..."` from each 2xx body (the first one) and reports how many responses each version
 served and when (seconds from the start of the window) the served version changed.
 
 Prints one JSON object on stdout. Raw asyncio streams (uvloop when installed) keep the client's own cost per
@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-VERSION_FIELD = re.compile(rb'"version"\s*:\s*"([^"]*)"')
 MAX_FAILURE_EXAMPLES = 5
 
 
@@ -87,6 +86,8 @@ class Window:
         failed = sum(self.failures.values())
         ms = lambda v: None if v is None else round(v * 1000, 3)  # noqa: E731
         out = {
+            # the window's start on the wall clock, so another process can place its own events in the window
+            "window_start_unix": round(time.time() - (time.perf_counter() - self.start), 3),
             "concurrency": concurrency, "duration_s": round(seconds, 3), "requests": len(latencies),
             "failures": failed, "failure_reasons": dict(self.failures), "failure_examples": self.failure_examples,
             "throughput_rps": round(len(latencies) / seconds, 2) if seconds > 0 else None,
@@ -147,7 +148,7 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]
 
 
 async def connection_loop(host: str, port: int, request: bytes, window: Window, stop_at: float, timeout: float,
-                          track_version: bool) -> None:
+                          track_version: re.Pattern | None) -> None:
     reader = writer = None
     try:
         while (started := time.perf_counter()) < stop_at:
@@ -168,7 +169,7 @@ async def connection_loop(host: str, port: int, request: bytes, window: Window, 
             done = time.perf_counter()
             if 200 <= status < 300:
                 version = None
-                if track_version and (match := VERSION_FIELD.search(body)):
+                if track_version is not None and (match := track_version.search(body)):
                     version = match.group(1).decode("utf-8", "replace")
                 window.success(done - started, done, version)
             else:
@@ -186,11 +187,14 @@ def _close(writer):
 
 
 async def run(url: str, body: bytes, concurrency: int, duration: float, warmup: float, timeout: float,
-              track_version: bool = False, rows_per_request: int | None = None) -> dict:
+              track_version: str | None = None, rows_per_request: int | None = None) -> dict:
     host, port, request = build_request(url, body)
+    field_pattern = None
+    if track_version:
+        field_pattern = re.compile(rb'"' + re.escape(track_version.encode()) + rb'"\s*:\s*"([^"]*)"')
     begin = time.perf_counter()
     window = Window(start=begin + warmup, end=begin + warmup + duration)
-    tasks = [asyncio.create_task(connection_loop(host, port, request, window, window.end, timeout, track_version))
+    tasks = [asyncio.create_task(connection_loop(host, port, request, window, window.end, timeout, field_pattern))
              for _ in range(concurrency)]
     await asyncio.sleep(max(0.0, window.end - time.perf_counter()))
     # Loops still awaiting a reply once the window has closed are abandoned, as wrk does at the end of a run.
@@ -211,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of load before the counted window")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds before a request counts as failed")
     parser.add_argument("--rows", type=int, default=None, help="rows per request, to report rows/s")
-    parser.add_argument("--track-version", action="store_true", help="count the served versions of 2xx replies")
+    parser.add_argument("--track-version", metavar="FIELD", default=None,
+                        help="count the served versions of 2xx replies, read from this JSON field")
     args = parser.parse_args(argv)
     if args.concurrency < 1 or args.duration <= 0 or args.warmup < 0 or args.timeout <= 0:
         parser.error("--concurrency must be >= 1, --duration and --timeout > 0, --warmup >= 0")
