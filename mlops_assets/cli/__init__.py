@@ -10,6 +10,7 @@
     mlops predictions --version V [--start --end]  how much a version scored: rows, days, mean score
     mlops spec check FILE | draft CSV ... | keys   write and check a dataset spec (see spec_commands)
     mlops accept-volume DAY --model NAME --reason TEXT   let a genuinely small day pass raw_batch_volume_expected
+    mlops serve [--host H --port P] [--model NAME ...]   online predictions over HTTP (serve_commands)
 
 Every command takes `--model NAME` (a dataset spec's name) to look at one model of the portfolio only.
 The registry is `--registry URL`, else $MLOPS_REGISTRY_URL, else the project's DuckDB file (Settings).
@@ -196,6 +197,6 @@ def format_table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 # The commands register themselves with @subcommand when their modules are imported.
-from mlops_assets.cli import registry_commands, ledger_commands, spec_commands, ingestion_commands  # noqa: E402,F401,I001  (--help lists them in this order)
+from mlops_assets.cli import registry_commands, ledger_commands, spec_commands, ingestion_commands, serve_commands  # noqa: E402,F401,I001  (--help lists them in this order)
 
 

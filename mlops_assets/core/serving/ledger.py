@@ -7,6 +7,11 @@ folder, flushed to disk, then renamed over the old one: replacing a day (a new c
 single rename, so a process killed at any point leaves either the old day or the new one, never both (two
 acted-on decisions for one entity). Parallel writers of different days never contend.
 
+Rows scored online (`mlops serve`) are appended, never rewritten: each flush of the service's buffer is one
+more part file, `<root>/online/<day>/<part>.parquet` (part names sort in flush order), written atomically
+like a day file. Every query reads a day's part files together with its day file, and batch scoring's
+replacing a day leaves them alone: they are decisions already acted on.
+
 Ledgers written before kept one file per (version, route, day), `<root>/<version>/<route>/<day>.parquet`.
 They are still read, for the days that have no day file yet; a day file, once present, is the whole day (a
 write replaces the day's older files with its day file, then removes them).
@@ -32,6 +37,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -45,12 +51,14 @@ from mlops_assets.core.registry.model_registry import VERSION_NAME
 from mlops_assets.core.io.storage import scratch_connection
 
 ROUTES = ("champion", "canary", "shadow")
+ONLINE_FOLDER = "online"
 ACTING_ROUTES = ("champion", "canary")
 LEDGER_COLUMNS = ("day", "entity", "timestamp", "score", "decision", "threshold", "model_version", "route",
                   "acted_on", "scored_at", "latency_ms_per_1k")
 _OPTIONAL_COLUMNS = ("threshold", "latency_ms_per_1k")  # NULL when absent (regression; no canary)
 # Acted-on rows first, then champion before canary before shadow: the order a reader wants the story in.
 _ROUTE_ORDER = "CASE route WHEN 'champion' THEN 0 WHEN 'canary' THEN 1 ELSE 2 END"
+_PART_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 _STALE_TEMP_SECONDS = 3600  # a temporary day file this old was left by a killed writer
 
 
@@ -104,8 +112,9 @@ class PredictionLedger:
         return safe_join(self.root, _day_key(day) + ".parquet")
 
     def days(self) -> list[str]:
-        """Every day with rows, in either layout."""
-        return sorted(set(self._day_files()) | {p.stem for p in self._legacy_files()})
+        """Every day with rows, in any layout."""
+        online = {p.parent.name for p in self._online_files()}
+        return sorted(set(self._day_files()) | {p.stem for p in self._legacy_files()} | online)
 
     def versions(self) -> list[str]:
         """Every model version with rows in the ledger."""
@@ -130,8 +139,23 @@ class PredictionLedger:
         return sorted(p for folder in self.root.iterdir() if folder.is_dir() and VERSION_NAME.fullmatch(folder.name)
                       for route in ROUTES for p in (folder / route).glob(pattern) if _is_day(p.stem))
 
+    def _online_files(self, start: str | None = None, end: str | None = None, day: str | None = None) -> list[Path]:
+        """The online part files of the days asked for, day by day in flush order."""
+        folder = self.root / ONLINE_FOLDER
+        if day is not None:
+            return sorted((folder / day).glob("*.parquet"))  # one day: no listing of the others
+        if not folder.is_dir():
+            return []
+        return sorted(p for sub in folder.iterdir() if sub.is_dir() and _is_day(sub.name)
+                      and not (start and sub.name < start) and not (end and sub.name > end)
+                      for p in sub.glob("*.parquet"))
+
     def _files(self, start: str | None = None, end: str | None = None, day: str | None = None) -> list[Path]:
-        """The files holding the days asked for: a day's file when it has one, else its legacy files."""
+        """Every file holding rows of the days asked for: batch files and online parts."""
+        return self._batch_files(start, end, day) + self._online_files(start, end, day)
+
+    def _batch_files(self, start: str | None = None, end: str | None = None, day: str | None = None) -> list[Path]:
+        """The batch files holding the days asked for: a day's file when it has one, else its legacy files."""
         if day is not None and (self.root / f"{day}.parquet").is_file():
             return [self.root / f"{day}.parquet"]  # one day: no listing, so its cost does not grow with history
         current = self._day_files()
@@ -167,7 +191,7 @@ class PredictionLedger:
             raise LedgerError(f"refusing to write to a path with a quote: {tmp}")
         sources = ["SELECT * REPLACE (CAST(day AS DATE) AS day) FROM new_rows"]
         params: list = []
-        old_files = self._files(day=day) if keep_others else []
+        old_files = self._batch_files(day=day) if keep_others else []
         try:
             with _connect() as con:
                 con.register("new_rows", rows)
@@ -188,6 +212,36 @@ class PredictionLedger:
             raise
         _fsync(target.parent)
         return target
+
+    def append_online(self, rows: pd.DataFrame, part: str) -> list[Path]:
+        """Store rows scored online as new part files, one per day present, named `part` (letters, digits,
+        `-`, `_`; the caller makes names sort in the order it flushes). Each part is written atomically
+        (temporary file, fsync, rename), so a crash leaves it whole or absent; existing files are never touched."""
+        if not _PART_NAME.fullmatch(part):
+            raise LedgerError(f"invalid online part name {part!r}: use letters, digits, '-' and '_'")
+        rows = _checked_rows(rows)
+        written = []
+        for day, group in rows.groupby("day", sort=True):
+            target = safe_join(self.root, ONLINE_FOLDER, day.date().isoformat(), part + ".parquet")
+            if target.exists():
+                raise LedgerError(f"online part {target.name} of {day.date()} already exists")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.tmp")
+            if "'" in str(tmp):  # COPY's target cannot be a bound parameter
+                raise LedgerError(f"refusing to write to a path with a quote: {tmp}")
+            try:
+                with _connect() as con:
+                    con.register("new_rows", group[list(LEDGER_COLUMNS)].reset_index(drop=True))
+                    con.execute("COPY (SELECT * REPLACE (CAST(day AS DATE) AS day) FROM new_rows) "
+                                f"TO '{tmp}' (FORMAT PARQUET)")
+                _fsync(tmp)
+                os.replace(tmp, target)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            _fsync(target.parent)
+            written.append(target)
+        return written
 
     def _remove_stale_temporaries(self, day: str) -> None:
         now = time.time()

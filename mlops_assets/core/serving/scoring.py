@@ -135,6 +135,23 @@ def score_batch_timed(feature_table: pd.DataFrame, spec: DatasetSpec, champion: 
     are returned and their medians go into the two models' rows' `latency_ms_per_1k`."""
     if canary is None and canary_share > 0:
         raise ValueError(f"canary_share is {canary_share} but no canary model was given")
+    frame = feature_table.reset_index(drop=True)
+    timing = None
+    if canary is not None and len(frame):
+        timing = compare_cpu_latency(canary.pipeline, champion.pipeline, spec, frame)
+    rows = score_rows(frame, spec, champion, canary, shadow, canary_share, salt, scored_at=scored_at, timing=timing)
+    return ScoredBatch(rows.drop(columns="row"), timing)
+
+
+def score_rows(feature_table: pd.DataFrame, spec: DatasetSpec, champion: ServingModel,
+               canary: ServingModel | None = None, shadow: ServingModel | None = None,
+               canary_share: float = 0.0, salt: str = "", *, scored_at: pd.Timestamp | None = None,
+               timing: CpuLatency | None = None) -> pd.DataFrame:
+    """The ledger rows of `score_batch_timed` plus `row`, each row's position in `feature_table`, without
+    timing the models (the online service scores small batches and has its own latency metrics): the one
+    routing and scoring code of batch and online serving. `timing` fills `latency_ms_per_1k` when given."""
+    if canary is None and canary_share > 0:
+        raise ValueError(f"canary_share is {canary_share} but no canary model was given")
     scored_at = pd.Timestamp.now(tz="UTC") if scored_at is None else pd.Timestamp(scored_at).tz_convert("UTC")
     frame = feature_table.reset_index(drop=True)
     timestamps = pd.to_datetime(frame[spec.timestamp])
@@ -142,9 +159,8 @@ def score_batch_timed(feature_table: pd.DataFrame, spec: DatasetSpec, champion: 
     to_canary = (canary_route(entities, canary_share, salt) if canary is not None
                  else np.zeros(len(frame), dtype=bool))
     threshold = spec.deployment.decision_threshold if spec.is_classification else None
-    timing, latency = None, {}
-    if canary is not None and len(frame):
-        timing = compare_cpu_latency(canary.pipeline, champion.pipeline, spec, frame)
+    latency = {}
+    if timing is not None:
         latency = {"canary": float(np.median(timing.canary_ms_per_1k)),
                    "champion": float(np.median(timing.champion_ms_per_1k))}
 
@@ -159,7 +175,8 @@ def score_batch_timed(feature_table: pd.DataFrame, spec: DatasetSpec, champion: 
             "model_version": model.version, "route": route, "acted_on": route != "shadow",
             "scored_at": pd.Series([scored_at] * len(scores), dtype="datetime64[us, UTC]"),
             "latency_ms_per_1k": np.full(len(scores), latency.get(timed, np.nan)),
-        }, columns=list(LEDGER_COLUMNS))
+            "row": np.flatnonzero(mask),
+        }, columns=[*LEDGER_COLUMNS, "row"])
 
     parts = [rows(champion, ~to_canary, "champion")]
     if canary is not None:
@@ -167,7 +184,7 @@ def score_batch_timed(feature_table: pd.DataFrame, spec: DatasetSpec, champion: 
                   rows(canary, ~to_canary, "shadow", timed="canary")]
     if shadow is not None:
         parts.append(rows(shadow, np.ones(len(frame), dtype=bool), "shadow"))
-    return ScoredBatch(pd.concat([p for p in parts if len(p)] or parts[:1], ignore_index=True), timing)
+    return pd.concat([p for p in parts if len(p)] or parts[:1], ignore_index=True)
 
 
 def ledger_labels(labels_frame: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:

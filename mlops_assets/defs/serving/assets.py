@@ -8,7 +8,8 @@ import pandas as pd
 
 from ...core.monitoring import reports as monitoring
 from ...core.serving.canary import AliasMove, CanaryStateFile, CanaryWindow, step_canary
-from ...core.serving.scoring import CpuLatency, ServingModel, ledger_labels, score_batch_timed
+from ...core.serving.plan import current_plan, load_plan
+from ...core.serving.scoring import CpuLatency, ledger_labels, score_batch_timed
 from ...core.serving.shadow import shadow_comparison
 from ..resources import PortfolioResource
 from ..retries import STEP_RETRY_POLICY
@@ -62,27 +63,21 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
     def batch_scoring(context: dg.AssetExecutionContext, portfolio: PortfolioResource) -> dg.MaterializeResult:
         project = portfolio.model(scope.name)
         day, registry = context.partition_key, project.registry
-        champion_version = registry.version_for("champion")
-        if champion_version is None:
+        plan = current_plan(registry, _canary_file(project))
+        if plan.champion is None:
             raise dg.Failure(f"no champion to score {day} with: train one (train_candidate_job) first",
                              allow_retries=False)
-        champion = ServingModel(champion_version, registry.load_model(champion_version))
-        state = _canary_file(project).load()
-        canary = shadow = None
-        if state and registry.version_for("canary") == state.plan.version:
-            canary = ServingModel(state.plan.version, registry.load_model(state.plan.version))
-        shadow_version = registry.version_for("shadow")
-        if shadow_version:
-            shadow = ServingModel(shadow_version, registry.load_model(shadow_version))
+        models = load_plan(plan, registry.load_model)
+        champion_version, shadow_version = plan.champion, plan.shadow
+        champion, canary, shadow = models.champion, models.canary, models.shadow
         table = project.store.read("feature_table", day)
         cpu, wall = time.process_time(), time.perf_counter()
         rows, latency = score_batch_timed(table, project.spec, champion, canary, shadow,
-                                          canary_share=state.share if canary else 0.0,
-                                          salt=state.plan.salt if canary else "")
+                                          canary_share=plan.canary_share, salt=plan.canary_salt)
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
         project.ledger.write(rows, replace_days=True)
         stats = {"rows": len(table), "cpu_seconds": cpu, "wall_seconds": wall, "champion": champion_version,
-                 "canary": canary.version if canary else None, "canary_share": state.share if canary else 0.0,
+                 "canary": plan.canary, "canary_share": plan.canary_share,
                  "shadow": shadow_version,
                  # the canary guardrail's latency evidence: interleaved CPU timings of canary and champion
                  "canary_latency": latency.to_dict() if latency else None}
@@ -90,7 +85,7 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
         routes = rows.groupby("route").size().to_dict()
         return dg.MaterializeResult(metadata={
             "dagster/row_count": len(table), "champion": champion_version,
-            "canary": f"{canary.version} at {state.share:.0%}" if canary else "(none)",
+            "canary": f"{canary.version} at {plan.canary_share:.0%}" if canary else "(none)",
             "shadow": shadow_version or "(none)", "rows_by_route": dg.MetadataValue.json(routes),
             "wall_seconds_per_1k": 1000 * wall / max(len(table), 1),
         })

@@ -1,0 +1,16 @@
+"""The online service's settings (`mlops serve` options), importable without the service's dependencies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    poll_seconds: float = 0.5  # how often the registry is read (a promotion takes effect within this)
+    max_batch_rows: int = 256  # rows per model call
+    max_wait_seconds: float = 0.0  # extra wait for a shared micro-batch to fill (0: none)
+    max_body_bytes: int = 1 << 20  # larger bodies are refused (413)
+    max_request_rows: int = 1000  # rows per request (413 beyond)
+    ledger_flush_seconds: float = 0.2
+    ledger_max_rows: int = 200_000  # unflushed ledger rows before requests are refused (503)
