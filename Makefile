@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: demo test ui bench bench-scale chaos clean
+.PHONY: demo test ui bench bench-scale bench-serving chaos clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ bench: $(VENV)/.installed
 # at 30 and 1,000 days of history (SCALE_ARGS="--only ingest --rows 1000000" for a part).
 bench-scale: $(VENV)/.installed
 	$(PY) -m mlops_assets.benchmarks.scale $(SCALE_ARGS)
+
+# This service against MLflow's `mlflow models serve` on the same model (not part of make test or make bench).
+# The first run builds MLflow's own environment in .bench/mlflow-venv from the package registry (a few minutes);
+# SERVING_ARGS="--quick" for a short smoke run.
+bench-serving: $(VENV)/.installed
+	$(PY) -m mlops_assets.benchmarks.serving $(SERVING_ARGS)
 
 chaos: $(VENV)/.installed
 	$(PY) -m mlops_assets.benchmarks.chaos $(ARGS)

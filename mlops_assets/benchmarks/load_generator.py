@@ -11,6 +11,7 @@ last byte of the body read; p50/p99 are nearest-rank percentiles of the counted 
 `--track-version FIELD` reads `"FIELD": "..."` from each 2xx body (the first one) and reports how many responses each version
 served and when (seconds from the start of the window) the served version changed.
 
+SIGINT or SIGTERM closes the window early (`--duration` is then the longest it may last).
 Prints one JSON object on stdout. Raw asyncio streams (uvloop when installed) keep the client's own cost per
 request far below a server's.
 """
@@ -22,6 +23,7 @@ import asyncio
 import json
 import math
 import re
+import signal
 import sys
 import time
 from collections import Counter
@@ -147,11 +149,11 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]
     return status, await reader.readexactly(length), keep_alive
 
 
-async def connection_loop(host: str, port: int, request: bytes, window: Window, stop_at: float, timeout: float,
+async def connection_loop(host: str, port: int, request: bytes, window: Window, timeout: float,
                           track_version: re.Pattern | None) -> None:
     reader = writer = None
     try:
-        while (started := time.perf_counter()) < stop_at:
+        while (started := time.perf_counter()) < window.end:
             try:
                 async with asyncio.timeout(timeout):
                     if writer is None:
@@ -194,9 +196,17 @@ async def run(url: str, body: bytes, concurrency: int, duration: float, warmup: 
         field_pattern = re.compile(rb'"' + re.escape(track_version.encode()) + rb'"\s*:\s*"([^"]*)"')
     begin = time.perf_counter()
     window = Window(start=begin + warmup, end=begin + warmup + duration)
-    tasks = [asyncio.create_task(connection_loop(host, port, request, window, window.end, timeout, field_pattern))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):  # stop early: the window closes now, the figures are printed
+        loop.add_signal_handler(signum, stop.set)
+    tasks = [asyncio.create_task(connection_loop(host, port, request, window, timeout, field_pattern))
              for _ in range(concurrency)]
-    await asyncio.sleep(max(0.0, window.end - time.perf_counter()))
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=max(0.0, window.end - time.perf_counter()))
+        window.end = max(window.start, time.perf_counter())
+    except TimeoutError:
+        pass
     # Loops still awaiting a reply once the window has closed are abandoned, as wrk does at the end of a run.
     _, pending = await asyncio.wait(tasks, timeout=0.05)
     window.in_flight_at_end = len(pending)

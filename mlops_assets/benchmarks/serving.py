@@ -23,6 +23,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -79,20 +80,27 @@ def served_scores(server: str, reply: bytes) -> list[float]:
 # ------------------------------------------------------------------------------------------- measurements
 
 
-def in_process_floor(model: setup.BenchModel, repeats: int) -> dict[int, float]:
-    """Median seconds of `pipeline.predict_proba` on a ready DataFrame of 1 and of 100 rows."""
-    out = {}
-    for rows in ROWS:
-        frame = model.model_inputs(rows)
-        for _ in range(10):
-            model.champion.pipeline.predict_proba(frame)
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            model.champion.pipeline.predict_proba(frame)
-            times.append(time.perf_counter() - start)
-        out[rows] = statistics.median(times)
-    return out
+def in_process_floor(model: setup.BenchModel, repeats: int) -> tuple[dict[int, float], dict[str, dict[int, float]]]:
+    """Median seconds of `pipeline.predict_proba` on a ready DataFrame of 1 and of 100 rows, with the default
+    OpenMP/BLAS threads and with one thread: the floor is the cheaper of the two (on a busy machine the
+    default threads can cost far more than the call itself). Returns (floor, both medians)."""
+    from threadpoolctl import threadpool_limits
+
+    medians: dict[str, dict[int, float]] = {"default threads": {}, "1 thread": {}}
+    for label, limit in (("default threads", None), ("1 thread", 1)):
+        with threadpool_limits(limits=limit):
+            for rows in ROWS:
+                frame = model.model_inputs(rows)
+                for _ in range(10):
+                    model.champion.pipeline.predict_proba(frame)
+                times = []
+                for _ in range(repeats):
+                    start = time.perf_counter()
+                    model.champion.pipeline.predict_proba(frame)
+                    times.append(time.perf_counter() - start)
+                medians[label][rows] = statistics.median(times)
+    floor = {rows: min(m[rows] for m in medians.values()) for rows in ROWS}
+    return floor, medians
 
 
 def load_command(url: str, body: Path, rows: int, concurrency: int, duration: float, warmup: float,
@@ -115,36 +123,57 @@ def measure(url: str, body: Path, rows: int, concurrency: int, duration: float, 
     return json.loads(done.stdout)
 
 
+def served_champion(server: setup.Server, model: str) -> str | None:
+    """The champion the service says it serves (its /models listing)."""
+    import urllib.request
+
+    with urllib.request.urlopen(server.base_url + "/models", timeout=10) as reply:
+        listing = json.loads(reply.read())
+    return next((m.get("champion") for m in listing.get("models", []) if m.get("model") == model), None)
+
+
 def swap_under_load(model: setup.BenchModel, server: setup.Server, body: Path, registry_url: str, artifacts: Path,
-                    versions: list[str], duration: float, warmup: float) -> dict:
-    """Promote the successor, then roll back, while the load generator runs; the CLI does both, as an operator
-    would. Event times are seconds from the start of the load generator's counted window."""
-    argv = load_command(server.base_url + project_path(model), body, 1, SWAP_CONCURRENCY, duration, warmup,
+                    versions: list[str], settle: float, warmup: float, wait_limit: float = 60.0) -> dict:
+    """Promote the successor, then roll back, while the load generator runs at SWAP_CONCURRENCY; the CLI does
+    both, as an operator would, each after the service has said it serves the previous step's champion.
+    Event times are seconds from the start of the load generator's counted window."""
+    argv = load_command(server.base_url + project_path(model), body, 1, SWAP_CONCURRENCY, 3600, warmup,
                         track_version=VERSION_FIELD)
     generator = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=load_env())
-    window_start = time.time() + warmup
     common = ["--model", model.spec.name, "--registry", registry_url, "--artifacts", str(artifacts),
               "--actor", "bench-serving"]
-    steps = [(0.3, f"mlops promote {versions[1]} --to champion",
+    steps = [(f"mlops promote {versions[1]} --to champion", versions[1],
               ["promote", versions[1], "--to", "champion", "--reason", "serving benchmark: swap under load"]),
-             (0.65, "mlops rollback", ["rollback", "--reason", "serving benchmark: rollback under load"])]
-    events = []
-    for share, what, args in steps:
-        time.sleep(max(0.0, window_start + share * duration - time.time()))
-        started = time.time()
-        done = subprocess.run([sys.executable, "-m", "mlops_assets.cli", *args, *common], capture_output=True,
-                              text=True, env=load_env())
-        outcome = "ok" if done.returncode == 0 else f"exit {done.returncode}: {done.stderr.strip()[-300:]}"
-        events.append({"at_s": round(started - window_start, 2),
-                       "what": f"{what} ({outcome}, {time.time() - started:.2f} s)"})
-    out, err = generator.communicate(timeout=duration + warmup + 120)
+             ("mlops rollback", versions[0], ["rollback", "--reason", "serving benchmark: rollback under load"])]
+    events = []  # (unix time, what)
+    error = None
+    try:
+        time.sleep(warmup + settle)
+        for what, expected, args in steps:
+            started = time.time()
+            done = subprocess.run([sys.executable, "-m", "mlops_assets.cli", *args, *common], capture_output=True,
+                                  text=True, env=load_env())
+            if done.returncode != 0:
+                error = f"{what} exited {done.returncode}: {done.stderr.strip()[-300:]}"
+                events.append((started, f"{what} FAILED"))
+                break
+            events.append((started, f"{what} (the command took {time.time() - started:.2f} s)"))
+            deadline = time.time() + wait_limit
+            while (champion := served_champion(server, model.spec.name)) != expected and time.time() < deadline:
+                time.sleep(0.05)
+            events.append((time.time(), f"/models names {champion} champion"))
+            if champion != expected:
+                error = f"the service still named {champion} champion {wait_limit:.0f} s after {what}"
+                break
+            time.sleep(settle)
+    finally:
+        generator.send_signal(signal.SIGTERM)
+        out, err = generator.communicate(timeout=120)
     if generator.returncode != 0:
-        return {"error": f"load generator failed: {err[-500:]}", "events": events}
+        return {"error": f"load generator failed: {err[-500:]}"}
     load = json.loads(out)
-    shift = window_start - load["window_start_unix"]  # the two clocks' small offset (process start)
-    for event in events:
-        event["at_s"] = round(event["at_s"] + shift, 2)
-    return {"load": load, "events": events, "champion": versions[0], "successor": versions[1]}
+    return {"load": load, "champion": versions[0], "successor": versions[1], "error": error,
+            "events": [{"at_s": round(t - load["window_start_unix"], 2), "what": what} for t, what in events]}
 
 
 # ------------------------------------------------------------------------------------------------- driver
@@ -189,7 +218,10 @@ def run(args) -> int:
             same = len(scores) == 100 and max(abs(a - b) for a, b in zip(scores, expected)) < 1e-9
             notes.append(f"{name}: 100 scores {'equal' if same else 'DIFFER from'} the in-process pipeline's")
         log("in-process floor")
-        floor = in_process_floor(model, 40 if args.quick else 300)
+        floor, floor_medians = in_process_floor(model, 40 if args.quick else 300)
+        for label, medians in floor_medians.items():
+            notes.append(f"in-process pipeline.predict_proba, {label}: "
+                         + ", ".join(f"{rows} row(s) {s * 1000:.2f} ms" for rows, s in medians.items()))
         for rows in ROWS:
             for concurrency in CONCURRENCY:
                 for name, server in servers.items():
@@ -200,7 +232,7 @@ def run(args) -> int:
         if "project" in servers:
             log("promotion and rollback under load")
             swap = swap_under_load(model, servers["project"], bodies["project", 1], registry_url, artifacts,
-                                   versions, max(args.duration * 1.5, 4.0), args.warmup)
+                                   versions, settle=max(args.duration / 2, 1.0), warmup=args.warmup)
     finally:
         for server in servers.values():
             server.stop()

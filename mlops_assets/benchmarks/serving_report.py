@@ -6,6 +6,7 @@ the in-process pipeline call's median seconds per rows-per-request.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 THROUGHPUT_RATIO_TARGET = 10.0  # single-row req/s at concurrency 64, project / MLflow's default server
@@ -64,14 +65,14 @@ def targets(results: list[dict], floor_s: dict[int, float], swap: dict | None) -
             out.append(Target(name, "-", None))
     name = "0 failed requests across a promotion and a rollback under load"
     if swap is None or not _usable(swap.get("load")):
-        out.append(Target(name, swap.get("error", "-") if swap else "-", None))
+        out.append(Target(name, (swap or {}).get("error") or "-", None))
     else:
         failed = swap["load"]["failures"]
         served = [change["version"] for change in swap["load"].get("version_changes", [])]
         expected = [swap["champion"], swap["successor"], swap["champion"]]
-        out.append(Target(name, f"{failed} failed of {swap['load']['requests'] + failed}; served "
-                                f"{' -> '.join(served) or 'no version'}",
-                          failed == 0 and served == expected))
+        measured = (f"{failed} failed of {swap['load']['requests'] + failed}; served "
+                    f"{' -> '.join(served) or 'no version'}" + (f"; {swap['error']}" if swap.get("error") else ""))
+        out.append(Target(name, measured, failed == 0 and served == expected and not swap.get("error")))
     return out
 
 
@@ -96,7 +97,8 @@ def report(results: list[dict], floor_s: dict[int, float], swap: dict | None, lo
     lines += table(results)
     lines.append("")
     for rows, seconds in sorted(floor_s.items()):
-        lines.append(f"in-process floor, {rows:>3} row(s): pipeline.predict_proba median {seconds * 1000:.2f} ms")
+        lines.append(f"in-process floor, {rows:>3} row(s): pipeline.predict_proba median {seconds * 1000:.2f} ms "
+                     "(the cheaper of default threads and 1 thread)")
     if swap is not None and swap.get("load"):
         load = swap["load"]
         lines.append("")
@@ -112,5 +114,5 @@ def report(results: list[dict], floor_s: dict[int, float], swap: dict | None, lo
         lines.append(f"  {target.verdict:<12} {target.name}: {target.measured}")
     lines.append("")
     lines.append("load average (1, 5, 15 min): before " + ", ".join(f"{x:.2f}" for x in load_before)
-                 + "; after " + ", ".join(f"{x:.2f}" for x in load_after) + " (2 cores)")
+                 + "; after " + ", ".join(f"{x:.2f}" for x in load_after) + f" ({os.cpu_count()} cores)")
     return "\n".join(lines)
