@@ -216,6 +216,73 @@ async def run(url: str, body: bytes, concurrency: int, duration: float, warmup: 
     return window.summary(concurrency, rows_per_request)
 
 
+# ------------------------------------------------------------------------------------- wrk, when installed
+
+WRK_SCRIPT = """wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = assert(io.open(os.getenv("BENCH_BODY"), "rb"))
+wrk.body = f:read("*a")
+f:close()
+"""
+_WRK_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+
+
+def wrk_seconds_to_ms(text: str) -> float:
+    match = re.fullmatch(r"([0-9.]+)(us|ms|s|m)", text.strip())
+    if not match:
+        raise ValueError(f"wrk latency {text!r} not understood")
+    return float(match.group(1)) * _WRK_UNITS[match.group(2)]
+
+
+def parse_wrk(output: str, concurrency: int, duration: float, rows_per_request: int | None = None) -> dict:
+    """wrk --latency's report in the shape `run` returns (non-2xx/3xx replies and socket errors are failures)."""
+    total = int(re.search(r"(\d+) requests in ([0-9.]+)(\w+),", output).group(1))
+    seconds = wrk_seconds_to_ms(re.search(r"requests in ([0-9.]+\w+),", output).group(1)) / 1000
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    reasons = {}
+    if non_2xx:
+        reasons["non-2xx/3xx"] = int(non_2xx.group(1))
+    if socket:
+        for name, count in zip(("connect", "read", "write", "timeout"), socket.groups()):
+            if int(count):
+                reasons[name] = int(count)
+    ok = total - reasons.get("non-2xx/3xx", 0)
+    quantiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", output, flags=re.M))
+    out = {"load_generator": "wrk", "concurrency": concurrency, "duration_s": round(seconds, 3), "requests": ok,
+           "failures": sum(reasons.values()), "failure_reasons": reasons, "failure_examples": [],
+           "throughput_rps": round(ok / seconds, 2) if seconds else None,
+           "p50_ms": wrk_seconds_to_ms(quantiles["50"]) if "50" in quantiles else None,
+           "p99_ms": wrk_seconds_to_ms(quantiles["99"]) if "99" in quantiles else None,
+           "max_ms": None, "in_flight_at_end": None}
+    if rows_per_request is not None:
+        out["rows_per_request"] = rows_per_request
+        out["rows_per_s"] = round(out["throughput_rps"] * rows_per_request, 1) if seconds else None
+    return out
+
+
+def run_wrk(url: str, body: Path, concurrency: int, duration: float, warmup: float, timeout: float,
+            rows_per_request: int | None = None) -> dict:
+    """The same measurement by wrk (Debian's `wrk` package): a warm-up run, then the counted run."""
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise FileNotFoundError("wrk is not installed (apt-get install wrk), use the built-in client")
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        script.write(WRK_SCRIPT)
+        script.flush()
+        env = dict(os.environ, BENCH_BODY=str(Path(body).resolve()))
+        base = [wrk, "-t1", f"-c{concurrency}", "--latency", f"--timeout={timeout:g}s", "-s", script.name]
+        if warmup > 0:
+            subprocess.run([*base, f"-d{max(warmup, 1):g}s", url], env=env, capture_output=True, check=True)
+        done = subprocess.run([*base, f"-d{duration:g}s", url], env=env, capture_output=True, text=True, check=True)
+    return parse_wrk(done.stdout, concurrency, duration, rows_per_request)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", required=True, help="http://host:port/path to POST to")
@@ -225,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of load before the counted window")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds before a request counts as failed")
     parser.add_argument("--rows", type=int, default=None, help="rows per request, to report rows/s")
+    parser.add_argument("--wrk", action="store_true", help="measure with wrk instead (no --track-version)")
     parser.add_argument("--track-version", metavar="FIELD", default=None,
                         help="count the served versions of 2xx replies, read from this JSON field")
     args = parser.parse_args(argv)
@@ -234,6 +302,12 @@ def main(argv: list[str] | None = None) -> int:
         body = args.body.read_bytes()
     except OSError as exc:
         parser.error(f"--body {args.body}: {exc.strerror or exc}")
+    if args.wrk:
+        if args.track_version:
+            parser.error("--track-version needs the built-in client, not --wrk")
+        result = run_wrk(args.url, args.body, args.concurrency, args.duration, args.warmup, args.timeout, args.rows)
+        print(json.dumps(result))
+        return 0
     try:
         import uvloop
         runner = uvloop.run

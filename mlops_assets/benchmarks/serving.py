@@ -13,6 +13,7 @@ Then, under load at concurrency 16, the successor version is promoted to champio
 
 Prints one table, the floor, the swap's timeline, the target checks (PASS/FAIL) and the load average.
 Options: --quick (a short smoke run), --duration / --warmup (seconds per measurement), --only project|mlflow,
+--wrk (measure the table with wrk when it is installed),
 --venv DIR (MLflow's environment), --out FILE (the figures as JSON), --keep (keep the work folder).
 """
 
@@ -104,19 +105,20 @@ def in_process_floor(model: setup.BenchModel, repeats: int) -> tuple[dict[int, f
 
 
 def load_command(url: str, body: Path, rows: int, concurrency: int, duration: float, warmup: float,
-                 track_version: str | None = None) -> list[str]:
+                 track_version: str | None = None, wrk: bool = False) -> list[str]:
     argv = [sys.executable, "-m", "mlops_assets.benchmarks.load_generator", "--url", url, "--body", str(body),
             "--rows", str(rows), "--concurrency", str(concurrency), "--duration", str(duration),
             "--warmup", str(warmup)]
-    return argv + (["--track-version", track_version] if track_version else [])
+    return argv + (["--track-version", track_version] if track_version else []) + (["--wrk"] if wrk else [])
 
 
 def load_env() -> dict:
     return dict(os.environ, PYTHONPATH=str(PROJECT_DIR))
 
 
-def measure(url: str, body: Path, rows: int, concurrency: int, duration: float, warmup: float) -> dict:
-    done = subprocess.run(load_command(url, body, rows, concurrency, duration, warmup), capture_output=True,
+def measure(url: str, body: Path, rows: int, concurrency: int, duration: float, warmup: float,
+            wrk: bool = False) -> dict:
+    done = subprocess.run(load_command(url, body, rows, concurrency, duration, warmup, wrk=wrk), capture_output=True,
                           text=True, env=load_env(), timeout=duration + warmup + 120)
     if done.returncode != 0:
         raise RuntimeError(f"load generator failed: {done.stderr[-1500:]}")
@@ -188,6 +190,7 @@ def run(args) -> int:
         log("training the model")
         model = setup.prepare_model()
         registry_url, artifacts, versions = setup.register_versions(model, work / "registry")
+        notes.append(f"load generator: {'wrk' if args.wrk else 'built-in asyncio client'}, a separate process")
         notes.append(f"model: {model.spec.name} ({model.source}), {type(model.champion.pipeline[-1]).__name__} "
                      f"after a ColumnTransformer; champion {versions[0]}, successor {versions[1]}")
         if args.only in (None, "mlflow"):
@@ -227,7 +230,7 @@ def run(args) -> int:
                 for name, server in servers.items():
                     log(f"{name}: {rows} row(s), concurrency {concurrency}")
                     result = measure(server.base_url + urls[name], bodies[name, rows], rows, concurrency,
-                                     args.duration, args.warmup)
+                                     args.duration, args.warmup, wrk=args.wrk)
                     results.append({"server": name, "rows": rows, **result})
         if "project" in servers:
             log("promotion and rollback under load")
@@ -255,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=None, help="seconds of warm-up per cell (default 2)")
     parser.add_argument("--only", choices=("project", "mlflow"), default=None, help="serve one side only")
     parser.add_argument("--venv", default=str(setup.DEFAULT_VENV), help="MLflow's virtual environment (built if absent)")
+    parser.add_argument("--wrk", action="store_true",
+                        help="measure the table with wrk (apt-get install wrk) instead of the built-in client; "
+                             "the swap under load always uses the built-in client, which reads served versions")
     parser.add_argument("--out", help="write the figures as JSON to this file")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (registry, logs, MLflow model)")
     args = parser.parse_args(argv)

@@ -218,3 +218,26 @@ def test_measure_and_targets_against_stub_servers(body):
     [throughput] = [t for t in targets(results, {}, None) if "concurrency 64" in t.name]
     assert results[1]["throughput_rps"] <= 1 / 0.05 * 1.05  # one at a time, 50 ms each
     assert throughput.passed is True, throughput.measured
+
+
+WRK_OUTPUT = """Running 5s test @ http://127.0.0.1:8000/predict
+  1 threads and 16 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     2.10ms    1.01ms  40.00ms   90.00%
+  Latency Distribution
+     50%  850.00us
+     75%    2.00ms
+     90%    3.00ms
+     99%    1.20s
+  1000 requests in 5.00s, 1.00MB read
+  Socket errors: connect 0, read 2, write 0, timeout 3
+  Non-2xx or 3xx responses: 10
+Requests/sec:    200.00
+"""
+
+
+def test_wrk_report_is_read_in_the_same_shape():
+    out = lg.parse_wrk(WRK_OUTPUT, concurrency=16, duration=5.0, rows_per_request=100)
+    assert (out["requests"], out["failures"]) == (990, 15)
+    assert out["failure_reasons"] == {"non-2xx/3xx": 10, "read": 2, "timeout": 3}
+    assert (out["p50_ms"], out["p99_ms"], out["throughput_rps"], out["rows_per_s"]) == (0.85, 1200.0, 198.0, 19800.0)
