@@ -190,6 +190,11 @@ def test_targets_compare_the_project_with_mlflow_and_the_floor():
     assert targets(results, floor, failed)[-1].passed is False
     stuck = {**swap, "load": {**swap["load"], "version_changes": swap["load"]["version_changes"][:2]}}
     assert targets(results, floor, stuck)[-1].passed is False
+    late = {**swap, "load": {**swap["load"], "version_changes": swap["load"]["version_changes"][1:]}}
+    assert targets(results, floor, late)[-1].passed is True  # no reply counted before the promotion took effect
+    other = {**swap, "load": {**swap["load"], "version_changes": [{"at_s": 0, "version": "c"}] + swap["load"][
+        "version_changes"][1:]}}
+    assert targets(results, floor, other)[-1].passed is False
     # nothing from MLflow: its comparisons are not measured rather than passed
     ours = [r for r in results if r["server"] == "project"]
     assert [t.passed for t in targets(ours, floor, None)] == [None, True, False, None, None, None]
