@@ -265,6 +265,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="write the figures as JSON to this file")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (registry, logs, MLflow model)")
     args = parser.parse_args(argv)
+    # SIGTERM (or SIGINT where a shell ignores it) unwinds like Ctrl-C, so `run` stops the servers it started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     args.duration = args.duration or (1.5 if args.quick else 8.0)
     args.warmup = args.warmup if args.warmup is not None else (0.5 if args.quick else 2.0)
     return run(args)
