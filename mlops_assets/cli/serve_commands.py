@@ -44,7 +44,7 @@ def _build_serve(parser: argparse.ArgumentParser) -> Handler:
         config = ServeConfig(poll_seconds=args.poll_seconds, max_batch_rows=args.max_batch_rows,
                              max_body_bytes=args.max_body_bytes, ledger_flush_seconds=args.ledger_flush_seconds)
         app = create_app(models=args.models, config=config, portfolio=models)
-        uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_level="info",
+        uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_level="info", timeout_keep_alive=75,
                     timeout_graceful_shutdown=10)
         return 0
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -53,10 +52,9 @@ def create_app(settings: Settings | None = None, models: list[str] | None = None
     buffer = LedgerBuffer(lambda name: portfolio.model(name).ledger, config.ledger_flush_seconds,
                           config.ledger_max_rows, on_flush=metrics.ledger_flushed, on_error=metrics.ledger_failed)
     live = LiveModels.for_portfolio(portfolio, names, poll_seconds=config.poll_seconds, on_swap=metrics.swapped)
-    executors = {name: ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"score-{name}") for name in names}
     checkers = {name: RequestRows(portfolio.model(name).spec) for name in names}
     batchers = {name: MicroBatcher(OnlineScorer(name, portfolio.model(name).spec, live, buffer).score,
-                                   executors[name], config.max_batch_rows, config.max_wait_seconds,
+                                   None, config.max_batch_rows, config.max_wait_seconds,
                                    on_batch=metrics.batch_observer(name))
                 for name in names}
     metrics.attach(live, buffer)
@@ -72,8 +70,6 @@ def create_app(settings: Settings | None = None, models: list[str] | None = None
             for batcher in batchers.values():
                 await batcher.close()
             live.stop()
-            for executor in executors.values():
-                executor.shutdown(wait=True)
             buffer.close()  # a clean shutdown writes every buffered ledger row
 
     app = FastAPI(title="mlops serve", version="1", lifespan=lifespan,

@@ -2,8 +2,11 @@
 
 A model call costs about the same for 1 row as for 100 (the ColumnTransformer dominates), so requests that
 arrive while a call runs are worth scoring together. Each model has a queue and one batcher task: it takes
-every request waiting (up to `max_rows` rows; a request is never split), scores them in a worker thread with
-one DataFrame and one call per serving model, and resolves each request's future with its own rows. When the
+every request waiting (up to `max_rows` rows; a request is never split), scores them with one DataFrame and
+one call per serving model, and resolves each request's future with its own rows. The call runs on the event
+loop itself unless an executor is given: scoring is CPU-bound and holds the GIL for most of its time, so a
+worker thread would only make the loop and the thread take turns, and the loop would parse fewer of the
+waiting requests into each batch (measured: 2.6 requests per batch at 64 concurrent clients with a thread). When the
 queue is empty a request is scored at once (no waiting for company), so a lone client pays one call; under
 load the batch grows to what arrived during the previous call. `max_wait_seconds` (default 0) can hold a
 non-full batch a little longer when the previous batch was shared, for throughput at a latency cost.
@@ -80,7 +83,7 @@ class _Job(NamedTuple):
 class MicroBatcher:
     """One model's queue and batcher task; `submit(rows)` returns that request's results."""
 
-    def __init__(self, score: Callable[[list[list]], list], executor: Executor, max_rows: int = 256,
+    def __init__(self, score: Callable[[list[list]], list], executor: Executor | None = None, max_rows: int = 256,
                  max_wait_seconds: float = 0.0, on_batch: Callable[[int, int], None] | None = None):
         self._score, self._executor = score, executor
         self.max_rows, self.max_wait_seconds = max_rows, max_wait_seconds
@@ -121,8 +124,8 @@ class MicroBatcher:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            if shared and self.max_wait_seconds > 0 and sum(len(j.rows) for j in self._queue) < self.max_rows:
-                await asyncio.sleep(self.max_wait_seconds)
+            # let the loop read and parse the requests already on their sockets before taking the batch
+            await asyncio.sleep(self.max_wait_seconds if shared and self.max_wait_seconds > 0 else 0)
             batch = [job for job in self._take() if not job.future.done()]  # a cancelled request is dropped
             if not batch:
                 continue
@@ -130,7 +133,10 @@ class MicroBatcher:
             if self._on_batch is not None:
                 self._on_batch(len(batch), sum(len(j.rows) for j in batch))
             try:
-                results = await loop.run_in_executor(self._executor, self._score, [j.rows for j in batch])
+                if self._executor is None:
+                    results = self._score([j.rows for j in batch])
+                else:
+                    results = await loop.run_in_executor(self._executor, self._score, [j.rows for j in batch])
             except Exception as exc:  # noqa: BLE001 - every request of the batch gets the error
                 for job in batch:
                     if not job.future.done():

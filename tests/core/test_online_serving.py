@@ -1,0 +1,210 @@
+"""The online service's core without HTTP: request rows checked as the ingestion schema checks a file, the
+micro-batcher, the ledger buffer and online ledger parts, the Prometheus text."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import threading
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlops_assets.core.ingestion.validation import validate_batch
+from mlops_assets.core.serving.ledger import PredictionLedger
+from mlops_assets.core.serving.ledger_buffer import LedgerBackpressure, LedgerBuffer
+from mlops_assets.core.serving.metrics import Counter, Histogram, render
+from mlops_assets.core.serving.online import MicroBatcher
+from mlops_assets.core.serving.request_rows import RequestRows, RowsRejected
+
+DAY = "2025-03-01"
+
+
+def good_row(i=0):
+    return {"event_time": f"{DAY}T{i % 24:02d}:15:00", "customer_id": f"c{i}", "tenure": 1.5, "spend": -2.0,
+            "visits": 0.0, "support_calls": 3, "discount": 0.25, "app_errors": -1.0, "region": "north",
+            "plan": "pro"}
+
+
+# ------------------------------------------------------------------------------------------ request rows
+
+
+BAD_VALUES = [  # (column, value, what the reason says)
+    ("tenure", 10.5, "above the maximum 10"),
+    ("spend", -11, "below the minimum -10"),
+    ("visits", "3", "wrong type: expected a number"),
+    ("visits", True, "wrong type: expected a number"),
+    ("discount", None, "null, but the spec does not allow nulls"),
+    ("app_errors", float("inf"), "not finite"),
+    ("region", "mars", "unknown category 'mars'"),
+    ("plan", 3, "unknown category '3'"),
+    ("event_time", "2025-03-01T10:00:00+01:00", "timezone offset"),
+    ("event_time", "yesterday", "not an ISO 8601 timestamp"),
+    ("customer_id", "", "the entity id is empty"),
+]
+
+
+@pytest.mark.parametrize("column,value,reason", BAD_VALUES)
+def test_a_bad_value_is_named_by_row_column_and_reason(synthetic_spec, column, value, reason):
+    rows = [good_row(0), {**good_row(1), column: value}]
+    with pytest.raises(RowsRejected) as err:
+        RequestRows(synthetic_spec).check(rows)
+    [problem] = err.value.problems
+    assert (problem.row, problem.column) == (1, column) and reason in problem.reason
+
+
+@pytest.mark.parametrize("column,value", [(c, v) for c, v, _ in BAD_VALUES if c not in ("event_time", "customer_id")
+                                          and not isinstance(v, (str, bool)) or c == "region"])
+def test_the_values_refused_online_are_those_the_ingestion_schema_refuses(synthetic_spec, column, value):
+    """The same value in a landed file fails the spec's pandera schema on the same column."""
+    frame = pd.DataFrame([good_row(0), {**good_row(1), column: value}])
+    frame["event_time"] = pd.to_datetime(frame["event_time"])
+    failures = validate_batch(frame, synthetic_spec, DAY).failures
+    assert {f["column"] for f in failures} == {column}
+    assert validate_batch(pd.DataFrame([good_row(0)]).assign(event_time=lambda f: pd.to_datetime(f["event_time"])),
+                          synthetic_spec, DAY).passed
+
+
+def test_missing_extra_and_duplicate_are_reported_for_every_row(synthetic_spec):
+    extra = {**good_row(0), "churned": 1}
+    missing = good_row(1)
+    del missing["plan"]
+    with pytest.raises(RowsRejected) as err:
+        RequestRows(synthetic_spec).check([extra, missing, good_row(2), good_row(2), "not a row"])
+    found = {(p.row, p.column): p.reason for p in err.value.problems}
+    assert found[(0, "churned")].startswith("unexpected column")
+    assert found[(1, "plan")] == "missing column"
+    assert found[(3, "customer_id")] == "duplicate key (event_time, customer_id): the same as row 2"
+    assert found[(4, None)].startswith("a row must be a JSON object")
+    assert len(found) == 4
+
+
+def test_good_rows_come_back_typed_for_the_feature_module(synthetic_spec):
+    [row] = RequestRows(synthetic_spec).check([{**good_row(0), "customer_id": 17, "plan": "pro"}])
+    assert row["event_time"] == dt.datetime(2025, 3, 1, 0, 15) and row["customer_id"] == "17"
+    assert row["support_calls"] == 3.0 and isinstance(row["support_calls"], float)
+
+
+# ------------------------------------------------------------------------------------------ micro-batcher
+
+
+def test_concurrent_requests_share_a_model_call_and_each_gets_its_own_rows():
+    calls = []
+
+    def score(requests):
+        calls.append([len(r) for r in requests])
+        return [[f"scored {x}" for x in rows] for rows in requests]
+
+    async def main():
+        batcher = MicroBatcher(score, max_rows=5)
+        first = await batcher.submit(["alone"])  # an idle model scores at once
+        results = await asyncio.gather(*[batcher.submit([i, i]) for i in range(4)])
+        await batcher.close()
+        return first, results
+
+    first, results = asyncio.run(main())
+    assert first == ["scored alone"]
+    assert results == [[f"scored {i}", f"scored {i}"] for i in range(4)]
+    assert calls[0] == [1]
+    assert calls[1:] == [[2, 2], [2, 2]]  # at most max_rows rows per call, requests never split
+
+
+def test_a_failed_model_call_fails_its_requests_and_the_next_batch_still_runs():
+    def score(requests):
+        if any("bad" in rows for rows in requests):
+            raise ValueError("model exploded")
+        return [list(rows) for rows in requests]
+
+    async def main():
+        batcher = MicroBatcher(score)
+        with pytest.raises(ValueError, match="model exploded"):
+            await batcher.submit(["bad"])
+        ok = await batcher.submit(["fine"])
+        await batcher.close()
+        return ok
+
+    assert asyncio.run(main()) == ["fine"]
+
+
+# ------------------------------------------------------------------------------------------ ledger
+
+
+def ledger_rows(entities, version="v1", day=DAY, route="champion"):
+    n = len(entities)
+    ts = pd.Timestamp(day) + pd.to_timedelta(np.arange(n), unit="min")
+    return pd.DataFrame({
+        "day": ts.normalize(), "entity": entities, "timestamp": ts, "score": np.linspace(0, 1, n),
+        "decision": (np.linspace(0, 1, n) >= 0.5).astype(float), "threshold": 0.5, "model_version": version,
+        "route": route, "acted_on": route != "shadow",
+        "scored_at": pd.Series([pd.Timestamp("2025-03-02", tz="UTC")] * n, dtype="datetime64[us, UTC]"),
+        "latency_ms_per_1k": np.nan})
+
+
+def test_online_parts_are_read_with_the_batch_day_and_survive_a_replace_day(tmp_path):
+    ledger = PredictionLedger(tmp_path / "ledger")
+    ledger.write(ledger_rows(["b1", "b2"], version="v1"))
+    ledger.append_online(ledger_rows(["o1"], version="v2"), "0001")
+    ledger.append_online(ledger_rows(["o2"], version="v2", day="2025-03-03"), "0002")
+    assert sorted(ledger.day(DAY)["entity"]) == ["b1", "b2", "o1"]
+    assert ledger.days() == [DAY, "2025-03-03"] and ledger.versions() == ["v1", "v2"]
+    assert ledger.for_entity("o1", DAY)["model_version"].tolist() == ["v2"]
+    assert ledger.totals("v2")["rows"] == 2
+    ledger.write(ledger_rows(["b3"], version="v3"), replace_days=True)  # batch re-scores the day
+    assert sorted(ledger.day(DAY)["entity"]) == ["b3", "o1"]
+    ledger.write(ledger_rows(["b4"], version="v4"))  # keep_others: the online rows are not folded in twice
+    assert sorted(ledger.day(DAY)["entity"]) == ["b3", "b4", "o1"]
+    with pytest.raises(ValueError, match="invalid online part name"):
+        ledger.append_online(ledger_rows(["x"]), "../escape")
+
+
+def test_the_buffer_flushes_in_order_keeps_rows_a_failed_flush_could_not_write_and_refuses_past_its_bound(tmp_path):
+    ledger = PredictionLedger(tmp_path / "ledger")
+    fail = threading.Event()
+
+    class Flaky:
+        def append_online(self, rows, part):
+            if fail.is_set():
+                raise OSError("disk full")
+            return ledger.append_online(rows, part)
+
+    buffer = LedgerBuffer(lambda model: Flaky(), flush_seconds=60, max_rows=5)
+    buffer.append("m", ledger_rows(["a", "b"]))
+    fail.set()
+    with pytest.raises(OSError):
+        buffer.flush()
+    assert buffer.stats()["pending_rows"] == 2 and buffer.stats()["flush_errors"] == 1
+    buffer.append("m", ledger_rows(["c", "d"]))
+    with pytest.raises(LedgerBackpressure):
+        buffer.append("m", ledger_rows(["e", "f"]))
+    fail.clear()
+    buffer.flush()
+    buffer.append("m", ledger_rows(["g"]))
+    buffer.start()
+    buffer.close()  # a clean shutdown writes what is left
+    parts = ledger._online_files(day=DAY)
+    assert len(parts) == 2 and parts == sorted(parts)
+    in_file_order = [e for p in parts for (e,) in duckdb.sql(f"SELECT entity FROM read_parquet('{p}')").fetchall()]
+    assert in_file_order == ["a", "b", "c", "d", "g"]
+    assert buffer.stats() | {"last_error": None} == buffer.stats() | {
+        "pending_rows": 0, "max_pending_rows": 4, "flushed_rows": 5, "parts": 2, "last_error": None}
+
+
+# ------------------------------------------------------------------------------------------ metrics
+
+
+def test_metrics_render_as_prometheus_text():
+    latency = Histogram("x_seconds", "Latency", ("model",), buckets=(0.01, 0.1))
+    latency.observe(0.005, "m")
+    latency.observe(0.05, "m")
+    latency.observe(5.0, "m")
+    count = Counter("x_total", "Requests", ("model", "status"))
+    count.inc("m", "200", by=2)
+    text = render([latency, count])
+    assert text.splitlines() == [
+        "# HELP x_seconds Latency", "# TYPE x_seconds histogram",
+        'x_seconds_bucket{model="m",le="0.01"} 1', 'x_seconds_bucket{model="m",le="0.1"} 2',
+        'x_seconds_bucket{model="m",le="+Inf"} 3', 'x_seconds_sum{model="m"} 5.055', 'x_seconds_count{model="m"} 3',
+        "# HELP x_total Requests", "# TYPE x_total counter", 'x_total{model="m",status="200"} 2',
+    ]
