@@ -130,8 +130,11 @@ def served_champion(server: setup.Server, model: str) -> str | None:
     """The champion the service says it serves (its /models listing)."""
     import urllib.request
 
-    with urllib.request.urlopen(server.base_url + "/models", timeout=10) as reply:
-        listing = json.loads(reply.read())
+    try:
+        with urllib.request.urlopen(server.base_url + "/models", timeout=10) as reply:
+            listing = json.loads(reply.read())
+    except (OSError, ValueError):  # a starved service may not answer in time: ask again until the deadline
+        return None
     return next((m.get("champion") for m in listing.get("models", []) if m.get("model") == model), None)
 
 
@@ -235,8 +238,11 @@ def run(args) -> int:
                     results.append({"server": name, "rows": rows, **result})
         if "project" in servers:
             log("promotion and rollback under load")
-            swap = swap_under_load(model, servers["project"], bodies["project", 1], registry_url, artifacts,
-                                   versions, settle=max(args.duration / 2, 1.0), warmup=args.warmup)
+            try:
+                swap = swap_under_load(model, servers["project"], bodies["project", 1], registry_url, artifacts,
+                                       versions, settle=max(args.duration / 2, 1.0), warmup=args.warmup)
+            except (OSError, RuntimeError, ValueError, subprocess.SubprocessError) as exc:
+                swap = {"error": f"swap under load not completed: {type(exc).__name__}: {exc}"}
     finally:
         for server in servers.values():
             server.stop()
