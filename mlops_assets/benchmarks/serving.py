@@ -233,8 +233,13 @@ def run(args) -> int:
             for concurrency in CONCURRENCY:
                 for name, server in servers.items():
                     log(f"{name}: {rows} row(s), concurrency {concurrency}")
-                    result = measure(server.base_url + urls[name], bodies[name, rows], rows, concurrency,
-                                     args.duration, args.warmup, wrk=args.wrk)
+                    try:
+                        result = measure(server.base_url + urls[name], bodies[name, rows], rows, concurrency,
+                                         args.duration, args.warmup, wrk=args.wrk)
+                    except (RuntimeError, subprocess.SubprocessError, ValueError) as exc:
+                        log(f"{name}: {rows} row(s), concurrency {concurrency} not measured: {exc}")
+                        result = {"concurrency": concurrency, "requests": 0, "failures": 0,
+                                  "error": str(exc)[:300]}
                     results.append({"server": name, "rows": rows, **result})
         if "project" in servers:
             log("promotion and rollback under load")
