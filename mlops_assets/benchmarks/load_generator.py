@@ -261,6 +261,11 @@ def parse_wrk(output: str, concurrency: int, duration: float, rows_per_request: 
     return out
 
 
+def _whole_seconds(seconds: float) -> int:
+    """wrk takes whole seconds only; the figures use the duration wrk reports."""
+    return max(1, math.ceil(seconds))
+
+
 def run_wrk(url: str, body: Path, concurrency: int, duration: float, warmup: float, timeout: float,
             rows_per_request: int | None = None) -> dict:
     """The same measurement by wrk (Debian's `wrk` package): a warm-up run, then the counted run."""
@@ -278,8 +283,9 @@ def run_wrk(url: str, body: Path, concurrency: int, duration: float, warmup: flo
         env = dict(os.environ, BENCH_BODY=str(Path(body).resolve()))
         base = [wrk, "-t1", f"-c{concurrency}", "--latency", f"--timeout={timeout:g}s", "-s", script.name]
         if warmup > 0:
-            subprocess.run([*base, f"-d{max(warmup, 1):g}s", url], env=env, capture_output=True, check=True)
-        done = subprocess.run([*base, f"-d{duration:g}s", url], env=env, capture_output=True, text=True, check=True)
+            subprocess.run([*base, f"-d{_whole_seconds(warmup)}s", url], env=env, capture_output=True, check=True)
+        done = subprocess.run([*base, f"-d{_whole_seconds(duration)}s", url], env=env, capture_output=True,
+                              text=True, check=True)
     return parse_wrk(done.stdout, concurrency, duration, rows_per_request)
 
 

@@ -3,6 +3,7 @@ logic, against tiny stub HTTP servers in this process; no MLflow and no model he
 
 import asyncio
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -246,3 +247,15 @@ def test_wrk_report_is_read_in_the_same_shape():
     assert (out["requests"], out["failures"]) == (990, 15)
     assert out["failure_reasons"] == {"non-2xx/3xx": 10, "read": 2, "timeout": 3}
     assert (out["p50_ms"], out["p99_ms"], out["throughput_rps"], out["rows_per_s"]) == (0.85, 1200.0, 198.0, 19800.0)
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (apt-get install wrk)")
+def test_wrk_measures_a_stub_in_the_same_shape(body):
+    server = StubServer(fail_every=4)
+    try:
+        out = generate(server.url, body, "--wrk", "--rows", "1", concurrency=4, duration=1.0, warmup=0.0)
+    finally:
+        server.close()
+    assert out["load_generator"] == "wrk" and out["requests"] > 0
+    assert 0.15 < out["failures"] / (out["requests"] + out["failures"]) < 0.35  # every 4th reply is a 503
+    assert out["p50_ms"] is not None and out["p50_ms"] <= out["p99_ms"]
