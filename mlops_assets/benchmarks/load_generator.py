@@ -252,8 +252,8 @@ def parse_wrk(output: str, concurrency: int, duration: float, rows_per_request: 
     out = {"load_generator": "wrk", "concurrency": concurrency, "duration_s": round(seconds, 3), "requests": ok,
            "failures": sum(reasons.values()), "failure_reasons": reasons, "failure_examples": [],
            "throughput_rps": round(ok / seconds, 2) if seconds else None,
-           "p50_ms": wrk_seconds_to_ms(quantiles["50"]) if "50" in quantiles else None,
-           "p99_ms": wrk_seconds_to_ms(quantiles["99"]) if "99" in quantiles else None,
+           "p50_ms": wrk_seconds_to_ms(quantiles["50"]) if "50" in quantiles and ok else None,
+           "p99_ms": wrk_seconds_to_ms(quantiles["99"]) if "99" in quantiles and ok else None,
            "max_ms": None, "in_flight_at_end": None}
     if rows_per_request is not None:
         out["rows_per_request"] = rows_per_request

@@ -259,3 +259,9 @@ def test_wrk_measures_a_stub_in_the_same_shape(body):
     assert out["load_generator"] == "wrk" and out["requests"] > 0
     assert 0.15 < out["failures"] / (out["requests"] + out["failures"]) < 0.35  # every 4th reply is a 503
     assert out["p50_ms"] is not None and out["p50_ms"] <= out["p99_ms"]
+
+
+def test_wrk_report_with_no_reply_has_no_percentiles():
+    nothing = WRK_OUTPUT.replace("1000 requests in", "0 requests in").replace("Non-2xx or 3xx responses: 10\n", "")
+    out = lg.parse_wrk(nothing, concurrency=64, duration=1.0)
+    assert (out["requests"], out["p50_ms"], out["p99_ms"]) == (0, None, None)
