@@ -52,6 +52,12 @@ bench-profiles: $(VENV)/.installed
 bench-scale: $(VENV)/.installed
 	$(PY) -m mlops_assets.benchmarks.scale $(SCALE_ARGS)
 
+# This service against MLflow's `mlflow models serve` on the same model (not part of make test or make bench).
+# The first run builds MLflow's own environment in .bench/mlflow-venv from the package registry (a few minutes);
+# SERVING_ARGS="--quick" for a short smoke run.
+bench-serving: $(VENV)/.installed
+	$(PY) -m mlops_assets.benchmarks.serving $(SERVING_ARGS)
+
 chaos: $(VENV)/.installed
 	$(PY) -m mlops_assets.benchmarks.chaos $(ARGS)
 
