@@ -43,6 +43,12 @@ class ModelScope:
         """A job, sensor or schedule name of this model."""
         return f"{self.name}_{base}"
 
+    @property
+    def run_tags(self) -> dict[str, str]:
+        """Tags every run of this model's jobs carries, however launched (sensor, schedule, UI, CLI): the
+        production profile's run queue allows one run per model on `mlops/model`."""
+        return {"mlops/model": self.name}
+
     def stages(self, *groups: str) -> dg.AssetSelection:
         """This model's assets in the given stage groups, with their checks but the loop-health ones."""
         stage_assets = dg.AssetSelection.groups(*groups) & dg.AssetSelection.key_prefixes(self.key_prefix)

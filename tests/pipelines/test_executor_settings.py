@@ -31,6 +31,15 @@ def test_celery_executor_from_settings(tmp_path):
         assert defs.resolve_job_def(job).executor_def.name == "celery"
 
 
+def test_every_job_tags_its_runs_with_its_model(tmp_path):
+    """The run queue's one-run-per-model limit keys on mlops/model: a run launched by hand (UI, CLI) must carry it
+    too, not only the sensors' and schedules' runs."""
+    defs = build_definitions(settings(tmp_path))
+    jobs = [job for job in defs.resolve_all_job_defs() if not job.name.startswith("__")]
+    assert len(jobs) >= 6
+    assert {job.name: job.tags.get("mlops/model") for job in jobs} == {job.name: "synthetic" for job in jobs}
+
+
 def test_unknown_executor_is_refused_naming_the_variable(tmp_path):
     with pytest.raises(SettingsError, match="MLOPS_EXECUTOR='kubernetes'"):
         settings(tmp_path, MLOPS_EXECUTOR="kubernetes")

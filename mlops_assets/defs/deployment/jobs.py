@@ -47,12 +47,12 @@ def build_jobs(scope: ModelScope) -> list[dg.JobDefinition]:
         context.log.info(f"champion restored to {restored}")
         return restored
 
-    @dg.job(name=scope.named("promote_model"),
+    @dg.job(name=scope.named("promote_model"), tags=scope.run_tags,
             description=f"Promote a {scope.name} model version (config: version, to, reason, force).")
     def promote_model():
         promote_version()
 
-    @dg.job(name=scope.named("rollback_model"),
+    @dg.job(name=scope.named("rollback_model"), tags=scope.run_tags,
             description=f"Roll {scope.name}'s champion back to the previous known-good version (config: reason).")
     def rollback_model():
         rollback_champion()

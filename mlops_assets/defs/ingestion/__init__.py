@@ -10,7 +10,7 @@ from .sensors import build_landing_sensor
 
 def build(scope: ModelScope) -> dg.Definitions:
     daily_ingestion_job = dg.define_asset_job(
-        scope.named("daily_ingestion_job"),
+        scope.named("daily_ingestion_job"), tags=scope.run_tags,
         selection=scope.without_loop_health(
             dg.AssetSelection.assets(scope.key("raw_batch"), scope.key("feature_table"))),
         description="Ingest, validate and build features for the selected days (use it for backfills).",

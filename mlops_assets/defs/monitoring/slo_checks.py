@@ -186,7 +186,7 @@ def check_keys(scope: ModelScope) -> list[dg.AssetCheckKey]:
 
 def build_loop_health_job(scope: ModelScope):
     return dg.define_asset_job(
-        scope.named("loop_health_job"), selection=dg.AssetSelection.checks(*check_keys(scope)),
+        scope.named("loop_health_job"), selection=dg.AssetSelection.checks(*check_keys(scope)), tags=scope.run_tags,
         description=f"Evaluate {scope.name}'s loop-health SLOs (data freshness, prediction staleness, label "
                     "coverage, retraining cadence, champion age); materialises nothing.")
 

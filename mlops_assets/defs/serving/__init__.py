@@ -10,7 +10,7 @@ from .schedules import build_daily_schedule
 
 def build(scope: ModelScope) -> dg.Definitions:
     score_and_monitor_job = dg.define_asset_job(
-        scope.named("score_and_monitor_job"), selection=scope.stages("serving", "monitoring"),
+        scope.named("score_and_monitor_job"), tags=scope.run_tags, selection=scope.stages("serving", "monitoring"),
         description="Score the day with the serving models, step the canary and write the monitoring reports.",
     )
     return dg.Definitions(assets=build_assets(scope), jobs=[score_and_monitor_job],
