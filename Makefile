@@ -34,8 +34,11 @@ else
 	$(VENV)/bin/dagster dev -w workspace.yaml
 endif
 
+# Two test processes (pytest-xdist): the end-to-end tests mostly wait on daemons, workers and polling.
+# TEST_WORKERS=0 runs in one process (pytest's own output, -x, pdb).
+TEST_WORKERS ?= 2
 test: $(VENV)/.installed
-	$(PY) -m pytest $(ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) $(ARGS)
 
 bench: $(VENV)/.installed
 	$(PY) -m mlops_assets.benchmarks.speed $(ARGS)

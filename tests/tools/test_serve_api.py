@@ -207,25 +207,32 @@ def test_promotion_and_rollback_swap_under_load_without_a_failed_request(loc):
 
         workers = [threading.Thread(target=hammer, args=(k,)) for k in range(4)]
         [w.start() for w in workers]
-        time.sleep(0.3)
-        promoted_at = time.monotonic()
-        loc.registry.promote(second, "champion", actor="test", reason="promote under load")
-        deadline = promoted_at + 2.0
-        while time.monotonic() < deadline and not (seen and seen[-1][1] == second):
-            time.sleep(0.02)
-        assert seen[-1][1] == second, "the promotion did not take effect within 2 s"
-        status = client.get("/models").json()["models"][0]
-        assert status["previous_champion"] == first and first in status["loaded_versions"]
-        rolled_at = time.monotonic()
-        loc.registry.rollback(actor="test", reason="rollback under load")
-        while time.monotonic() < rolled_at + 2.0 and seen[-1][1] != first:
-            time.sleep(0.02)
-        time.sleep(0.2)
-        stop.set()
-        [w.join() for w in workers]
+        try:
+            swap_under_load(loc, client, seen, first, second)
+        finally:  # a failed assertion must not leave the clients running (the client's exit would wait forever)
+            stop.set()
+            [w.join() for w in workers]
     assert failures == []
     assert seen[-1][1] == first, "the rollback did not take effect within 2 s"
     assert {v for _, v in seen} == {first, second}
+
+
+def swap_under_load(loc, client, seen, first, second):
+    """Promote, then roll back, while clients send requests: each takes effect within 2 s."""
+    time.sleep(0.3)
+    promoted_at = time.monotonic()
+    loc.registry.promote(second, "champion", actor="test", reason="promote under load")
+    deadline = promoted_at + 2.0
+    while time.monotonic() < deadline and not (seen and seen[-1][1] == second):
+        time.sleep(0.02)
+    assert seen[-1][1] == second, "the promotion did not take effect within 2 s"
+    status = client.get("/models").json()["models"][0]
+    assert status["previous_champion"] == first and first in status["loaded_versions"]
+    rolled_at = time.monotonic()
+    loc.registry.rollback(actor="test", reason="rollback under load")
+    while time.monotonic() < rolled_at + 2.0 and seen[-1][1] != first:
+        time.sleep(0.02)
+    time.sleep(0.2)
 
 
 def test_a_canary_started_in_the_registry_takes_its_share_without_a_restart(loc):
