@@ -128,6 +128,33 @@ def test_a_failed_model_call_fails_its_requests_and_the_next_batch_still_runs():
     assert asyncio.run(main()) == ["fine"]
 
 
+def test_the_model_call_runs_on_the_configured_threads_and_the_setting_is_restored_after(synthetic_spec,
+                                                                                        monkeypatch):
+    import sklearn.ensemble  # noqa: F401 - loads scikit-learn's OpenMP runtime, whose threads are limited
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from mlops_assets.core.serving import online
+    from mlops_assets.core.serving.plan import ServingModels, ServingPlan
+
+    seen = []
+
+    def record_threads(*args, **kwargs):
+        seen.append({lib["internal_api"]: lib["num_threads"] for lib in threadpool_info()})
+        raise RuntimeError("recorded")
+
+    monkeypatch.setattr(online, "score_rows", record_threads)
+    live = type("Live", (), {"serving": lambda self, name: ServingModels(ServingPlan("v1"), None, None, None)})()
+    rows = RequestRows(synthetic_spec).check([good_row(0)])
+    with threadpool_limits(limits=3):  # the process's setting, whatever the machine's cores
+        for threads in (1, None):
+            with pytest.raises(RuntimeError, match="recorded"):
+                online.OnlineScorer("m", synthetic_spec, live, None, model_threads=threads).score([rows])
+        after = {lib["internal_api"]: lib["num_threads"] for lib in threadpool_info()}
+    assert "openmp" in seen[0]
+    assert set(seen[0].values()) == {1}  # limited inside the call
+    assert set(seen[1].values()) == {3} and set(after.values()) == {3}  # None leaves it; the limit is undone
+
+
 # ------------------------------------------------------------------------------------------ ledger
 
 
