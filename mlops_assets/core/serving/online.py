@@ -66,14 +66,15 @@ class OnlineScorer:
         with self._thread_limit():
             rows = score_rows(table, self.spec, serving.champion, serving.canary, serving.shadow,
                               plan.canary_share, plan.canary_salt)
-        self.buffer.append(self.name, rows.drop(columns="row"))
-        acted = rows[rows["acted_on"].to_numpy()]
-        order = np.argsort(acted["row"].to_numpy(), kind="stable")
-        entity = acted["entity"].to_numpy()[order].tolist()
-        score = acted["score"].to_numpy()[order].tolist()
-        decision = acted["decision"].to_numpy()[order].tolist()
-        version = acted["model_version"].to_numpy()[order].tolist()
-        route = acted["route"].to_numpy()[order].tolist()
+        position = rows.pop("row").to_numpy()  # the ledger's columns stay (pop: drop() would copy the frame)
+        self.buffer.append(self.name, rows)
+        acted_on = rows["acted_on"].to_numpy()
+        order = np.flatnonzero(acted_on)[np.argsort(position[acted_on], kind="stable")]  # acted rows, request order
+        entity = rows["entity"].to_numpy()[order].tolist()
+        score = rows["score"].to_numpy()[order].tolist()
+        decision = rows["decision"].to_numpy()[order].tolist()
+        version = rows["model_version"].to_numpy()[order].tolist()
+        route = rows["route"].to_numpy()[order].tolist()
         threshold = self.spec.deployment.decision_threshold if self.spec.is_classification else None
         out, start = [], 0
         for rows_of_request in requests:

@@ -154,7 +154,9 @@ def score_rows(feature_table: pd.DataFrame, spec: DatasetSpec, champion: Serving
         raise ValueError(f"canary_share is {canary_share} but no canary model was given")
     scored_at = pd.Timestamp.now(tz="UTC") if scored_at is None else pd.Timestamp(scored_at).tz_convert("UTC")
     frame = feature_table.reset_index(drop=True)
-    timestamps = pd.to_datetime(frame[spec.timestamp])
+    timestamps = frame[spec.timestamp]
+    if not pd.api.types.is_datetime64_any_dtype(timestamps):
+        timestamps = pd.to_datetime(timestamps)
     entities = entity_keys(timestamps, frame[spec.entity_id] if spec.entity_id else None)
     to_canary = (canary_route(entities, canary_share, salt) if canary is not None
                  else np.zeros(len(frame), dtype=bool))
@@ -163,19 +165,27 @@ def score_rows(feature_table: pd.DataFrame, spec: DatasetSpec, champion: Serving
     if timing is not None:
         latency = {"canary": float(np.median(timing.canary_ms_per_1k)),
                    "champion": float(np.median(timing.champion_ms_per_1k))}
+    everyone = np.ones(len(frame), dtype=bool)
 
     def rows(model: ServingModel, mask: np.ndarray, route: str, timed: str = "") -> pd.DataFrame:
-        scores = predict_scores(model.pipeline, spec, frame[mask]) if mask.any() else np.empty(0)
-        ts = timestamps[mask].reset_index(drop=True)
+        whole = bool(mask.all())  # the usual case (no canary): no row selection, which costs more than the rows
+        if not mask.any():
+            scores = np.empty(0)
+        else:
+            scores = predict_scores(model.pipeline, spec, frame if whole else frame[mask])
+        ts = timestamps if whole else timestamps[mask].reset_index(drop=True)
+        n = len(scores)
         return pd.DataFrame({
-            "day": ts.dt.date, "entity": entities[mask].reset_index(drop=True), "timestamp": ts,
-            "score": scores,
+            "day": ts.dt.date, "entity": entities if whole else entities[mask].reset_index(drop=True),
+            "timestamp": ts, "score": scores,
             "decision": (scores >= threshold).astype(np.float64) if threshold is not None else scores,
-            "threshold": np.full(len(scores), np.nan if threshold is None else threshold),
-            "model_version": model.version, "route": route, "acted_on": route != "shadow",
-            "scored_at": pd.Series([scored_at] * len(scores), dtype="datetime64[us, UTC]"),
-            "latency_ms_per_1k": np.full(len(scores), latency.get(timed, np.nan)),
-            "row": np.flatnonzero(mask),
+            "threshold": np.full(n, np.nan if threshold is None else threshold),
+            "model_version": np.full(n, model.version, dtype=object), "route": np.full(n, route, dtype=object),
+            "acted_on": np.full(n, route != "shadow"),
+            "scored_at": pd.DatetimeIndex(np.full(n, scored_at.value, dtype="datetime64[ns]"), tz="UTC")
+                         .as_unit("us"),
+            "latency_ms_per_1k": np.full(n, latency.get(timed, np.nan)),
+            "row": np.arange(n) if whole else np.flatnonzero(mask),
         }, columns=[*LEDGER_COLUMNS, "row"])
 
     parts = [rows(champion, ~to_canary, "champion")]
@@ -183,8 +193,9 @@ def score_rows(feature_table: pd.DataFrame, spec: DatasetSpec, champion: Serving
         parts += [rows(canary, to_canary, "canary", timed="canary"), rows(champion, to_canary, "shadow", "champion"),
                   rows(canary, ~to_canary, "shadow", timed="canary")]
     if shadow is not None:
-        parts.append(rows(shadow, np.ones(len(frame), dtype=bool), "shadow"))
-    return pd.concat([p for p in parts if len(p)] or parts[:1], ignore_index=True)
+        parts.append(rows(shadow, everyone, "shadow"))
+    parts = [p for p in parts if len(p)] or parts[:1]
+    return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
 
 
 def ledger_labels(labels_frame: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
