@@ -109,7 +109,7 @@ def create_app(settings: Settings | None = None, models: list[str] | None = None
         if len(records) > config.max_request_rows:
             return error(413, model, f"{len(records)} rows in one request; at most {config.max_request_rows}")
         try:
-            rows = checkers[model].check(records)
+            rows = checkers[model].check_columns(records)
         except RowsRejected as exc:
             return error(422, model, "invalid rows: nothing was scored or recorded",
                          problems=[p.to_dict() for p in exc.problems])

@@ -31,6 +31,7 @@ from mlops_assets.core.config.spec import DatasetSpec
 from mlops_assets.core.features.engineering import engineer
 from mlops_assets.core.serving.ledger_buffer import LedgerBuffer
 from mlops_assets.core.serving.live_models import LiveModels
+from mlops_assets.core.serving.request_rows import CheckedRows
 from mlops_assets.core.serving.scoring import score_rows
 
 
@@ -55,13 +56,13 @@ class OnlineScorer:
             self._threads = ThreadpoolController()
         return self._threads.limit(limits=self.model_threads)  # ~30 us; threadpool_limits() rescans: ~1.4 ms
 
-    def score(self, requests: list[list[dict]]) -> list[list[dict]]:
-        """Each request's rows (checked by RequestRows) scored; one list of predictions per request."""
+    def score(self, requests: list[CheckedRows]) -> list[list[dict]]:
+        """Each request's rows (checked by RequestRows.check_columns) scored; one list of predictions per request."""
         serving = self.live.serving(self.name)  # one reference for the whole batch: a swap cannot split it
         if serving is None:
             raise ModelUnavailable(f"model {self.name!r} has no verified champion loaded")
-        flat = [row for rows in requests for row in rows]
-        table = engineer(pd.DataFrame.from_records(flat, columns=self.columns), self.spec)
+        columns = CheckedRows.concat(requests)
+        table = engineer(pd.DataFrame(columns, columns=self.columns), self.spec)
         plan = serving.plan
         with self._thread_limit():
             rows = score_rows(table, self.spec, serving.champion, serving.canary, serving.shadow,
@@ -76,13 +77,14 @@ class OnlineScorer:
         version = rows["model_version"].to_numpy()[order].tolist()
         route = rows["route"].to_numpy()[order].tolist()
         threshold = self.spec.deployment.decision_threshold if self.spec.is_classification else None
+        stamps = columns[self.spec.timestamp]
         out, start = [], 0
         for rows_of_request in requests:
             predictions = []
             for i in range(len(rows_of_request)):
                 j = start + i
                 predictions.append({
-                    "row": i, "entity": entity[j], "timestamp": flat[j][self.spec.timestamp].isoformat(),
+                    "row": i, "entity": entity[j], "timestamp": stamps[j].isoformat(),
                     "score": score[j], "decision": decision[j], "threshold": threshold,
                     "model_version": version[j], "route": route[j],
                 })
