@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import importlib
 import threading
 
 import duckdb
@@ -174,7 +175,7 @@ def test_a_failed_model_call_fails_its_requests_and_the_next_batch_still_runs():
 
 def test_the_model_call_runs_on_the_configured_threads_and_the_setting_is_restored_after(synthetic_spec,
                                                                                         monkeypatch):
-    import sklearn.ensemble  # noqa: F401 - loads scikit-learn's OpenMP runtime, whose threads are limited
+    importlib.import_module("sklearn.ensemble")  # loads scikit-learn's OpenMP runtime, whose threads are limited
     from threadpoolctl import threadpool_info, threadpool_limits
 
     from mlops_assets.core.serving import online
