@@ -187,7 +187,7 @@ def test_the_model_call_runs_on_the_configured_threads_and_the_setting_is_restor
         seen.append({lib["internal_api"]: lib["num_threads"] for lib in threadpool_info()})
         raise RuntimeError("recorded")
 
-    monkeypatch.setattr(online, "score_rows", record_threads)
+    monkeypatch.setattr(online, "score_parts", record_threads)
     live = type("Live", (), {"serving": lambda self, name: ServingModels(ServingPlan("v1"), None, None, None)})()
     rows = RequestRows(synthetic_spec).check_columns([good_row(0)])
     with threadpool_limits(limits=3):  # the process's setting, whatever the machine's cores

@@ -11,8 +11,8 @@ queue is empty a request is scored at once (no waiting for company), so a lone c
 load the batch grows to what arrived during the previous call. `max_wait_seconds` (default 0) can hold a
 non-full batch a little longer when the previous batch was shared, for throughput at a latency cost.
 
-`OnlineScorer` is the scoring itself: the feature module (`engineer`), then `scoring.score_rows`, the same
-routing and scoring as `batch_scoring`, with the models the registry names right now (`LiveModels`). Every
+`OnlineScorer` is the scoring itself: the feature module (`engineer`), then `scoring.score_parts` (what
+`scoring.score_rows` makes its DataFrame of), the same routing and scoring as `batch_scoring`, with the models the registry names right now (`LiveModels`). Every
 ledger row (acted on and shadow) goes to the ledger buffer before the response is built. The model calls run
 with at most `model_threads` OpenMP/BLAS threads (threadpoolctl, set around each batch and restored after).
 """
@@ -32,7 +32,7 @@ from mlops_assets.core.features.engineering import engineer
 from mlops_assets.core.serving.ledger_buffer import LedgerBuffer
 from mlops_assets.core.serving.live_models import LiveModels
 from mlops_assets.core.serving.request_rows import CheckedRows
-from mlops_assets.core.serving.scoring import score_rows
+from mlops_assets.core.serving.scoring import score_parts
 
 
 class ModelUnavailable(RuntimeError):
@@ -65,17 +65,16 @@ class OnlineScorer:
         table = engineer(pd.DataFrame(columns, columns=self.columns), self.spec)
         plan = serving.plan
         with self._thread_limit():
-            rows = score_rows(table, self.spec, serving.champion, serving.canary, serving.shadow,
-                              plan.canary_share, plan.canary_salt)
-        position = rows.pop("row").to_numpy()  # the ledger's columns stay (pop: drop() would copy the frame)
-        self.buffer.append(self.name, rows)
-        acted_on = rows["acted_on"].to_numpy()
-        order = np.flatnonzero(acted_on)[np.argsort(position[acted_on], kind="stable")]  # acted rows, request order
-        entity = rows["entity"].to_numpy()[order].tolist()
-        score = rows["score"].to_numpy()[order].tolist()
-        decision = rows["decision"].to_numpy()[order].tolist()
-        version = rows["model_version"].to_numpy()[order].tolist()
-        route = rows["route"].to_numpy()[order].tolist()
+            parts = score_parts(table, self.spec, serving.champion, serving.canary, serving.shadow,
+                                plan.canary_share, plan.canary_salt)
+        self.buffer.append(self.name, parts)  # its ledger frame is built at the flush
+        acted = [p for p in parts if p.acted_on and len(p.score)]
+        order = np.argsort(np.concatenate([p.row for p in acted]), kind="stable")  # request order
+        entity = np.concatenate([p.entity for p in acted])[order].tolist()
+        score = np.concatenate([p.score for p in acted])[order].tolist()
+        decision = np.concatenate([p.decision for p in acted])[order].tolist()
+        version = np.repeat([p.model_version for p in acted], [len(p.score) for p in acted])[order].tolist()
+        route = np.repeat([p.route for p in acted], [len(p.score) for p in acted])[order].tolist()
         threshold = self.spec.deployment.decision_threshold if self.spec.is_classification else None
         stamps = columns[self.spec.timestamp]
         out, start = [], 0
