@@ -53,7 +53,8 @@ def create_app(settings: Settings | None = None, models: list[str] | None = None
                           config.ledger_max_rows, on_flush=metrics.ledger_flushed, on_error=metrics.ledger_failed)
     live = LiveModels.for_portfolio(portfolio, names, poll_seconds=config.poll_seconds, on_swap=metrics.swapped)
     checkers = {name: RequestRows(portfolio.model(name).spec) for name in names}
-    batchers = {name: MicroBatcher(OnlineScorer(name, portfolio.model(name).spec, live, buffer).score,
+    batchers = {name: MicroBatcher(OnlineScorer(name, portfolio.model(name).spec, live, buffer,
+                                                config.model_threads).score,
                                    None, config.max_batch_rows, config.max_wait_seconds,
                                    on_batch=metrics.batch_observer(name))
                 for name in names}
@@ -108,7 +109,7 @@ def create_app(settings: Settings | None = None, models: list[str] | None = None
         if len(records) > config.max_request_rows:
             return error(413, model, f"{len(records)} rows in one request; at most {config.max_request_rows}")
         try:
-            rows = checkers[model].check(records)
+            rows = checkers[model].check_columns(records)
         except RowsRejected as exc:
             return error(422, model, "invalid rows: nothing was scored or recorded",
                          problems=[p.to_dict() for p in exc.problems])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import importlib
 import threading
 
 import duckdb
@@ -87,6 +88,50 @@ def test_good_rows_come_back_typed_for_the_feature_module(synthetic_spec):
     assert row["support_calls"] == 3.0 and isinstance(row["support_calls"], float)
 
 
+def _outcome(check, batch):
+    try:
+        return "ok", check(batch)
+    except RowsRejected as exc:
+        return "rejected", exc.problems
+
+
+@pytest.mark.parametrize("case", ["good", "entity as number", "duplicate", "extra", "missing", "not a row", "empty id",
+                                  *[f"bad {c}={v!r}" for c, v, _ in BAD_VALUES]])
+def test_the_column_check_accepts_types_and_rejects_exactly_as_the_row_by_row_check(synthetic_spec, case):
+    """check_columns (the service's) against _check_rows (row by row): same rows, same problems in the same order."""
+    from mlops_assets.core.features.engineering import engineer
+
+    batch = [good_row(i) for i in range(5)]
+    if case == "entity as number":
+        batch[1]["customer_id"], batch[2]["customer_id"] = 17, 2.5
+    elif case == "duplicate":
+        batch[3] = dict(batch[1])
+    elif case == "extra":
+        batch[2]["churned"] = 1
+    elif case == "missing":
+        del batch[4]["plan"]
+    elif case == "not a row":
+        batch[0] = [1, 2]
+    elif case == "empty id":
+        batch[2]["customer_id"] = "  "
+    elif case.startswith("bad "):
+        column, value, _ = BAD_VALUES[[f"bad {c}={v!r}" for c, v, _ in BAD_VALUES].index(case)]
+        batch[3][column] = value
+        batch[1][column] = value
+    checker = RequestRows(synthetic_spec)
+    by_row = _outcome(checker._check_rows, batch)
+    by_column = _outcome(lambda b: checker.check_columns(b), batch)
+    assert by_row[0] == by_column[0] == ("ok" if case in ("good", "entity as number") else "rejected")
+    if by_row[0] == "rejected":
+        assert by_column[1] == by_row[1]
+    else:
+        assert by_column[1].records() == by_row[1]
+        columns = list(synthetic_spec.batch_columns)
+        pd.testing.assert_frame_equal(engineer(pd.DataFrame(by_column[1].columns, columns=columns), synthetic_spec),
+                                      engineer(pd.DataFrame.from_records(by_row[1], columns=columns), synthetic_spec),
+                                      check_exact=True)
+
+
 # ------------------------------------------------------------------------------------------ micro-batcher
 
 
@@ -126,6 +171,33 @@ def test_a_failed_model_call_fails_its_requests_and_the_next_batch_still_runs():
         return ok
 
     assert asyncio.run(main()) == ["fine"]
+
+
+def test_the_model_call_runs_on_the_configured_threads_and_the_setting_is_restored_after(synthetic_spec,
+                                                                                        monkeypatch):
+    importlib.import_module("sklearn.ensemble")  # loads scikit-learn's OpenMP runtime, whose threads are limited
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from mlops_assets.core.serving import online
+    from mlops_assets.core.serving.plan import ServingModels, ServingPlan
+
+    seen = []
+
+    def record_threads(*args, **kwargs):
+        seen.append({lib["internal_api"]: lib["num_threads"] for lib in threadpool_info()})
+        raise RuntimeError("recorded")
+
+    monkeypatch.setattr(online, "score_parts", record_threads)
+    live = type("Live", (), {"serving": lambda self, name: ServingModels(ServingPlan("v1"), None, None, None)})()
+    rows = RequestRows(synthetic_spec).check_columns([good_row(0)])
+    with threadpool_limits(limits=3):  # the process's setting, whatever the machine's cores
+        for threads in (1, None):
+            with pytest.raises(RuntimeError, match="recorded"):
+                online.OnlineScorer("m", synthetic_spec, live, None, model_threads=threads).score([rows])
+        after = {lib["internal_api"]: lib["num_threads"] for lib in threadpool_info()}
+    assert "openmp" in seen[0]
+    assert set(seen[0].values()) == {1}  # limited inside the call
+    assert set(seen[1].values()) == {3} and set(after.values()) == {3}  # None leaves it; the limit is undone
 
 
 # ------------------------------------------------------------------------------------------ ledger

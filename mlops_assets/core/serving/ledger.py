@@ -83,12 +83,12 @@ def entity_keys(timestamps: pd.Series, entity_ids: pd.Series | None = None) -> p
     (datetime.isoformat's convention: no fraction when the microseconds are zero)."""
     if entity_ids is not None:
         return entity_ids.astype(str).reset_index(drop=True)
-    ts = pd.to_datetime(timestamps).reset_index(drop=True)
-    if ts.dt.tz is not None:
+    ts = timestamps if pd.api.types.is_datetime64_any_dtype(timestamps) else pd.to_datetime(timestamps)
+    if isinstance(ts.dtype, pd.DatetimeTZDtype):
         ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
-    values = ts.to_numpy(dtype="datetime64[us]")
+    values = np.asarray(ts.to_numpy(dtype="datetime64[us]"))
     whole = np.datetime_as_string(values, unit="s")
-    fraction = ts.dt.microsecond.to_numpy() != 0
+    fraction = values != values.astype("datetime64[s]")  # a microsecond part (NaT: "NaT" either way)
     if fraction.any():
         whole = np.where(fraction, np.datetime_as_string(values, unit="us"), whole)
     return pd.Series(whole, dtype=object)

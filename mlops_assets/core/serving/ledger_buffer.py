@@ -25,6 +25,7 @@ from typing import Callable
 import pandas as pd
 
 from mlops_assets.core.serving.ledger import PredictionLedger
+from mlops_assets.core.serving.scoring import LedgerPart, ledger_frame
 
 
 class LedgerBackpressure(RuntimeError):
@@ -50,16 +51,18 @@ class LedgerBuffer:
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------------------------------ writes
-    def append(self, model: str, rows: pd.DataFrame) -> None:
-        """Queue a model's ledger rows for the next flush; refuses when the backlog is full."""
-        if rows.empty:
+    def append(self, model: str, rows: pd.DataFrame | list[LedgerPart]) -> None:
+        """Queue a model's ledger rows (a frame, or scored parts: their frame is built at the flush, one for all
+        the parts flushed together, off the response path) for the next flush; refuses when the backlog is full."""
+        size = len(rows) if isinstance(rows, pd.DataFrame) else sum(len(p.score) for p in rows)
+        if size == 0:
             return
         with self._lock:
-            if self._pending_rows + len(rows) > self.max_rows:
+            if self._pending_rows + size > self.max_rows:
                 raise LedgerBackpressure(f"{self._pending_rows} prediction rows wait to be written to the ledger "
                                          f"(limit {self.max_rows}): refusing to serve what could not be recorded")
             self._pending.append((model, rows))
-            self._pending_rows += len(rows)
+            self._pending_rows += size
             self._max_pending_rows = max(self._max_pending_rows, self._pending_rows)
 
     def flush(self) -> int:
@@ -71,13 +74,13 @@ class LedgerBuffer:
             if not batch:
                 return 0
             start, written = time.perf_counter(), 0
-            by_model: dict[str, list[pd.DataFrame]] = {}
+            by_model: dict[str, list] = {}
             for model, rows in batch:
                 by_model.setdefault(model, []).append(rows)
             done: set[str] = set()
             try:
-                for model, frames in by_model.items():
-                    rows = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+                for model, entries in by_model.items():
+                    rows = _frame(entries)
                     self._ledger_for(model).append_online(rows, self._next_part())
                     done.add(model)
                     written += len(rows)
@@ -127,3 +130,11 @@ class LedgerBuffer:
             return {"pending_rows": self._pending_rows, "max_pending_rows": self._max_pending_rows,
                     "flushed_rows": self._flushed_rows, "parts": self._parts, "flush_errors": self._errors,
                     "last_error": self._last_error, "flush_seconds": self.flush_seconds, "max_rows": self.max_rows}
+
+
+def _frame(entries: list) -> pd.DataFrame:
+    """One ledger frame of a model's buffered entries, in order (scored parts become rows here)."""
+    if all(not isinstance(e, pd.DataFrame) for e in entries):
+        return ledger_frame([part for parts in entries for part in parts], with_row=False)
+    frames = [e if isinstance(e, pd.DataFrame) else ledger_frame(e, with_row=False) for e in entries]
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]

@@ -11,14 +11,16 @@ queue is empty a request is scored at once (no waiting for company), so a lone c
 load the batch grows to what arrived during the previous call. `max_wait_seconds` (default 0) can hold a
 non-full batch a little longer when the previous batch was shared, for throughput at a latency cost.
 
-`OnlineScorer` is the scoring itself: the feature module (`engineer`), then `scoring.score_rows`, the same
-routing and scoring as `batch_scoring`, with the models the registry names right now (`LiveModels`). Every
-ledger row (acted on and shadow) goes to the ledger buffer before the response is built.
+`OnlineScorer` is the scoring itself: the feature module (`engineer`), then `scoring.score_parts` (what
+`scoring.score_rows` makes its DataFrame of), the same routing and scoring as `batch_scoring`, with the models the registry names right now (`LiveModels`). Every
+ledger row (acted on and shadow) goes to the ledger buffer before the response is built. The model calls run
+with at most `model_threads` OpenMP/BLAS threads (threadpoolctl, set around each batch and restored after).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from concurrent.futures import Executor
 from typing import Callable, NamedTuple
 
@@ -29,7 +31,8 @@ from mlops_assets.core.config.spec import DatasetSpec
 from mlops_assets.core.features.engineering import engineer
 from mlops_assets.core.serving.ledger_buffer import LedgerBuffer
 from mlops_assets.core.serving.live_models import LiveModels
-from mlops_assets.core.serving.scoring import score_rows
+from mlops_assets.core.serving.request_rows import CheckedRows
+from mlops_assets.core.serving.scoring import score_parts
 
 
 class ModelUnavailable(RuntimeError):
@@ -37,36 +40,50 @@ class ModelUnavailable(RuntimeError):
 
 
 class OnlineScorer:
-    def __init__(self, name: str, spec: DatasetSpec, live: LiveModels, buffer: LedgerBuffer):
+    def __init__(self, name: str, spec: DatasetSpec, live: LiveModels, buffer: LedgerBuffer,
+                 model_threads: int | None = None):
         self.name, self.spec, self.live, self.buffer = name, spec, live, buffer
         self.columns = list(spec.batch_columns)
+        self.model_threads = model_threads
+        self._threads = None  # a ThreadpoolController, made at the first call (the models' libraries are loaded)
 
-    def score(self, requests: list[list[dict]]) -> list[list[dict]]:
-        """Each request's rows (checked by RequestRows) scored; one list of predictions per request."""
+    def _thread_limit(self):
+        if self.model_threads is None:
+            return contextlib.nullcontext()
+        if self._threads is None:
+            from threadpoolctl import ThreadpoolController
+
+            self._threads = ThreadpoolController()
+        return self._threads.limit(limits=self.model_threads)  # ~30 us; threadpool_limits() rescans: ~1.4 ms
+
+    def score(self, requests: list[CheckedRows]) -> list[list[dict]]:
+        """Each request's rows (checked by RequestRows.check_columns) scored; one list of predictions per request."""
         serving = self.live.serving(self.name)  # one reference for the whole batch: a swap cannot split it
         if serving is None:
             raise ModelUnavailable(f"model {self.name!r} has no verified champion loaded")
-        flat = [row for rows in requests for row in rows]
-        table = engineer(pd.DataFrame.from_records(flat, columns=self.columns), self.spec)
+        columns = CheckedRows.concat(requests)
+        table = engineer(pd.DataFrame(columns, columns=self.columns), self.spec)
         plan = serving.plan
-        rows = score_rows(table, self.spec, serving.champion, serving.canary, serving.shadow,
-                          plan.canary_share, plan.canary_salt)
-        self.buffer.append(self.name, rows.drop(columns="row"))
-        acted = rows[rows["acted_on"].to_numpy()]
-        order = np.argsort(acted["row"].to_numpy(), kind="stable")
-        entity = acted["entity"].to_numpy()[order].tolist()
-        score = acted["score"].to_numpy()[order].tolist()
-        decision = acted["decision"].to_numpy()[order].tolist()
-        version = acted["model_version"].to_numpy()[order].tolist()
-        route = acted["route"].to_numpy()[order].tolist()
+        with self._thread_limit():
+            parts = score_parts(table, self.spec, serving.champion, serving.canary, serving.shadow,
+                                plan.canary_share, plan.canary_salt)
+        self.buffer.append(self.name, parts)  # its ledger frame is built at the flush
+        acted = [p for p in parts if p.acted_on and len(p.score)]
+        order = np.argsort(np.concatenate([p.row for p in acted]), kind="stable")  # request order
+        entity = np.concatenate([p.entity for p in acted])[order].tolist()
+        score = np.concatenate([p.score for p in acted])[order].tolist()
+        decision = np.concatenate([p.decision for p in acted])[order].tolist()
+        version = np.repeat([p.model_version for p in acted], [len(p.score) for p in acted])[order].tolist()
+        route = np.repeat([p.route for p in acted], [len(p.score) for p in acted])[order].tolist()
         threshold = self.spec.deployment.decision_threshold if self.spec.is_classification else None
+        stamps = columns[self.spec.timestamp]
         out, start = [], 0
         for rows_of_request in requests:
             predictions = []
             for i in range(len(rows_of_request)):
                 j = start + i
                 predictions.append({
-                    "row": i, "entity": entity[j], "timestamp": flat[j][self.spec.timestamp].isoformat(),
+                    "row": i, "entity": entity[j], "timestamp": stamps[j].isoformat(),
                     "score": score[j], "decision": decision[j], "threshold": threshold,
                     "model_version": version[j], "route": route[j],
                 })

@@ -150,11 +150,46 @@ def score_rows(feature_table: pd.DataFrame, spec: DatasetSpec, champion: Serving
     """The ledger rows of `score_batch_timed` plus `row`, each row's position in `feature_table`, without
     timing the models (the online service scores small batches and has its own latency metrics): the one
     routing and scoring code of batch and online serving. `timing` fills `latency_ms_per_1k` when given."""
+    return ledger_frame(score_parts(feature_table, spec, champion, canary, shadow, canary_share, salt,
+                                    scored_at=scored_at, timing=timing))
+
+
+class LedgerPart(NamedTuple):
+    """One model's rows of a scored batch (a route), as arrays: `ledger_frame` makes them ledger rows."""
+
+    entity: np.ndarray
+    timestamp: Any  # the timestamps' pandas array (datetimes, with their unit and timezone)
+    score: np.ndarray
+    threshold: float | None
+    model_version: str
+    route: str
+    scored_at: pd.Timestamp
+    latency_ms_per_1k: float
+    row: np.ndarray  # each row's position in the scored feature table
+
+    @property
+    def acted_on(self) -> bool:
+        return self.route != "shadow"
+
+    @property
+    def decision(self) -> np.ndarray:
+        """1.0 / 0.0 by the decision threshold (classification), else the prediction itself."""
+        return (self.score >= self.threshold).astype(np.float64) if self.threshold is not None else self.score
+
+
+def score_parts(feature_table: pd.DataFrame, spec: DatasetSpec, champion: ServingModel,
+                canary: ServingModel | None = None, shadow: ServingModel | None = None,
+                canary_share: float = 0.0, salt: str = "", *, scored_at: pd.Timestamp | None = None,
+                timing: CpuLatency | None = None) -> list[LedgerPart]:
+    """`score_rows` before its DataFrame: the online service answers from these arrays and leaves the
+    DataFrame to the ledger buffer's flush (one per flush rather than one per request)."""
     if canary is None and canary_share > 0:
         raise ValueError(f"canary_share is {canary_share} but no canary model was given")
     scored_at = pd.Timestamp.now(tz="UTC") if scored_at is None else pd.Timestamp(scored_at).tz_convert("UTC")
     frame = feature_table.reset_index(drop=True)
-    timestamps = pd.to_datetime(frame[spec.timestamp])
+    timestamps = frame[spec.timestamp]
+    if not pd.api.types.is_datetime64_any_dtype(timestamps):
+        timestamps = pd.to_datetime(timestamps)
     entities = entity_keys(timestamps, frame[spec.entity_id] if spec.entity_id else None)
     to_canary = (canary_route(entities, canary_share, salt) if canary is not None
                  else np.zeros(len(frame), dtype=bool))
@@ -163,28 +198,56 @@ def score_rows(feature_table: pd.DataFrame, spec: DatasetSpec, champion: Serving
     if timing is not None:
         latency = {"canary": float(np.median(timing.canary_ms_per_1k)),
                    "champion": float(np.median(timing.champion_ms_per_1k))}
+    stamps, entity_values = timestamps.array, entities.to_numpy(dtype=object)  # .array keeps a timezone
 
-    def rows(model: ServingModel, mask: np.ndarray, route: str, timed: str = "") -> pd.DataFrame:
-        scores = predict_scores(model.pipeline, spec, frame[mask]) if mask.any() else np.empty(0)
-        ts = timestamps[mask].reset_index(drop=True)
-        return pd.DataFrame({
-            "day": ts.dt.date, "entity": entities[mask].reset_index(drop=True), "timestamp": ts,
-            "score": scores,
-            "decision": (scores >= threshold).astype(np.float64) if threshold is not None else scores,
-            "threshold": np.full(len(scores), np.nan if threshold is None else threshold),
-            "model_version": model.version, "route": route, "acted_on": route != "shadow",
-            "scored_at": pd.Series([scored_at] * len(scores), dtype="datetime64[us, UTC]"),
-            "latency_ms_per_1k": np.full(len(scores), latency.get(timed, np.nan)),
-            "row": np.flatnonzero(mask),
-        }, columns=[*LEDGER_COLUMNS, "row"])
+    def part(model: ServingModel, mask: np.ndarray, route: str, timed: str = "") -> LedgerPart:
+        whole = bool(mask.all())  # the usual case (no canary): no row selection, which costs more than the rows
+        if not mask.any():
+            scores = np.empty(0)
+        else:
+            scores = predict_scores(model.pipeline, spec, frame if whole else frame[mask])
+        rows = np.arange(len(frame)) if whole else np.flatnonzero(mask)
+        return LedgerPart(entity_values[rows], stamps[rows], scores, threshold, model.version, route, scored_at,
+                          latency.get(timed, np.nan), rows)
 
-    parts = [rows(champion, ~to_canary, "champion")]
+    parts = [part(champion, ~to_canary, "champion")]
     if canary is not None:
-        parts += [rows(canary, to_canary, "canary", timed="canary"), rows(champion, to_canary, "shadow", "champion"),
-                  rows(canary, ~to_canary, "shadow", timed="canary")]
+        parts += [part(canary, to_canary, "canary", timed="canary"), part(champion, to_canary, "shadow", "champion"),
+                  part(canary, ~to_canary, "shadow", timed="canary")]
     if shadow is not None:
-        parts.append(rows(shadow, np.ones(len(frame), dtype=bool), "shadow"))
-    return pd.concat([p for p in parts if len(p)] or parts[:1], ignore_index=True)
+        parts.append(part(shadow, np.ones(len(frame), dtype=bool), "shadow"))
+    return parts
+
+
+def ledger_frame(parts: list[LedgerPart], with_row: bool = True) -> pd.DataFrame:
+    """Ledger rows (LEDGER_COLUMNS, plus `row` unless with_row is False) of parts, in order: one DataFrame."""
+    parts = [p for p in parts if len(p.score)] or parts[:1]
+    sizes = [len(p.score) for p in parts]
+
+    def joined(arrays: list[np.ndarray]) -> np.ndarray:
+        return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+
+    def repeated(values: list, dtype=None) -> np.ndarray:
+        return np.repeat(np.array(values, dtype=dtype), sizes)
+
+    scores = joined([p.score for p in parts])
+    ts = (pd.Series(parts[0].timestamp) if len(parts) == 1
+          else pd.concat([pd.Series(p.timestamp) for p in parts], ignore_index=True))
+    columns = {
+        "day": ts.dt.date, "entity": pd.Series(joined([p.entity for p in parts]), dtype=object),
+        "timestamp": ts, "score": scores,
+        "decision": joined([p.decision for p in parts]),
+        "threshold": repeated([np.nan if p.threshold is None else p.threshold for p in parts], np.float64),
+        "model_version": repeated([p.model_version for p in parts], object),
+        "route": repeated([p.route for p in parts], object),
+        "acted_on": repeated([p.acted_on for p in parts], bool),
+        "scored_at": pd.DatetimeIndex(repeated([p.scored_at.value for p in parts], "datetime64[ns]"), tz="UTC")
+                     .as_unit("us"),
+        "latency_ms_per_1k": repeated([p.latency_ms_per_1k for p in parts], np.float64),
+    }
+    if with_row:
+        columns["row"] = joined([p.row for p in parts])
+    return pd.DataFrame(columns, columns=[*LEDGER_COLUMNS, *(["row"] if with_row else [])])
 
 
 def ledger_labels(labels_frame: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
