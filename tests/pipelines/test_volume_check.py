@@ -86,8 +86,7 @@ def test_a_short_re_delivery_is_held_and_the_accepted_day_stays(make_pipeline, s
     command = evaluation.metadata["if_genuine"].value
     fingerprint = command.split("--fingerprint ")[1].split()[0]
 
-    pipeline.tick()  # the sensor sees the landing zone without the held file (a person takes longer than a tick)
-    # a person accepts that version; delivered again, it replaces the day
+    # a person accepts that version; delivered again (before any tick saw it leave), it replaces the day
     monkeypatch.setenv("MLOPS_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("MLOPS_SPECS", str(SPECS / "synthetic.toml"))
     assert cli.main(["accept-volume", day, "--model", "synthetic", "--fingerprint", fingerprint, "--reason",

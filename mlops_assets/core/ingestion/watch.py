@@ -184,14 +184,17 @@ def _plan_file(f: LandedFile, landing, archive: Archive, quarantine: Quarantine,
         plan.log.append((logging.INFO, f"{f.name} is identical to the accepted version of {f.partition} (archive/"
                                        f"{current.stored_as}): nothing to ingest; removed from the landing zone"))
         return
+    run_key = f"{f.kind}:{f.partition}:{f.sha256[:16]}"
+    kept_before = archive.holds(f.name, f.partition, f.sha256) or quarantine.holds(f.name, f.partition, f.sha256)
     before = previous.files.get(f.name)
-    if before is not None and before.sha256 == f.sha256 and before.state == REQUESTED:
+    if before is not None and before.sha256 == f.sha256 and before.state == REQUESTED and not kept_before:
         cursor.files[f.name] = FileState(f.size, f.stamp, f.sha256, REQUESTED)  # requested already, not run yet
         return
-    run_key = f"{f.kind}:{f.partition}:{f.sha256[:16]}"
-    if archive.holds(f.name, f.partition, f.sha256) or quarantine.holds(f.name, f.partition, f.sha256):
-        # An earlier version delivered again (rejected before, or superseded since): the producer's latest
-        # word, so it runs again, under a key of its own.
+    if kept_before:
+        # An earlier version delivered again (rejected or held before, or superseded since): the producer's
+        # latest word, so it runs again, under a key of its own. Its key has the file's stamp, so asking again
+        # while the run is pending is deduplicated, and bytes delivered again before a tick saw them leave still
+        # run (the cursor's REQUESTED alone would wait for a run that already happened).
         run_key += f":{f.stamp}"
     plan.requests.append(FileRequest(f, run_key))
     cursor.files[f.name] = FileState(f.size, f.stamp, f.sha256, REQUESTED)
