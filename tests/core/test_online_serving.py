@@ -127,9 +127,29 @@ def test_the_column_check_accepts_types_and_rejects_exactly_as_the_row_by_row_ch
     else:
         assert by_column[1].records() == by_row[1]
         columns = list(synthetic_spec.batch_columns)
+        from_rows = engineer(pd.DataFrame.from_records(by_row[1], columns=columns), synthetic_spec)
+        # the service engineers the checked columns as they are; a DataFrame of them gives the same table
+        pd.testing.assert_frame_equal(engineer(by_column[1].columns, synthetic_spec), from_rows, check_exact=True)
         pd.testing.assert_frame_equal(engineer(pd.DataFrame(by_column[1].columns, columns=columns), synthetic_spec),
-                                      engineer(pd.DataFrame.from_records(by_row[1], columns=columns), synthetic_spec),
-                                      check_exact=True)
+                                      from_rows, check_exact=True)
+
+
+def test_engineer_gives_the_same_table_from_columns_with_nulls_as_from_a_dataframe(synthetic_spec):
+    """Checked columns hold lists where a null or a mixed type forced value-by-value typing: the feature module
+    must type them as it types a DataFrame's columns."""
+    from dataclasses import replace
+
+    from mlops_assets.core.features.engineering import engineer
+
+    spec = replace(synthetic_spec, features=[replace(f, nullable=True) for f in synthetic_spec.features])
+    rows = [good_row(i) for i in range(4)]
+    rows[1]["discount"], rows[2]["region"], rows[3]["plan"], rows[0]["support_calls"] = None, None, None, 2
+    checked = RequestRows(spec).check_columns(rows)
+    assert isinstance(checked.columns["discount"], list) and isinstance(checked.columns["region"], list)
+    table = engineer(checked.columns, spec)
+    pd.testing.assert_frame_equal(table, engineer(pd.DataFrame.from_records(checked.records()), spec),
+                                  check_exact=True)
+    assert np.isnan(table["discount"][1]) and table["region"][2] is None and table["support_calls"].dtype == np.float64
 
 
 # ------------------------------------------------------------------------------------------ micro-batcher
@@ -291,14 +311,18 @@ class FakeRegistry:
     def __init__(self):
         self.aliases, self.damaged, self.broken, self.loads = {"champion": "v1"}, set(), False, []
         self.previous = None
+        self.token = None  # (stamp, newest change) as DuckDBBackend.change_token gives; None: no token
+        self.reads = 0
 
-    def version_for(self, alias):
+    def serving_aliases(self):
         if self.broken:
             raise OSError("registry unreachable")
-        return self.aliases.get(alias)
+        self.reads += 1
+        return {**{a: self.aliases.get(a) for a in ("champion", "canary", "shadow")},
+                "previous_champion": self.previous}
 
-    def previous_champion(self):
-        return self.previous
+    def change_token(self):
+        return self.token
 
     def load_model(self, version):
         self.loads.append(version)
@@ -335,6 +359,55 @@ def test_live_models_swap_on_promotion_keep_the_previous_champion_and_survive_a_
     registry.broken = False
     live.refresh()
     assert live.registry_status()["readable"]
+
+
+def test_the_registry_is_read_only_when_its_change_token_moves(tmp_path, monkeypatch):
+    import time
+
+    from mlops_assets.core.serving import live_models as live_module
+
+    registry = FakeRegistry()
+    registry.token = ("stat 1", time.time() - 60)  # last written a minute ago
+    live = live_models(tmp_path, registry)
+    live.refresh()
+    live.refresh()
+    assert registry.reads == 1  # same token, old enough: nothing read
+    registry.aliases["champion"], registry.token = "v2", ("stat 2", time.time() - 10)
+    live.refresh()
+    assert registry.reads == 2 and live.serving("m").champion.version == "v2"
+    # racily clean: a token whose file changed within RACY_SECONDS of the stat may hide a second write
+    registry.token = ("stat 3", time.time())
+    live.refresh()
+    live.refresh()
+    assert registry.reads == 4
+    # the periodic full read happens whatever the token says
+    registry.token = ("stat 4", time.time() - 60)
+    live.refresh()
+    monkeypatch.setattr(live_module, "FULL_READ_SECONDS", 0.0)
+    registry.aliases["champion"] = "v1"
+    live.refresh()
+    assert registry.reads == 6 and live.serving("m").champion.version == "v1"
+    # no token (PostgreSQL): every poll reads
+    registry.token = None
+    monkeypatch.setattr(live_module, "FULL_READ_SECONDS", 30.0)
+    live.refresh()
+    live.refresh()
+    assert registry.reads == 8
+
+
+def test_a_failed_registry_read_is_not_cached_behind_an_unchanged_token(tmp_path):
+    import time
+
+    registry = FakeRegistry()
+    registry.token = ("stat 1", time.time() - 60)
+    live = live_models(tmp_path, registry)
+    live.refresh()
+    registry.broken, registry.token = True, ("stat 2", time.time() - 60)
+    live.refresh()
+    assert not live.registry_status()["readable"]
+    registry.broken, registry.aliases["champion"] = False, "v2"
+    live.refresh()  # same token as the failed read: read anyway
+    assert live.registry_status()["readable"] and live.serving("m").champion.version == "v2"
 
 
 def test_a_version_failing_its_checksum_is_not_served(tmp_path):

@@ -67,6 +67,10 @@ def registry(registry_url, store):
     return ModelRegistry(registry_url, store)
 
 
+def registry_is_postgres(registry: ModelRegistry) -> bool:
+    return "Postgres" in repr(registry)
+
+
 def gate_report(passed: bool) -> dict:
     """A gate report as the evaluation stores it (GateReport.to_dict()); a failed one fails two criteria."""
     margin = 0.01 if passed else -0.01
@@ -285,6 +289,30 @@ def test_rollback_restores_the_previous_champion_with_the_same_artifact(registry
         "rollback", "v3", "oncall", "v3 mis-scores weekends")
     assert (restore.action, restore.version, restore.to_alias, restore.details["artifact_sha256"]) == (
         "restore", "v2", "champion", sha_when_champion)
+
+
+def test_serving_aliases_read_in_one_go_match_the_single_questions(registry):
+    champion_chain(registry, ["v1", "v2", "v3"])
+    register(registry, "v4")
+    registry.promote("v4", "shadow", actor="alice")
+    assert registry.serving_aliases() == {"champion": "v3", "canary": None, "shadow": "v4", "previous_champion": "v2"}
+    registry.rollback(actor="oncall", reason="bad")
+    assert registry.serving_aliases()["champion"] == "v2" and registry.serving_aliases()["previous_champion"] == "v1"
+
+
+def test_the_change_token_stays_put_on_reads_and_moves_on_every_write(registry):
+    token = registry.change_token()
+    if registry_is_postgres(registry):
+        assert token is None  # no cheap token: the online service queries every poll
+        return
+    register(registry, "v1")
+    after_register = registry.change_token()
+    assert after_register != token
+    for _ in range(3):
+        registry.serving_aliases(), registry.list_versions()
+    assert registry.change_token() == after_register
+    registry.promote("v1", "champion", actor="alice")
+    assert registry.change_token() != after_register
 
 
 def test_two_rollbacks_in_a_row_walk_back_deterministically(registry):

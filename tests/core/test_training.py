@@ -192,6 +192,33 @@ def test_predict_scores_is_the_positive_label_probability():
         training.predict_scores(model.pipeline, spec, frame.drop(columns="x2"))
 
 
+def test_scores_of_the_whole_feature_table_equal_those_of_its_model_columns_and_survive_a_refit():
+    """predict_scores hands the pipeline the feature table unselected when its ColumnTransformer picks columns by
+    name; the scores must be those of the model columns alone, in any column order, and a refit of the same
+    pipeline object (other classes order, other columns) must not reuse what was learnt of the first fit."""
+    spec = small_spec()
+    frame = labeled_days(spec, days_from(D0, 2))
+    model = training.train(spec, TrainingPolicy(estimator="logistic_regression"), frame, git_commit="x")
+    cols = features.model_input_columns(spec)
+    wide = frame.assign(noise=np.arange(len(frame)))[["noise", *reversed(frame.columns)]]
+    expected = model.pipeline.predict_proba(frame[cols])[:, 1]
+    assert np.array_equal(training.predict_scores(model.pipeline, spec, wide), expected)
+    assert training._selects_by_name(model.pipeline, cols)
+    # refit the same object with classes (1, 2): class 1 is now column 0, and must still be the score's class
+    model.pipeline.fit(frame[cols], 2 - frame["y"])
+    assert list(model.pipeline.classes_) == [1, 2]
+    refit = training.predict_scores(model.pipeline, spec, wide)
+    assert np.array_equal(refit, model.pipeline.predict_proba(frame[cols])[:, 0])
+    assert np.corrcoef(refit, expected)[0, 1] > 0.99  # the same rows are class 1 (2 - y): the same ranking
+    # a pipeline that does not select by name gets the model columns selected for it
+    from sklearn.pipeline import Pipeline
+
+    nested = Pipeline([("inner", Pipeline([("pre", features.make_preprocessor(spec))])),
+                       ("model", LogisticRegression())]).fit(frame[cols], frame["y"])
+    assert not training._selects_by_name(nested, cols)
+    assert np.array_equal(training.predict_scores(nested, spec, wide), nested.predict_proba(frame[cols])[:, 1])
+
+
 # ------------------------------------------------------------------------------------- reproducibility
 
 

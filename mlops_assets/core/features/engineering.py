@@ -10,6 +10,8 @@ Two layers, so a daily feature table never depends on a fitted model:
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
@@ -44,23 +46,31 @@ def as_category_strings(values: pd.Series) -> pd.Series:
     return values.astype(object).where(values.notna(), None)
 
 
-def engineer(batch: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
-    """The feature table for one batch: keys, typed features, calendar features, slices."""
+def engineer(batch: pd.DataFrame | Mapping[str, Any], spec: DatasetSpec) -> pd.DataFrame:
+    """The feature table for one batch: keys, typed features, calendar features, slices. `batch` is a DataFrame
+    or its columns (name -> array or list, as the online service checks a request into): the same logic either
+    way, without building a raw DataFrame first (~0.3 ms of a one-row request)."""
     # Columns gathered first and the frame built once: assigning them one by one cost ~1 ms per online request.
     # Non-float columns stay Series (dtype and timezone kept: a bare object array would be inferred as str).
-    index = pd.RangeIndex(len(batch))
-    stamps = batch[spec.timestamp]
+    index = pd.RangeIndex(_rows(batch))
+
+    def column(name: str, dtype=object) -> pd.Series:
+        col = batch[name]
+        return col.set_axis(index) if isinstance(col, pd.Series) else pd.Series(col, index=index, dtype=dtype)
+
+    stamps = column(spec.timestamp, None)
     if not pd.api.types.is_datetime64_any_dtype(stamps):  # already typed online: to_datetime would cost 0.3 ms
         stamps = pd.to_datetime(stamps)
-    out = {spec.timestamp: stamps.set_axis(index)}
+    out = {spec.timestamp: stamps}
     if spec.entity_id:
-        out[spec.entity_id] = batch[spec.entity_id].astype(str).set_axis(index)
+        out[spec.entity_id] = column(spec.entity_id).astype(str)
     for f in spec.features:
         col = batch[f.name]
-        if f.is_numeric:
-            out[f.name] = col.to_numpy(copy=True) if col.dtype == np.float64 else col.astype("float64").to_numpy()
+        if f.is_numeric:  # float64 arrays (a DataFrame's column or a checked request's) are copied as they are
+            out[f.name] = (np.array(col, dtype=np.float64, copy=True) if getattr(col, "dtype", None) == np.float64
+                           else column(f.name).astype("float64").to_numpy())
         else:
-            out[f.name] = as_category_strings(col).set_axis(index)
+            out[f.name] = as_category_strings(column(f.name, None))
     if spec.calendar_features:
         ts = pd.DatetimeIndex(out[spec.timestamp])
         hour = (ts.hour + ts.minute / 60.0).to_numpy(dtype="float64")  # the timestamp's own (local) hour
@@ -68,6 +78,12 @@ def engineer(batch: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
         out["hour_cos"] = np.cos(2 * np.pi * hour / 24.0)
         out["day_of_week"] = ts.dayofweek.to_numpy(dtype="float64")
     return pd.DataFrame(out, index=index, copy=False)
+
+
+def _rows(batch: pd.DataFrame | Mapping[str, Any]) -> int:
+    if isinstance(batch, pd.DataFrame):
+        return len(batch)
+    return len(next(iter(batch.values()))) if batch else 0
 
 
 def make_preprocessor(spec: DatasetSpec) -> ColumnTransformer:

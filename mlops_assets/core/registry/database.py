@@ -79,6 +79,20 @@ class DuckDBBackend:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
+    def change_token(self) -> tuple[tuple, float] | None:
+        """(stat of the database file and its write-ahead log, newest mtime): every committed write changes the
+        log or, at a checkpoint, the file (size, mtime, or inode when replaced)."""
+        stats, newest = [], 0.0
+        for path in (self.path, self.path.with_name(self.path.name + ".wal")):
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                stats.append(None)
+                continue
+            stats.append((st.st_ino, st.st_size, st.st_mtime_ns))
+            newest = max(newest, st.st_mtime_ns / 1e9)
+        return tuple(stats), newest
+
     def _connect(self, duckdb):
         # Someone outside the registry (a DuckDB shell, say) may still hold the file: retry for a while.
         deadline, pause = time.monotonic() + self.lock_timeout_s, 0.05
@@ -97,6 +111,9 @@ class PostgresBackend:
         self.dsn, self.schema = dsn, schema
         digest = hashlib.sha256(f"mlops_assets.registry:{schema}".encode()).digest()
         self.lock_key = int.from_bytes(digest[:8], "big", signed=True)
+
+    def change_token(self) -> None:
+        return None  # no file to look at: readers query (a connection and a query cost a few ms)
 
     @contextmanager
     def transaction(self, write: bool):

@@ -11,6 +11,13 @@ swap never fails or mixes a request: requests before it finish on the old models
   serving; a canary or shadow that fails is left out (the champion serves every row). Each is reported.
 - When the registry cannot be read, the last verified models keep serving, and `status()` says since when
   and why (/readyz shows it).
+
+Reading a DuckDB registry opens the database (~20-70 ms of a core, much of it holding the GIL the request path
+needs), so a poll first compares the registry's change token (its files' stat) with the last read's and reads
+only when it changed. Git's "racily clean" rule covers a write within the file clock's resolution of the stat:
+a token whose newest change is less than RACY_SECONDS older than the moment it was taken is never trusted, and
+every model is read in full at least every FULL_READ_SECONDS whatever the token says. The canary state file is
+read every poll (one small file). A PostgreSQL registry has no token and is queried every poll.
 """
 
 from __future__ import annotations
@@ -22,6 +29,9 @@ from typing import Callable
 
 from mlops_assets.core.serving.canary import CanaryStateFile
 from mlops_assets.core.serving.plan import ServingModels, ServingPlan, current_plan, load_plan
+
+RACY_SECONDS = 2.0  # a token this close to its file's last change may hide a second change in the same tick
+FULL_READ_SECONDS = 30.0  # the registry is read at least this often, token or not
 
 
 @dataclass
@@ -37,6 +47,10 @@ class ModelSlot:
     loaded: dict[str, object] = field(default_factory=dict)  # version -> verified pipeline
     problems: dict[str, str] = field(default_factory=dict)  # version -> why it is not served
     swaps: int = 0
+    aliases: dict | None = None  # the registry's serving aliases at the last read
+    token: object = None  # the registry's change token taken just before that read (None: unknown)
+    read_at: float = 0.0  # monotonic time of that read
+    reads: int = 0  # registry reads (polls that found the token unchanged read nothing)
 
 
 class LiveModels:
@@ -70,8 +84,9 @@ class LiveModels:
         errors = []
         for slot in self.slots.values():
             try:
-                plan = current_plan(slot.registry, slot.canary_file)
-                previous = slot.registry.previous_champion() if plan != slot.plan else slot.previous_champion
+                aliases = self._aliases(slot)
+                plan = current_plan(slot.registry, slot.canary_file, aliases)
+                previous = aliases["previous_champion"]
             except Exception as exc:  # noqa: BLE001 - unreadable registry or canary file: keep serving
                 errors.append(f"{slot.name}: {type(exc).__name__}: {exc}")
                 continue
@@ -86,6 +101,19 @@ class LiveModels:
         else:
             self.registry_error = self.registry_error_since = None
             self.last_read = now
+
+    def _aliases(self, slot: ModelSlot) -> dict:
+        """The slot's registry aliases: read again unless the change token shows no write since the last read."""
+        token, taken = slot.registry.change_token(), time.time()
+        now = time.monotonic()
+        unchanged = (token is not None and slot.aliases is not None and token == slot.token
+                     and taken - token[1] > RACY_SECONDS and now - slot.read_at < FULL_READ_SECONDS)
+        if unchanged:
+            return slot.aliases
+        slot.aliases = None  # a failed read below must not leave the old aliases trusted
+        aliases = slot.registry.serving_aliases()
+        slot.aliases, slot.token, slot.read_at, slot.reads = aliases, token, now, slot.reads + 1
+        return aliases
 
     def _apply(self, slot: ModelSlot, plan: ServingPlan, previous: str | None) -> None:
         # New dicts, assigned whole: status() reads them from the event loop's thread meanwhile.

@@ -62,7 +62,7 @@ class OnlineScorer:
         if serving is None:
             raise ModelUnavailable(f"model {self.name!r} has no verified champion loaded")
         columns = CheckedRows.concat(requests)
-        table = engineer(pd.DataFrame(columns, columns=self.columns), self.spec)
+        table = engineer(columns, self.spec)  # the same feature module as batch, straight from the checked columns
         plan = serving.plan
         with self._thread_limit():
             parts = score_parts(table, self.spec, serving.champion, serving.canary, serving.shadow,

@@ -26,16 +26,18 @@ class ServingPlan(NamedTuple):
         return tuple(v for v in (self.champion, self.canary, self.shadow) if v)
 
 
-def current_plan(registry, canary_state: CanaryState | CanaryStateFile | None) -> ServingPlan:
-    """The plan from the registry's aliases (a scoped registry view) and the model's canary state."""
+def current_plan(registry, canary_state: CanaryState | CanaryStateFile | None,
+                 aliases: dict[str, str | None] | None = None) -> ServingPlan:
+    """The plan from the registry's aliases (a scoped registry view, or `aliases` as its `serving_aliases`
+    returned them) and the model's canary state."""
     state = canary_state.load() if isinstance(canary_state, CanaryStateFile) else canary_state
-    champion = registry.version_for("champion")
-    canary = registry.version_for("canary") if state else None
+    aliases = registry.serving_aliases() if aliases is None else aliases
+    champion, canary = aliases["champion"], aliases["canary"]
     if state is None or canary != state.plan.version:
         canary, share, salt = None, 0.0, ""
     else:
         share, salt = float(state.share), state.plan.salt
-    return ServingPlan(champion, canary, share, salt, registry.version_for("shadow"))
+    return ServingPlan(champion, canary, share, salt, aliases["shadow"])
 
 
 class ServingModels(NamedTuple):
