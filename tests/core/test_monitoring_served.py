@@ -30,6 +30,33 @@ def test_a_canary_serving_every_row_is_what_was_served():
     assert served.version == "v2" and served.rows["route"].tolist() == ["canary", "canary"]
 
 
+def stamped(frame, minutes):
+    return frame.assign(scored_at=[pd.Timestamp(f"{DAY} 12:00", tz="UTC") + pd.Timedelta(minutes=m) for m in minutes])
+
+
+def test_an_entity_decided_online_and_again_by_the_batch_counts_once_as_first_decided():
+    online = stamped(rows("v1", "champion", ["a", "b"], [0.1, 0.9]), [1, 2])
+    batch = stamped(rows("v1", "champion", ["a", "b", "c"], [0.15, 0.85, 0.5]), [30, 30, 30])
+    batch["timestamp"] = online["timestamp"].tolist() + [pd.Timestamp(DAY) + pd.Timedelta(hours=5)]
+    served = served_rows(pd.concat([batch, online], ignore_index=True), DAY)  # ledger order: batch part first
+    assert served.rows["entity"].tolist() == ["c", "a", "b"] and served.rows["score"].tolist() == [0.5, 0.1, 0.9]
+    assert served.repeated_rows == 2 and served.other_versions == {}
+
+
+def test_a_promotion_during_the_day_is_judged_on_the_version_that_decided_most():
+    before = stamped(rows("v1", "champion", ["a", "b"], [0.1, 0.2]), [1, 2])
+    after = stamped(rows("v2", "champion", ["c", "d", "e"], [0.3, 0.4, 0.5]), [3, 4, 5])
+    after["timestamp"] = after["timestamp"] + pd.Timedelta(hours=3)
+    served = served_rows(pd.concat([before, after], ignore_index=True), DAY)
+    assert served.version == "v2" and served.rows["entity"].tolist() == ["c", "d", "e"]
+    assert served.other_versions == {"v1": 2}
+    # a tie goes to the version that decided last
+    tie = served_rows(pd.concat([before, after.iloc[:2]], ignore_index=True), DAY)
+    assert tie.version == "v2" and tie.other_versions == {"v1": 2}
+    tie = served_rows(pd.concat([stamped(after.iloc[:2], [1, 2]), stamped(before, [3, 4])], ignore_index=True), DAY)
+    assert tie.version == "v1"
+
+
 def test_a_day_with_no_acted_on_rows_is_refused():
     with pytest.raises(NothingServed, match=f"no acted-on predictions in the ledger for {DAY}$"):
         served_rows(rows("v9", "shadow", ["a"], [0.3]), DAY)

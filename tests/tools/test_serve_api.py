@@ -14,12 +14,14 @@ import time
 import dagster as dg
 import duckdb
 import httpx
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
 from conftest import REPO, SPECS
 from serving_support import SERVE_DAY, register_model, request_rows, serving_location, start_canary_at
 from mlops_assets import cli
+from mlops_assets.core.monitoring.served import served_rows
 from mlops_assets.core.serving.service_config import ServeConfig
 from mlops_assets.serving_api.app import create_app
 
@@ -180,8 +182,16 @@ def test_online_decisions_reach_the_ledger_in_order_and_mlops_decision_finds_the
     entities = [e for part in parts for (e,) in duckdb.sql(f"SELECT entity FROM read_parquet('{ledger.root / part}')").fetchall()]
     assert entities == [r["customer_id"] for r in rows[:36]]  # the parts in name order, each in file order
     # the batch job re-scoring the day leaves the online parts alone
+    batch_started = pd.Timestamp.now(tz="UTC")
     batch_ledger(loc)
     assert ledger._online_files(day=DAY) == parts
+    # daily monitoring (served_rows) reads online and batch rows alike, each entity's decision once: the first
+    day_rows = ledger.day(DAY)
+    served = served_rows(day_rows, DAY)
+    batch_acted = int((day_rows["acted_on"] & (day_rows["scored_at"] >= batch_started)).sum())
+    assert served.repeated_rows == 36 and len(served.rows) == batch_acted
+    online_first = served.rows.set_index("entity").loc[[r["customer_id"] for r in rows[:36]], "scored_at"]
+    assert (online_first < batch_started).all()
     monkeypatch.setenv("MLOPS_DATA_DIR", str(loc.settings.data_dir))
     monkeypatch.setenv("MLOPS_SPECS", str(SPECS / "synthetic.toml"))
     assert cli.main(["decision", rows[31]["customer_id"], DAY, "--model", "synthetic"]) == 0
@@ -259,20 +269,21 @@ def test_an_unreadable_registry_keeps_the_last_models_serving_and_readyz_says_so
     with client_for(loc) as client:
         assert client.get("/readyz").json()["status"] == "ready"
         slot = client.app.state.live.slots["synthetic"]
-
-        def broken(alias):
-            raise OSError("registry database unreachable")
-
-        monkeypatch.setattr(slot.registry, "version_for", broken)
+        database = slot.registry._db.path
+        good = database.read_bytes()
+        database.write_bytes(b"not a database" * 100)  # its change token moves: the next poll reads, and fails
         time.sleep(0.3)
         ready = client.get("/readyz")
         assert ready.status_code == 200
         body = ready.json()
         assert body["status"] == "degraded" and not body["registry"]["readable"]
-        assert "registry database unreachable" in body["registry"]["error"]
+        assert f"cannot open the registry database {database}" in body["registry"]["error"]
         response = client.post("/models/synthetic/predict", json=request_rows(loc)[0])
         assert response.status_code == 200 and response.json()["predictions"][0]["model_version"] == champion
         assert "mlops_serving_registry_readable 0" in client.get("/metrics").text
+        database.write_bytes(good)  # repaired: read again at once, though the last failed read saw no other change
+        time.sleep(0.3)
+        assert client.get("/readyz").json()["status"] == "ready"
 
 
 def test_a_model_whose_file_fails_its_checksum_is_never_served(loc):

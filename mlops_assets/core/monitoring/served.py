@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
@@ -26,17 +26,38 @@ class NothingServed(LookupError):
 class ServedRows:
     rows: pd.DataFrame  # the day's ledger rows the serving model decided
     version: str  # that model's version
+    other_versions: Mapping[str, int] = field(default_factory=dict)  # rows decided by other versions that day
+    repeated_rows: int = 0  # acted-on rows left out: their (entity, timestamp) had been decided earlier that day
 
 
-def served_rows(ledger_rows: pd.DataFrame, day: str) -> ServedRows:
-    """The day's rows decided by the champion route; when there are none, by a canary serving 100 %
-    (it decides every row). NothingServed when the day has neither."""
+def decided_rows(ledger_rows: pd.DataFrame, day: str) -> tuple[pd.DataFrame, int]:
+    """The day's acted-on rows of the champion route (when there are none, of a canary serving 100 %: it decides
+    every row), one per (entity, timestamp): the first decision made, so an entity scored online and again by
+    the daily batch counts once. Returns (rows in ledger order, rows left out as repeats). NothingServed when
+    the day has no such row."""
     rows = ledger_rows[ledger_rows["route"] == "champion"]
     if rows.empty:
         rows = ledger_rows[ledger_rows["route"] == "canary"]
     if rows.empty:
         raise NothingServed(f"no acted-on predictions in the ledger for {day}")
-    return ServedRows(rows, rows["model_version"].iloc[0])
+    ordered = rows.sort_values("scored_at", kind="stable") if "scored_at" in rows.columns else rows
+    first = ordered.drop_duplicates(["entity", "timestamp"], keep="first").sort_index()
+    return first, len(rows) - len(first)
+
+
+def served_rows(ledger_rows: pd.DataFrame, day: str) -> ServedRows:
+    """The day's decided rows (`decided_rows`) of one version: the one that decided the most rows, on a tie the
+    one that decided last. A promotion or rollback during the day (online serving follows the registry at
+    once) leaves rows of two versions; each is judged against its own reference, so the others are counted in
+    `other_versions` and left to the reports of the days they served."""
+    rows, repeated = decided_rows(ledger_rows, day)
+    counts = rows["model_version"].value_counts(sort=False)
+    version = rows["model_version"].iloc[-1] if "scored_at" not in rows.columns else \
+        rows.loc[rows["scored_at"].idxmax(), "model_version"]
+    if counts[version] < counts.max():
+        version = counts.idxmax()
+    others = {str(v): int(n) for v, n in counts.items() if v != version}
+    return ServedRows(rows[rows["model_version"] == version] if others else rows, str(version), others, repeated)
 
 
 def labelled_rows(rows: pd.DataFrame, labeled_examples: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
@@ -68,10 +89,9 @@ def window_day_reader(ledger, store: PartitionStore, spec: DatasetSpec, version:
             rows = today[1]
         else:
             try:
-                served = served_rows(ledger.day(day), day)
+                rows, _ = decided_rows(ledger.day(day), day)
             except NothingServed:
                 return None
-            rows = served.rows
         rows = rows[rows["model_version"] == version]
         if rows.empty:
             return None

@@ -41,12 +41,18 @@ def _check(scope: ModelScope, name: str, asset: str) -> dg.AssetCheckSpec:
 
 
 def _served(project, day: str):
-    """The day's acted-on rows of the serving model, that version and its monitoring reference."""
+    """The day's acted-on rows of the serving model, that version, its monitoring reference, and metadata on
+    what was left out (rows of another version after a promotion during the day; repeated decisions)."""
     try:
         served = served_rows(project.ledger.day(day), day)
     except NothingServed as exc:
         raise dg.Failure(f"{exc}: run batch_scoring first", allow_retries=False) from None
-    return served.rows, served.version, project.registry.load_reference(served.version)
+    left_out = {"served_rows": len(served.rows)}
+    if served.other_versions:
+        left_out["other_versions_rows"] = dg.MetadataValue.json(dict(served.other_versions))
+    if served.repeated_rows:
+        left_out["repeated_decisions_left_out"] = served.repeated_rows
+    return served.rows, served.version, project.registry.load_reference(served.version), left_out
 
 
 def _result(name: str, status: str, metadata: dict) -> dg.AssetCheckResult:
@@ -71,7 +77,7 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
     def data_drift_report(context: dg.AssetExecutionContext, portfolio: PortfolioResource):
         project = portfolio.model(scope.name)
         day = context.partition_key
-        _, version, reference = _served(project, day)
+        _, version, reference, _ = _served(project, day)
         profile = monitoring.profile_of(reference)
         current = project.store.read("feature_table", day)
         report = drift_report(profile, current, project.spec.monitoring)
@@ -101,7 +107,7 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
     def prediction_drift_report(context: dg.AssetExecutionContext, portfolio: PortfolioResource):
         project = portfolio.model(scope.name)
         day = context.partition_key
-        rows, version, reference = _served(project, day)
+        rows, version, reference, left_out = _served(project, day)
         profile = monitoring.profile_of(reference)
         result = prediction_drift(profile, rows["score"].to_numpy(float), project.spec.monitoring)
         status = "WARN" if result.drifted else "OK"
@@ -109,7 +115,7 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
         yield dg.MaterializeResult(metadata={
             "model_version": version, "ks_statistic": result.statistic, "p_value": result.p_value,
             "wasserstein_std": result.effect_size, "floor": result.floor, "floor_source": result.floor_source,
-            "mean_score": float(rows["score"].mean()),
+            "mean_score": float(rows["score"].mean()), **left_out,
             "plot": dg.MetadataValue.md(prediction_drift_plot(profile, rows["score"].to_numpy(float)))})
         yield _result("prediction_drift_ok", status, {"effect_size": result.effect_size, "floor": result.floor,
                                                       "p_value": result.p_value})
@@ -123,7 +129,7 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
     def performance_report(context: dg.AssetExecutionContext, portfolio: PortfolioResource):
         project = portfolio.model(scope.name)
         day, spec_ = context.partition_key, project.spec
-        rows, version, reference = _served(project, day)
+        rows, version, reference, left_out = _served(project, day)
         read_day = window_day_reader(project.ledger, project.store, spec_, version, today=(day, rows))
         window = monitoring.collect_window(day, read_day, spec_.monitoring)
         perf = monitoring.judge_performance(spec_, reference, window, spec_.monitoring)
@@ -132,7 +138,8 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
                  "estimate_correction", "reference_level", "warn_limit",
                  "error_limit", "limits_source", "window_first_day", "window_last_day", "window_days", "window_rows",
                  "labelled_rows", "label_coverage", "baseline", "message")
-        metadata = {"model_version": version, "status": perf.status, **{k: getattr(perf, k) for k in shown}}
+        metadata = {"model_version": version, "status": perf.status, **{k: getattr(perf, k) for k in shown},
+                    **left_out}
         yield dg.MaterializeResult(metadata={k: v for k, v in metadata.items() if v is not None})
         yield _result("performance_ok", perf.status, {k: v for k, v in {
             "metric": perf.metric, "judged": perf.judged, "value": perf.value, "worse_by": perf.worse_by,
@@ -146,7 +153,7 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
     def cost_report(context: dg.AssetExecutionContext, portfolio: PortfolioResource):
         project = portfolio.model(scope.name)
         day = context.partition_key
-        _, version, reference = _served(project, day)
+        _, version, reference, _ = _served(project, day)
         store = project.store
         stats = store.read_json("scoring_stats", day)
         summary = CostSummary(store, project.monitoring_file("cost_summary.json"))
