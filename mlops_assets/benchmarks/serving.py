@@ -6,7 +6,9 @@ is served by this project's service (`mlops serve`, champion of a throwaway regi
 environment under .bench/, built from the package registry on first use). A load generator in a separate
 process (`load_generator`) drives each from loopback with keep-alive connections: single-row and 100-row
 requests at concurrency 1, 16 and 64, each after a warm-up, measurements of the two servers interleaved so a
-change in the machine's load hits both. The in-process `pipeline.predict_proba` call is the floor.
+change in the machine's load hits both. The in-process `pipeline.predict_proba` call is the floor: measured at
+the start, and again just before and just after the project's concurrency-1 cell of each request size, whose
+target uses the mean of those two (the load of a shared machine drifts over a run of several minutes).
 
 Then, under load at concurrency 16, the successor version is promoted to champion and rolled back with
 `mlops promote` / `mlops rollback`: failed requests and the moments the served version changed.
@@ -82,27 +84,36 @@ def served_scores(server: str, reply: bytes) -> list[float]:
 # ------------------------------------------------------------------------------------------- measurements
 
 
-def in_process_floor(model: setup.BenchModel, repeats: int) -> tuple[dict[int, float], dict[str, dict[int, float]]]:
+def in_process_floor(model: setup.BenchModel, repeats: int, rows_list=ROWS) -> tuple[dict[int, float],
+                                                                                   dict[str, dict[int, float]]]:
     """Median seconds of `pipeline.predict_proba` on a ready DataFrame of 1 and of 100 rows, with the default
     OpenMP/BLAS threads and with one thread: the floor is the cheaper of the two (on a busy machine the
     default threads can cost far more than the call itself). Returns (floor, both medians)."""
-    from threadpoolctl import threadpool_limits
-
     medians: dict[str, dict[int, float]] = {"default threads": {}, "1 thread": {}}
     for label, limit in (("default threads", None), ("1 thread", 1)):
-        with threadpool_limits(limits=limit):
-            for rows in ROWS:
-                frame = model.model_inputs(rows)
-                for _ in range(10):
-                    model.champion.pipeline.predict_proba(frame)
-                times, budget_end = [], time.perf_counter() + FLOOR_BUDGET_SECONDS
-                while len(times) < repeats and (len(times) < 20 or time.perf_counter() < budget_end):
-                    start = time.perf_counter()
-                    model.champion.pipeline.predict_proba(frame)
-                    times.append(time.perf_counter() - start)
-                medians[label][rows] = statistics.median(times)
-    floor = {rows: min(m[rows] for m in medians.values()) for rows in ROWS}
+        for rows in rows_list:
+            medians[label][rows] = call_median(model, rows, limit, repeats)
+    floor = {rows: min(m[rows] for m in medians.values()) for rows in rows_list}
     return floor, medians
+
+
+def call_median(model: setup.BenchModel, rows: int, limit: int | None, repeats: int, pause: float = 0.0) -> float:
+    """Median seconds of `pipeline.predict_proba` on `rows` rows, back to back (or each after `pause` seconds
+    asleep: a served call at concurrency 1 always follows a wait for the next request)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=limit):
+        frame = model.model_inputs(rows)
+        for _ in range(10):
+            model.champion.pipeline.predict_proba(frame)
+        times, budget_end = [], time.perf_counter() + FLOOR_BUDGET_SECONDS
+        while len(times) < repeats and (len(times) < 20 or time.perf_counter() < budget_end):
+            if pause:
+                time.sleep(pause)
+            start = time.perf_counter()
+            model.champion.pipeline.predict_proba(frame)
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def load_command(url: str, body: Path, rows: int, concurrency: int, duration: float, warmup: float,
@@ -229,10 +240,14 @@ def run(args) -> int:
         for label, medians in floor_medians.items():
             notes.append(f"in-process pipeline.predict_proba, {label}: "
                          + ", ".join(f"{rows} row(s) {s * 1000:.2f} ms" for rows, s in medians.items()))
+        repeats = 40 if args.quick else 300
         for rows in ROWS:
             for concurrency in CONCURRENCY:
                 for name, server in servers.items():
                     log(f"{name}: {rows} row(s), concurrency {concurrency}")
+                    adjacent = name == "project" and concurrency == 1  # the floor target's cell
+                    if adjacent:  # the floor again just before and after: a change of load hits both sides
+                        around = [in_process_floor(model, repeats, (rows,))[0][rows]]
                     try:
                         result = measure(server.base_url + urls[name], bodies[name, rows], rows, concurrency,
                                          args.duration, args.warmup, wrk=args.wrk)
@@ -241,6 +256,16 @@ def run(args) -> int:
                         result = {"concurrency": concurrency, "requests": 0, "failures": 0,
                                   "error": str(exc)[:300]}
                     results.append({"server": name, "rows": rows, **result})
+                    if adjacent:
+                        around.append(in_process_floor(model, repeats, (rows,))[0][rows])
+                        notes.append(f"in-process floor around the project's concurrency-1 cell, {rows} row(s): "
+                                     f"{around[0] * 1000:.2f} ms before, {around[1] * 1000:.2f} ms after "
+                                     f"(the target uses their mean; {floor[rows] * 1000:.2f} ms at the start)")
+                        floor[rows] = statistics.fmean(around)
+        paused = {rows: call_median(model, rows, 1, repeats, pause=0.001) for rows in ROWS}
+        notes.append("in-process pipeline.predict_proba, 1 thread, each call after 1 ms asleep (as a served call "
+                     "waits for its next request; not the floor): "
+                     + ", ".join(f"{rows} row(s) {s * 1000:.2f} ms" for rows, s in paused.items()))
         if "project" in servers:
             log("promotion and rollback under load")
             try:

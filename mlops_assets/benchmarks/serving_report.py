@@ -101,7 +101,8 @@ def report(results: list[dict], floor_s: dict[int, float], swap: dict | None, lo
     lines.append("")
     for rows, seconds in sorted(floor_s.items()):
         lines.append(f"in-process floor, {rows:>3} row(s): pipeline.predict_proba median {seconds * 1000:.2f} ms "
-                     "(the cheaper of default threads and 1 thread)")
+                     "(the cheaper of default threads and 1 thread; the mean of the medians just before and "
+                     "after the project's concurrency-1 cell when measured there)")
     if swap is not None and swap.get("load"):
         load = swap["load"]
         lines.append("")
