@@ -10,6 +10,7 @@ Two layers, so a daily feature table never depends on a fitted model:
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, Mapping
 
 import numpy as np
@@ -58,7 +59,12 @@ def engineer(batch: pd.DataFrame | Mapping[str, Any], spec: DatasetSpec) -> pd.D
         col = batch[name]
         return col.set_axis(index) if isinstance(col, pd.Series) else pd.Series(col, index=index, dtype=dtype)
 
-    stamps = column(spec.timestamp, None)
+    stamps = batch[spec.timestamp]
+    if isinstance(stamps, list) and all(type(v) is dt.datetime and v.tzinfo is None for v in stamps):
+        # what pandas would infer from naive datetimes, without its per-value inference (~0.15 ms a request)
+        stamps = pd.Series(np.array(stamps, dtype="datetime64[us]"), index=index)
+    else:
+        stamps = column(spec.timestamp, None)
     if not pd.api.types.is_datetime64_any_dtype(stamps):  # already typed online: to_datetime would cost 0.3 ms
         stamps = pd.to_datetime(stamps)
     out = {spec.timestamp: stamps}
@@ -69,6 +75,8 @@ def engineer(batch: pd.DataFrame | Mapping[str, Any], spec: DatasetSpec) -> pd.D
         if f.is_numeric:  # float64 arrays (a DataFrame's column or a checked request's) are copied as they are
             out[f.name] = (np.array(col, dtype=np.float64, copy=True) if getattr(col, "dtype", None) == np.float64
                            else column(f.name).astype("float64").to_numpy())
+        elif isinstance(col, list) and all(type(v) is str for v in col):
+            out[f.name] = pd.Series(col, index=index, dtype=object)  # as_category_strings of text without nulls
         else:
             out[f.name] = as_category_strings(column(f.name, None))
     if spec.calendar_features:
