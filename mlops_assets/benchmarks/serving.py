@@ -11,7 +11,9 @@ the start, and again just before and just after the project's concurrency-1 cell
 target uses the mean of those two (the load of a shared machine drifts over a run of several minutes).
 
 Then, under load at concurrency 16, the successor version is promoted to champion and rolled back with
-`mlops promote` / `mlops rollback`: failed requests and the moments the served version changed.
+`mlops promote` / `mlops rollback`: failed requests and the moments the served version changed. Last, the
+service is killed (SIGKILL) under the same load: answered predictions missing from the ledger are what a crash
+loses.
 
 Prints one table, the floor, the swap's timeline, the target checks (PASS/FAIL) and the load average.
 Options: --quick (a short smoke run), --duration / --warmup (seconds per measurement), --only project|mlflow,
@@ -37,6 +39,7 @@ from pathlib import Path
 from mlops_assets.benchmarks import serving_setup as setup
 from mlops_assets.benchmarks.serving_report import report
 from mlops_assets.core.config.settings import PROJECT_DIR
+from mlops_assets.core.serving.service_config import ServeConfig
 
 ROWS = (1, 100)
 CONCURRENCY = (1, 16, 64)
@@ -193,6 +196,42 @@ def swap_under_load(model: setup.BenchModel, server: setup.Server, body: Path, r
             "events": [{"at_s": round(t - load["window_start_unix"], 2), "what": what} for t, what in events]}
 
 
+def online_ledger_rows(data_dir: Path, model: str) -> int:
+    """Rows in the model's online ledger parts (what the service has flushed)."""
+    import duckdb
+
+    parts = sorted((data_dir / "models" / model / "ledger" / "online").glob("*/*.parquet"))
+    if not parts:
+        return 0
+    return duckdb.execute("SELECT count(*) FROM read_parquet(?)", [[str(p) for p in parts]]).fetchall()[0][0]
+
+
+def crash_under_load(model: setup.BenchModel, server: setup.Server, body: Path, data_dir: Path, settle: float,
+                     flush_seconds: float) -> dict:
+    """SIGKILL the service under single-row load at SWAP_CONCURRENCY: answered predictions missing from the
+    ledger are what a crash loses (bounded by design by the flush interval plus the flush in progress)."""
+    time.sleep(flush_seconds * 2 + 0.5)  # every earlier answer flushed: the count below starts from a settled ledger
+    before = online_ledger_rows(data_dir, model.spec.name)
+    generator = subprocess.Popen(load_command(server.base_url + project_path(model), body, 1, SWAP_CONCURRENCY,
+                                              3600, 0.0), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 env=load_env())
+    try:
+        time.sleep(settle)
+        os.killpg(server.process.pid, signal.SIGKILL)
+        server.process.wait()
+        time.sleep(0.5)
+    finally:
+        generator.send_signal(signal.SIGTERM)
+        out, err = generator.communicate(timeout=120)
+    if generator.returncode != 0:
+        return {"error": f"load generator failed: {err[-500:]}"}
+    load = json.loads(out)
+    answered, recorded = load["requests"], online_ledger_rows(data_dir, model.spec.name) - before
+    rate = answered / settle if settle else 0.0
+    return {"answered": answered, "recorded": recorded, "lost": answered - recorded,
+            "lost_seconds": (answered - recorded) / rate if rate else None, "flush_seconds": flush_seconds}
+
+
 # ------------------------------------------------------------------------------------------------- driver
 
 
@@ -273,6 +312,18 @@ def run(args) -> int:
                                        versions, settle=max(args.duration / 2, 1.0), warmup=args.warmup)
             except (OSError, RuntimeError, ValueError, subprocess.SubprocessError) as exc:
                 swap = {"error": f"swap under load not completed: {type(exc).__name__}: {exc}"}
+            log("crash (SIGKILL) under load")
+            flush = ServeConfig().ledger_flush_seconds
+            try:
+                crash = crash_under_load(model, servers["project"], bodies["project", 1], work / "data",
+                                         settle=max(args.duration / 2, 2.0), flush_seconds=flush)
+            except (OSError, RuntimeError, ValueError, subprocess.SubprocessError) as exc:
+                crash = {"error": f"{type(exc).__name__}: {exc}"}
+            notes.append(
+                f"crash under load (SIGKILL at concurrency {SWAP_CONCURRENCY}, 1-row requests, ledger flushed every "
+                f"{flush:g} s): " + (crash["error"] if "error" in crash else
+                                     f"{crash['answered']} answered, {crash['recorded']} in the ledger, "
+                                     f"{crash['lost']} lost = {crash['lost_seconds']:.2f} s of traffic"))
     finally:
         for server in servers.values():
             server.stop()
