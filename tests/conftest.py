@@ -3,6 +3,12 @@ from pathlib import Path
 
 import pytest
 
+
+def pytest_collection_modifyitems(items):
+    """The end-to-end tests first (stable sort): with two processes, the longest tests (minutes each) then start
+    at once and the short ones fill the gaps, instead of one long test running alone at the end."""
+    items.sort(key=lambda item: 0 if "end_to_end" in item.path.parts else 1)
+
 warnings.filterwarnings("ignore", message=".*is currently in preview.*")
 warnings.filterwarnings("ignore", message=".*is currently in beta.*")
 
