@@ -155,4 +155,4 @@ def test_fixed_performance_drops_are_refused_saying_what_replaced_them():
     assert any(p.startswith("monitoring.performance_min_rows") for p in problems)
     defaults = spec_from_dict(minimal()).monitoring
     assert (defaults.performance_min_rows, defaults.performance_max_days) == (500, 14)
-    assert (defaults.performance_warn_std, defaults.performance_error_std) == (2.0, 3.5)
+    assert (defaults.performance_warn_std, defaults.performance_error_std) == (2.0, 3.0)

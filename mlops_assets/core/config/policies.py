@@ -84,13 +84,9 @@ class MonitoringPolicy:
     # history (a drop shows in full within two windows), at 20 rows a day as at 5 million.
     performance_max_days: int = 14
     # Limits in standard deviations of the metric over reference chunks of the window's size, on the worse
-    # side of the reference's level. Normal-equivalent: each is a one-sided false-alarm probability per judged
-    # window, Phi(-k); with few reference chunks the limit is the t quantile at that probability
-    # (performance_reference.py). WARN at 2 (2.3 %: a heads-up about once in 44 daily windows). ERROR requests
-    # a retrain: 3.5 (2.3e-4) keeps a steady model's chance of any false ERROR in a year of daily windows under
-    # 365 x 2.3e-4 = 8.5 %; NannyML's k of 3 (1.3e-3) allows one false ERROR about every two years.
+    # side of the reference's level (NannyML's default k is 3).
     performance_warn_std: float = 2.0
-    performance_error_std: float = 3.5
+    performance_error_std: float = 3.0
     warn_cost_ratio: float = 2.0
     error_cost_ratio: float = 5.0
     retrain_cooldown_days: int = 7

@@ -120,11 +120,8 @@ KEY_DOCS: dict[tuple[str, str], KeyDoc] = {
     ("monitoring", "performance_max_days"): KeyDoc("days", "... but never over more calendar days than this"),
     ("monitoring", "performance_warn_std"): KeyDoc("reference stds", "WARN when the window's metric is worse than "
                                                                      "the reference level by this many stds of "
-                                                                     "its chunk-to-chunk spread (normal-"
-                                                                     "equivalent: a t quantile at the same "
-                                                                     "tail probability when few chunks)"),
-    ("monitoring", "performance_error_std"): KeyDoc("reference stds", "... an ERROR (requests a retrain); 3.5: "
-                                                                      "a false ERROR once in ~4,300 windows"),
+                                                                     "its chunk-to-chunk spread"),
+    ("monitoring", "performance_error_std"): KeyDoc("reference stds", "... an ERROR (requests a retrain)"),
     ("monitoring", "warn_cost_ratio"): KeyDoc("ratio", "scoring cost against its history that warns"),
     ("monitoring", "error_cost_ratio"): KeyDoc("ratio", "... that is an ERROR"),
     ("monitoring", "retrain_cooldown_days"): KeyDoc("days", "at most one retrain request per this many days"),

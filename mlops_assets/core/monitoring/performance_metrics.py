@@ -68,28 +68,6 @@ def sampling_unit_std(figure: Callable[[np.ndarray], float], n_rows: int, seed: 
     return float(np.std(values, ddof=1) * math.sqrt(size)) if len(values) > 2 else math.nan
 
 
-def day_unit_std(figure: Callable[[np.ndarray], float], day_codes: np.ndarray, seed: int = 0) -> float:
-    """As `sampling_unit_std`, resampling whole days instead of rows (a cluster bootstrap): rows of one day
-    share its conditions (the weather, a price spike), so they vary less independently than single rows and
-    a row bootstrap understates the spread of a window of days. NaN with fewer than 2 days."""
-    codes = np.asarray(day_codes)
-    days = [np.flatnonzero(codes == d) for d in np.unique(codes)]
-    if len(days) < 2:
-        return math.nan
-    rng = np.random.default_rng(seed)
-    values, sizes = [], []
-    for _ in range(BOOTSTRAP_RESAMPLES):
-        index = np.concatenate([days[i] for i in rng.integers(0, len(days), len(days))])
-        if len(index) > BOOTSTRAP_ROWS:
-            index = rng.choice(index, BOOTSTRAP_ROWS, replace=False)
-        values.append(figure(index))
-        sizes.append(len(index))
-    ok = [i for i, v in enumerate(values) if not math.isnan(v)]
-    if len(ok) < 3:
-        return math.nan
-    return float(np.std([values[i] for i in ok], ddof=1) * math.sqrt(np.mean([sizes[i] for i in ok])))
-
-
 def disjoint_chunks(rows: Sequence[int], min_rows: int, max_days: int) -> list[list[int]]:
     """Consecutive days cut into non-overlapping chunks by the window rule (newest first, so the newest
     chunk is a full window; a short oldest remainder is dropped): NannyML's chunks, at the window's size."""

@@ -121,7 +121,7 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
                                                       "p_value": result.p_value})
 
     @report(deps=[batch_scoring, labeled_examples],
-            kinds={"json"}, code_version="performance-v3",
+            kinds={"json"}, code_version="performance-v2",
             check_specs=[_check(scope, "performance_ok", "performance_report")],
             description="The key metric over a trailing window of days holding enough rows: realised on the rows "
                         "whose labels landed, else a label-free estimate from calibrated scores (CBPE), judged "
