@@ -84,7 +84,7 @@ def engineer(batch: pd.DataFrame | Mapping[str, Any], spec: DatasetSpec) -> pd.D
         hour = (ts.hour + ts.minute / 60.0).to_numpy(dtype="float64")  # the timestamp's own (local) hour
         out["hour_sin"] = np.sin(2 * np.pi * hour / 24.0)
         out["hour_cos"] = np.cos(2 * np.pi * hour / 24.0)
-        out["day_of_week"] = ts.dayofweek.to_numpy(dtype="float64")
+        out["day_of_week"] = ts.day_of_week.to_numpy(dtype="float64")
     return pd.DataFrame(out, index=index, copy=False)
 
 

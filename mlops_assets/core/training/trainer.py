@@ -32,6 +32,7 @@ from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
 from mlops_assets.core.features import engineering as features
+from mlops_assets.core.features.compiled_preprocessor import compile_preprocessor
 from mlops_assets.core.config.spec import DatasetSpec, TrainingPolicy
 from mlops_assets.core.config.tasks import ESTIMATOR_NAMES, estimator_problem
 from mlops_assets.core.training.manifest import TrainingManifest
@@ -216,9 +217,15 @@ def predict_scores(pipeline: Pipeline, spec: DatasetSpec, frame: pd.DataFrame) -
 def pipeline_scores(pipeline: Pipeline, x: pd.DataFrame) -> np.ndarray:
     """Scores of the model inputs `x` (columns already chosen), as `predict_scores` returns them."""
     positive = _positive_column(pipeline)
+    model, inputs = pipeline, x
+    compiled = _compiled_preprocessor(pipeline)
+    if compiled is not None and isinstance(x, pd.DataFrame):
+        matrix = compiled.transform(x)  # the same matrix as the pipeline's first step makes, ~10x cheaper
+        if matrix is not None:
+            model, inputs = pipeline.steps[-1][1], matrix
     if positive is not None:
-        return np.asarray(pipeline.predict_proba(x)[:, positive], dtype=np.float64)
-    return np.asarray(pipeline.predict(x), dtype=np.float64)
+        return np.asarray(model.predict_proba(inputs)[:, positive], dtype=np.float64)
+    return np.asarray(model.predict(inputs), dtype=np.float64)
 
 
 _PIPELINE_FACTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # fitted pipeline -> facts, computed once
@@ -245,6 +252,15 @@ def _positive_column(pipeline) -> int | None:
     if "positive" not in facts:
         facts["positive"] = list(pipeline.classes_).index(1) if is_classifier(pipeline) else None
     return facts["positive"]
+
+
+def _compiled_preprocessor(pipeline):
+    """The compiled first step of a two-step [ColumnTransformer, estimator] pipeline (None: call the pipeline)."""
+    facts = _facts(pipeline)
+    if "compiled" not in facts:
+        two_steps = isinstance(pipeline, Pipeline) and len(pipeline.steps) == 2
+        facts["compiled"] = compile_preprocessor(pipeline.steps[0][1]) if two_steps else None
+    return facts["compiled"]
 
 
 def _selects_by_name(pipeline, cols: list[str]) -> bool:
