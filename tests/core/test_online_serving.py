@@ -426,3 +426,26 @@ def test_a_version_failing_its_checksum_is_not_served(tmp_path):
     registry.aliases["champion"] = None  # retired on purpose: nothing served
     live.refresh()
     assert live.serving("m") is None and not live.status("m")["ready"]
+
+
+def test_a_loaded_version_is_prepared_for_scoring_before_it_serves(tmp_path):
+    """Compiling a pipeline's preprocessor (a probe through the ColumnTransformer: a few ms) happens when the
+    version is loaded, in the poller, not in the first request that scores with it."""
+    from mlops_assets.core.config.spec import TrainingPolicy
+    from mlops_assets.core.training import trainer
+    from test_training import D0, days_from, labeled_days, small_spec
+
+    spec = small_spec()
+    pipeline = trainer.train(spec, TrainingPolicy(estimator="logistic_regression"), labeled_days(spec, days_from(D0, 2)),
+                             git_commit="test").pipeline
+
+    class RealModels(FakeRegistry):
+        def load_model(self, version):
+            super().load_model(version)
+            return pipeline
+
+    assert "compiled" not in trainer._facts(pipeline)
+    live = live_models(tmp_path, RealModels())
+    live.refresh()
+    assert live.serving("m").champion.pipeline is pipeline
+    assert trainer._facts(pipeline)["compiled"] is not None

@@ -29,6 +29,7 @@ from typing import Callable
 
 from mlops_assets.core.serving.canary import CanaryStateFile
 from mlops_assets.core.serving.plan import ServingModels, ServingPlan, current_plan, load_plan
+from mlops_assets.core.training.trainer import prepare_for_scoring
 
 RACY_SECONDS = 2.0  # a token this close to its file's last change may hide a second change in the same tick
 FULL_READ_SECONDS = 30.0  # the registry is read at least this often, token or not
@@ -122,7 +123,7 @@ class LiveModels:
         for version in dict.fromkeys(wanted):
             if version not in loaded:
                 try:
-                    loaded[version] = slot.registry.load_model(version)
+                    loaded[version] = prepare_for_scoring(slot.registry.load_model(version))  # off the request path
                 except Exception as exc:  # noqa: BLE001 - a damaged or missing file: never served
                     problems[version] = f"{type(exc).__name__}: {exc}"
         if plan.champion is None:

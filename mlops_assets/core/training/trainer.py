@@ -254,6 +254,15 @@ def _positive_column(pipeline) -> int | None:
     return facts["positive"]
 
 
+def prepare_for_scoring(pipeline):
+    """`pipeline`, with what predict_scores learns of it once (its positive class, its compiled preprocessor)
+    learnt now: a service calls this when it loads a version, so the first request does not pay for it."""
+    if isinstance(pipeline, Pipeline):
+        _positive_column(pipeline)
+        _compiled_preprocessor(pipeline)
+    return pipeline
+
+
 def _compiled_preprocessor(pipeline):
     """The compiled first step of a two-step [ColumnTransformer, estimator] pipeline (None: call the pipeline)."""
     facts = _facts(pipeline)
