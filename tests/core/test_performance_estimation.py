@@ -112,7 +112,11 @@ def test_bad_inputs_are_rejected():
 import pandas as pd  # noqa: E402
 
 from mlops_assets.core.config.policies import MonitoringPolicy  # noqa: E402
-from mlops_assets.core.monitoring.performance_reference import MIN_CHUNKS, reference_from_rows  # noqa: E402
+from mlops_assets.core.monitoring.performance_reference import (  # noqa: E402
+    MIN_CHUNKS,
+    PerformanceReference,
+    reference_from_rows,
+)
 from mlops_assets.core.monitoring.performance_window import collect_window  # noqa: E402
 
 
@@ -157,6 +161,49 @@ def test_too_few_chunks_fall_back_to_the_sampling_interval():
     # binomial std of accuracy at 400 rows, from the bootstrap (within its own noise), plus the level's own
     expected = np.hypot(np.sqrt(few.center * (1 - few.center) / 400), few.center_std)
     assert limits.std == pytest.approx(expected, rel=0.3)
+
+
+def test_with_few_chunks_a_window_is_judged_with_the_reference_days_own_spread():
+    """24 rows a day over 23 reference days: one chunk of 500 rows, so the sampling interval, plus the spread
+    between the days beyond their row counts, shrinking with the days the window spans."""
+    ref, _ = fit_rows(reference_rows(23, 24, 0.1, seed=4), min_rows=500)
+    assert ref.n_chunks < MIN_CHUNKS and ref.spread_days == 23 and ref.between_day_std > 0
+    fortnight = ref.limits(336, 2.0, 3.0, n_days=14)
+    expected = np.sqrt(ref.unit_std ** 2 / 336 + ref.between_day_std ** 2 / 14 + ref.center_std ** 2)
+    assert fortnight.std == pytest.approx(expected) and "between-day std of 23 reference days" in fortnight.source
+    assert ref.limits(336, 2.0, 3.0, n_days=1).std > fortnight.std > ref.unit_std / np.sqrt(336)
+    # the level's own error counts the days too: wider than the rows alone would make it
+    assert ref.center_std > ref.unit_std / np.sqrt(23 * 24)
+    # a reference stored before the spread was measured reads as unknown: the rows alone, as it was judged then
+    old = PerformanceReference.from_dict({k: v for k, v in ref.to_dict().items()
+                                          if k not in ("between_day_std", "spread_days")})
+    assert np.isnan(old.between_day_std) and old.limits(336, 2.0, 3.0, n_days=14).std < fortnight.std
+
+
+def test_stable_worlds_whose_days_differ_raise_warnings_at_the_designed_rate():
+    """200 stable worlds, each day's error rate drawn anew: a 14-day window of the same process after 23
+    reference days. Judged with the days' spread, WARN (2 std, one-sided 2.3 % by design) and ERROR keep their
+    rates; judged as if rows were independent, WARN fires four times as often."""
+    import dataclasses
+
+    from mlops_assets.core.monitoring import performance_metrics as pm
+
+    warn = {"days": 0, "rows": 0}
+    errors = 0
+    for seed in range(200):
+        rows = reference_rows(37, 24, 0.1, seed=seed)
+        days = sorted(rows["day"].unique())
+        reference, window = rows[rows["day"].isin(days[:23])], rows[rows["day"].isin(days[23:])]
+        ref, _ = fit_rows(reference, min_rows=500)
+        value = pm.realised_metric("accuracy", window["score"].to_numpy(), window["label"].to_numpy(), 0.5)
+        limits = ref.limits(len(window), 2.0, 3.0, n_days=14)
+        rows_only = dataclasses.replace(ref, between_day_std=float("nan"),
+                                        center_std=ref.unit_std / np.sqrt(len(reference)))
+        warn["days"] += value < limits.warn
+        warn["rows"] += value < rows_only.limits(len(window), 2.0, 3.0, n_days=14).warn
+        errors += value < limits.error
+    assert warn["days"] <= 8 and errors == 0  # ~4.6 expected at 2.3 %
+    assert warn["rows"] >= 15 and warn["rows"] >= 3 * max(warn["days"], 1)
 
 
 def test_the_estimates_bias_is_measured_on_blocks_it_was_not_calibrated_on():

@@ -138,7 +138,9 @@ def _limits(spec, reference, metric, window, labelled, judged, n, policy) -> Lim
     if judged is None:
         return None
     if reference.performance is not None:
-        return reference.performance.limits(n, policy.performance_warn_std, policy.performance_error_std)
+        judged_days = window["day"][labelled] if judged == "realised" else window["day"]
+        return reference.performance.limits(n, policy.performance_warn_std, policy.performance_error_std,
+                                            n_days=int(judged_days.nunique()))
     # A format-1 reference stored no spread: the validation baseline, and the window's own sampling interval.
     center = reference.baseline_metric("accuracy_at_threshold" if metric == "accuracy" else metric)
     threshold = spec.deployment.decision_threshold
