@@ -51,6 +51,7 @@ from mlops_assets.core.features import engineering as features
 from mlops_assets.core.ingestion.validation import read_batch
 from mlops_assets.core.io.atomic import write_atomic
 from mlops_assets.core.io.json_safe import json_safe
+from mlops_assets.core.monitoring.drift import earlier_days
 from mlops_assets.core.monitoring.retraining import FailedCheck, RetrainState, plan_retrains
 from mlops_assets.core.training import trainer as training
 from mlops_assets.demo import history as replay
@@ -110,14 +111,16 @@ def first_as_of(spec: DatasetSpec, frames: dict) -> dt.date:
 # ----------------------------------------------------------------------------------------------- serving
 
 
-def day_record(spec: DatasetSpec, model: core.Model, day: dt.date, frame: pd.DataFrame, window) -> DayRecord:
-    """The day served by `model`, monitored unless the model has no reference (then only its errors count)."""
+def day_record(spec: DatasetSpec, model: core.Model, day: dt.date, frame: pd.DataFrame, window,
+               earlier: list[tuple[dt.date, pd.DataFrame]] = ()) -> DayRecord:
+    """The day served by `model`, monitored unless the model has no reference (then only its errors count).
+    `earlier`: the previous days with rows, newest first (what confirms an ERROR-level drift day)."""
     labels = training.labels(spec, frame)
     if model.reference is None:
         scores = training.predict_scores(model.pipeline, spec, frame)
         record = DayRecord(day.isoformat(), model.as_of.isoformat(), "OK", "OK", [], len(frame))
     else:
-        served = core.monitor_day(spec, model, day, frame, window)
+        served = core.monitor_day(spec, model, day, frame, window, earlier)
         scores = served.scores
         record = DayRecord(day.isoformat(), model.as_of.isoformat(), served.drift_status, served.performance_status,
                            served.flagged, len(frame), drift_share=round(served.drift_share, 4),
@@ -144,12 +147,14 @@ def run_policy(spec: DatasetSpec, frames: dict[dt.date, pd.DataFrame], as_of: dt
     model = core.fit_model(spec, frames, as_of, with_reference=monitor)
     state, event, records, retrains = RetrainState(), 0, [], []
     window: dict[str, pd.DataFrame] = {}
+    days_with_rows = [d.isoformat() for d in frames if len(frames[d])]
     for day in days:
         if policy == "weekly" and (day - model.as_of).days > 7:
             model = core.fit_model(spec, frames, day - dt.timedelta(days=1), with_reference=monitor)
             retrains.append({"as_of": model.as_of.isoformat(), "reason": "weekly"})
             window.clear()  # a new version is judged on its own rows
-        record = day_record(spec, model, day, frames[day], window)
+        earlier = [dt.date.fromisoformat(d) for d in earlier_days(day.isoformat(), days_with_rows)]
+        record = day_record(spec, model, day, frames[day], window, [(d, frames[d]) for d in earlier])
         records.append(record)
         if policy != "served":
             continue

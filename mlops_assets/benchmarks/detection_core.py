@@ -20,7 +20,7 @@ from mlops_assets.core.config.spec import DatasetSpec
 from mlops_assets.core.evaluation import gates as gate_module
 from mlops_assets.core.evaluation.report import evaluate, latency_ms_per_1k
 from mlops_assets.core.monitoring import reports as monitoring
-from mlops_assets.core.monitoring.drift import drift_report
+from mlops_assets.core.monitoring.drift import confirm_drift, drift_report
 from mlops_assets.core.monitoring.reference import MonitoringReference
 from mlops_assets.core.serving import canary as canary_core
 from mlops_assets.core.serving import scoring
@@ -92,13 +92,16 @@ def train_frame(spec: DatasetSpec, frames: dict[dt.date, pd.DataFrame], as_of: d
 
 
 def monitor_day(spec: DatasetSpec, model: Model, day: dt.date, frame: pd.DataFrame,
-                window: dict[str, pd.DataFrame]) -> Served:
+                window: dict[str, pd.DataFrame], earlier: list[tuple[dt.date, pd.DataFrame]] = ()) -> Served:
     """Data drift of the day's rows and the day's performance report. `window` holds the served days' rows
     (columns score, label; labels landed) by ISO day, today's included, for a core that judges performance over
     a trailing window of rows. The report is judged twice, as the pipeline does: the morning after the day,
     before its labels land (label-free estimate, with earlier days' labels), and again once they have; the
     day's status is the worse of the two, since the retrain sensor sees both."""
     report = drift_report(model.reference.profile, frame, spec.monitoring)
+    if report.day_status == "ERROR":  # as data_drift_report does: one of the previous days with rows must agree
+        report = confirm_drift(report, [(d.isoformat(), drift_report(model.reference.profile, rows, spec.monitoring))
+                                        for d, rows in earlier])
     scores = training.predict_scores(model.pipeline, spec, frame)
     labels = training.labels(spec, frame)
     window[day.isoformat()] = pd.DataFrame({"score": scores, "label": labels.astype(float)})

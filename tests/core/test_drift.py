@@ -379,6 +379,45 @@ def test_an_abrupt_shift_of_an_important_feature_is_an_error_from_its_first_day(
     assert after[0].to_dict()["features"][0]["floor_source"] == "day_spread"
 
 
+def test_an_error_level_day_is_an_error_only_when_its_features_had_drifted_on_an_earlier_day():
+    """One atypical day (a spike) warns; a shift that stays is an ERROR from its second day; an earlier day on
+    which only some other feature drifted confirms nothing."""
+    rng = np.random.default_rng(24)
+    shifted, other = NUMERIC[0], NUMERIC[1]
+    importances = {name: 10.0 if name == shifted else 1.0 for name in SPEC.feature_names}
+    profile = ReferenceProfile.build(pd.concat(autocorrelated_days(rng, 0, 28)), SPEC, importances=importances)
+    quiet = [("2025-02-10", drift_report(profile, d, POLICY)) for d in autocorrelated_days(rng, 28, 1)]
+    assert quiet[0][1].status == "OK"
+    [spike] = autocorrelated_days(rng, 29, 1, shift=shifted, delta=4.0)
+    alone = drift.confirm_drift(drift_report(profile, spike, POLICY), quiet)
+    assert alone.day_status == "ERROR" and alone.status == "WARN" and alone.previous_day == "2025-02-10"
+    assert "on this day only" in alone.reason and shifted in alone.reason
+    assert alone.to_dict()["day_status"] == "ERROR" and alone.to_dict()["status"] == "WARN"
+    nothing_before = drift.confirm_drift(drift_report(profile, spike, POLICY), [])
+    assert nothing_before.status == "WARN" and "no earlier day with rows" in nothing_before.reason
+    # a shift that stays: the day before drifted on the same feature
+    first, second = autocorrelated_days(rng, 30, 2, shift=shifted, delta=4.0)
+    earlier = [("2025-02-12", drift_report(profile, first, POLICY)), *quiet]
+    kept = drift.confirm_drift(drift_report(profile, second, POLICY), earlier)
+    assert kept.status == "ERROR" and kept.previous_day == "2025-02-12" and "persists" in kept.reason
+    # the day before two days back counts too (2 of the last 3 days with rows)
+    assert drift.confirm_drift(drift_report(profile, second, POLICY), [*quiet, earlier[0]]).status == "ERROR"
+    # another feature drifting earlier is not this drift going on
+    [elsewhere] = autocorrelated_days(rng, 32, 1, shift=other, delta=4.0)
+    before = drift_report(profile, elsewhere, POLICY)
+    assert before.drifted_features == [other]
+    assert drift.confirm_drift(drift_report(profile, second, POLICY), [("2025-02-13", before)]).status == "WARN"
+    # below ERROR level the earlier days change nothing
+    assert drift.confirm_drift(before, []).status == before.day_status == "WARN"
+
+
+def test_the_earlier_days_are_the_two_latest_with_rows_within_a_week():
+    available = ["2025-03-01", "2025-03-03", "2025-03-09", "2025-03-10", "2025-03-11", "2025-03-12"]
+    assert drift.earlier_days("2025-03-11", available) == ["2025-03-10", "2025-03-09"]
+    assert drift.earlier_days("2025-03-09", available) == ["2025-03-03"]  # 03-01 is 8 days back
+    assert drift.earlier_days("2025-03-01", available) == []
+
+
 def test_an_unmonitored_feature_is_reported_but_never_counted():
     rng = np.random.default_rng(24)
     spec = spec_from_dict({**SPEC_RAW, "features": {**SPEC_RAW["features"], "plan": {

@@ -157,13 +157,21 @@ def test_drift_fails_the_check_and_the_retrain_sensor_respects_its_cooldown(tmp_
     loc = make_location(tmp_path, scenario="abrupt_shift", days=34, onset_day=25, magnitude=2.0)
     for i in (23, 25, 26, 27):
         monitor(loc, i)
-    drift = loc.project.store.read_json("data_drift_report", day(25))
     spec = loc.project.spec
+    # the onset day drifts at ERROR level, but its features were quiet on the days before (24 and 23, whose
+    # feature tables are in the store): a WARN that says so; the next day's drift of the same features confirms it
+    onset = loc.project.store.read_json("data_drift_report", day(25))
+    assert set(onset["drifted_features"]) == set(spec.numeric_features[:2])
+    assert onset["day_status"] == "ERROR" and onset["status"] == "WARN" and onset["previous_day"] == day(24)
+    assert "on this day only" in onset["reason"]
+    drift = loc.project.store.read_json("data_drift_report", day(26))
     assert set(drift["drifted_features"]) == set(spec.numeric_features[:2]) and drift["status"] == "ERROR"
+    assert drift["previous_day"] == day(25) and "the drift persists" in drift["reason"]
     assert loc.project.store.read_json("data_drift_report", day(23))["status"] == "OK"
     # the UI shows, per feature, the effect against its floor and where the floor came from, and why the status
     metadata = loc.instance.get_latest_materialization_event(loc.key("data_drift_report")).asset_materialization.metadata
     assert metadata["status"].value == "ERROR" and spec.numeric_features[0] in metadata["reason"].value
+    assert metadata["day_status"].value == "ERROR" and metadata["compared_with_day"].value == day(26)
     rows = {r.data["feature"]: r.data for r in metadata["features"].value.records}
     assert set(rows) == set(spec.feature_names)
     for name in spec.numeric_features[:2]:
@@ -175,7 +183,7 @@ def test_drift_fails_the_check_and_the_retrain_sensor_respects_its_cooldown(tmp_
     ctx = dg.build_sensor_context(instance=loc.instance, definitions=loc.defs, resources=loc.defs.resources)
     result = sensor(ctx)
     [request] = result.run_requests
-    assert request.partition_key == day(25) and "data_drift_ok failed on " + day(25) in request.tags["mlops/trigger"]
+    assert request.partition_key == day(26) and "data_drift_ok failed on " + day(26) in request.tags["mlops/trigger"]
     # more failing days inside the cooldown: no second retrain
     monitor(loc, 28)
     ctx = dg.build_sensor_context(instance=loc.instance, definitions=loc.defs, resources=loc.defs.resources,

@@ -17,12 +17,20 @@ cares about. A feature constant in the reference has `constant_min_effect` (rela
 spec's `drift_floors` overrides a feature's floor by name.
 
 Status: ERROR when the drifting monitored features carry at least `error_drift_share` of the importance
-weight (the model leans on what moved: retrain); otherwise WARN as soon as any monitored feature drifts, even
-one the model ignores (what it ignores today may matter to the next model, or reveal a broken pipeline).
+weight on this day, and one of those features also drifted on one of the CONFIRM_DAYS previous days with rows
+(the model leans on what moved, and it had already moved: retrain); otherwise WARN as soon as any monitored
+feature drifts, even one the model ignores (what it ignores today may matter to the next model, or reveal a
+broken pipeline). An ERROR-level day whose features were quiet before is a WARN that says so: an ERROR
+requests a retrain, and a retrain on one atypical day (Elec2's 1997-01-22: nswprice 2.41 against its floor of
+2.37, the days before quiet) learns that day rather than a new world. Asking for the same features rather
+than ERROR-level weight twice keeps a real shift whose weight flickers around error_drift_share from waiting
+(a synthetic prior shift: ERROR 10-25 days after the onset the other way). The earlier days are judged
+against the same profile (`confirm_drift`), so the verdict does not depend on which report was computed first.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from dataclasses import asdict, dataclass
 
@@ -37,6 +45,8 @@ from mlops_assets.core.config.spec import MonitoringPolicy
 from mlops_assets.core.io.json_safe import json_safe
 
 _PSI_FLOOR = 1e-4  # keeps PSI finite when a bin is empty on one side
+CONFIRM_DAYS = 2  # an ERROR-level day needs one of its features drifting on one of this many previous days
+CONFIRM_LOOKBACK_DAYS = 7  # calendar days searched for them
 
 
 def benjamini_hochberg(p_values) -> np.ndarray:
@@ -184,6 +194,9 @@ class DriftReport:
     n_rows: int
     policy: MonitoringPolicy
     reason: str = ""  # why the status is what it is, in one sentence
+    day_status: str = ""  # this day's own verdict before the previous day is consulted (`confirm_drift`)
+    previous_day: str | None = None  # the earlier day that confirmed or did not confirm an ERROR-level day
+    previous_drift_share: float | None = None
 
     @property
     def drifted_features(self) -> list[str]:
@@ -197,6 +210,8 @@ class DriftReport:
         return {"status": self.status, "reason": self.reason, "drift_share": self.drift_share,
                 "n_rows": self.n_rows, "drifted_features": self.drifted_features,
                 "drift_alpha": self.policy.drift_alpha, "error_drift_share": self.policy.error_drift_share,
+                "day_status": self.day_status or self.status, "previous_day": self.previous_day,
+                "previous_drift_share": self.previous_drift_share,
                 "features": [f.to_dict() for f in self.features]}
 
 
@@ -236,7 +251,38 @@ def drift_report(profile: ReferenceProfile, current: pd.DataFrame, policy: Monit
     drifted = [r for r in results if r.drifted and r.monitored]
     share = float(sum(r.weight for r in drifted))
     status = drift_status(share, policy, any_drifted=bool(drifted))
-    return DriftReport(results, share, status, len(current), policy, _status_reason(status, share, drifted, policy))
+    return DriftReport(results, share, status, len(current), policy, _status_reason(status, share, drifted, policy),
+                       day_status=status)
+
+
+def earlier_days(day: str, available) -> list[str]:
+    """The days `confirm_drift` consults: up to CONFIRM_DAYS of `available` (ISO dates with rows) before `day`,
+    within CONFIRM_LOOKBACK_DAYS calendar days, newest first."""
+    since = (dt.date.fromisoformat(day) - dt.timedelta(days=CONFIRM_LOOKBACK_DAYS)).isoformat()
+    return sorted((d for d in available if since <= d < day), reverse=True)[:CONFIRM_DAYS]
+
+
+def confirm_drift(today: DriftReport, earlier: list[tuple[str, DriftReport]]) -> DriftReport:
+    """`today` with its ERROR kept only when one of its drifting features also drifted on one of `earlier` (up
+    to CONFIRM_DAYS previous days with rows, newest first, each judged against the same profile): what moved
+    today had already moved. Otherwise WARN, saying why. Below ERROR level the earlier days change nothing."""
+    if today.day_status != "ERROR":
+        return today
+    moved = set(today.drifted_features)
+    confirming = next(((day, r) for day, r in earlier if moved & set(r.drifted_features)), None)
+    if confirming is not None:
+        day, report = confirming
+        today.previous_day, today.previous_drift_share = day, report.drift_share
+        again = ", ".join(sorted(moved & set(report.drifted_features)))
+        today.reason += f"; {again} drifted on {day} too: the drift persists"
+        return today
+    if earlier:
+        today.previous_day, today.previous_drift_share = earlier[0][0], earlier[0][1].drift_share
+    seen = ", ".join(earlier_day for earlier_day, _ in earlier) or "no earlier day with rows within reach"
+    today.status = "WARN"
+    today.reason = (f"ERROR-level drift on this day only (none of its drifting features drifted on {seen}): "
+                    f"ERROR when they drift again within the next {CONFIRM_DAYS} days with rows; " + today.reason)
+    return today
 
 
 def prediction_drift(profile: ReferenceProfile, scores, policy: MonitoringPolicy | None = None) -> FeatureDrift:

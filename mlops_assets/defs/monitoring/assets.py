@@ -6,7 +6,7 @@ import functools
 import dagster as dg
 
 from ...core.monitoring import reports as monitoring
-from ...core.monitoring.drift import drift_report, prediction_drift
+from ...core.monitoring.drift import confirm_drift, drift_report, earlier_days, prediction_drift
 from ...core.monitoring.drift_plots import drift_plots, prediction_drift_plot
 from ...core.monitoring.served import CostSummary, NothingServed, served_rows, window_day_reader
 from ..metadata import table
@@ -20,8 +20,9 @@ RUNBOOKS = {
                      "table gives each feature's effect against its floor (how far the training data's own days "
                      "sit from it), the importance weight and whether it drifted; the plots compare reference and "
                      "today. WARN: a monitored feature moved, but the model leans little on it — often a pipeline "
-                     "bug (units, a new default value, a join) → fix upstream and re-deliver. ERROR: features the "
-                     "model leans on moved → the retrain sensor requests a candidate (once per cooldown); review its "
+                     "bug (units, a new default value, a join) → fix upstream and re-deliver; or it leans on them "
+                     "but they moved on this day only (`day_status` ERROR): watch the next days. ERROR: features "
+                     "the model leans on moved, and had already moved on an earlier day → the retrain sensor requests a candidate (once per cooldown); review its "
                      "gates before promoting.",
     "prediction_drift_ok": "Runbook: the champion's score distribution moved against its training scores. Check "
                            "data_drift_report for the cause; if inputs are stable, suspect concept drift and "
@@ -67,13 +68,14 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
     report = functools.partial(dg.asset, retry_policy=STEP_RETRY_POLICY, key_prefix=scope.key_prefix, partitions_def=scope.daily,
                                group_name="monitoring", owners=OWNERS)
 
-    @report(deps=[feature_table, batch_scoring], kinds={"scipy", "json"}, code_version="data-drift-v2",
+    @report(deps=[feature_table, batch_scoring], kinds={"scipy", "json"}, code_version="data-drift-v3",
             check_specs=[_check(scope, "data_drift_ok", "data_drift_report")],
             description="Per-feature drift of the day's inputs against the serving model's training profile: "
                         "KS / chi-square by type and size, Benjamini-Hochberg across features, Wasserstein / "
                         "Jensen-Shannon effects against per-feature floors from the training data's own "
-                        "day-to-day spread. ERROR by the drifting features' importance weight; WARN on any "
-                        "monitored feature drifting, even one the model ignores.")
+                        "day-to-day spread. ERROR by the drifting features' importance weight, once one of "
+                        "them drifted on one of the two previous days with rows too (read from the stored "
+                        "feature tables); WARN on any monitored feature drifting, even one the model ignores.")
     def data_drift_report(context: dg.AssetExecutionContext, portfolio: PortfolioResource):
         project = portfolio.model(scope.name)
         day = context.partition_key
@@ -81,6 +83,10 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
         profile = monitoring.profile_of(reference)
         current = project.store.read("feature_table", day)
         report = drift_report(profile, current, project.spec.monitoring)
+        if report.day_status == "ERROR":  # an ERROR needs its features drifting on an earlier day too
+            earlier = earlier_days(day, project.store.partitions("feature_table"))
+            report = confirm_drift(report, [(d, drift_report(profile, project.store.read("feature_table", d),
+                                                             project.spec.monitoring)) for d in earlier])
         project.store.write_json("data_drift_report", day, {"model_version": version, **report.to_dict()})
         frame = report.to_frame()[["feature", "drifted", "effect_size", "floor", "floor_source", "weight", "monitored",
                                    "effect_name", "test", "p_adjusted", "psi"]]
@@ -91,14 +97,17 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
         shown = [f.feature for f in by_weight if f.drifted and f.monitored][:4] or [by_weight[0].feature]
         plots = drift_plots(profile, current, shown)
         drifted = ", ".join(report.drifted_features) or "(none)"
+        # an ERROR-level day says which earlier day confirmed it, or that none did (then the status is WARN)
+        confirmation = {"day_status": report.day_status, "compared_with_day": report.previous_day or "(none)"} \
+            if report.day_status == "ERROR" else {}
         yield dg.MaterializeResult(metadata={
             "model_version": version, "status": report.status, "reason": report.reason,
-            "drift_share": report.drift_share, "drifted_features": drifted, "features": table(frame),
+            "drift_share": report.drift_share, "drifted_features": drifted, **confirmation, "features": table(frame),
             "plots": dg.MetadataValue.md("\n\n".join(f"### {k}\n{v}" for k, v in plots.items())),
         })
         yield _result("data_drift_ok", report.status, {
             "reason": report.reason, "drift_share": report.drift_share, "drifted_features": drifted,
-            "error_at": project.spec.monitoring.error_drift_share})
+            "error_at": project.spec.monitoring.error_drift_share, **confirmation})
 
     @report(deps=[batch_scoring],
             kinds={"scipy", "json"}, code_version="prediction-drift-v2",
