@@ -148,6 +148,20 @@ def measure(url: str, body: Path, rows: int, concurrency: int, duration: float, 
     return json.loads(done.stdout)
 
 
+def start_load(argv: list[str]) -> subprocess.Popen:
+    """A load generator running until `stop_load` (its duration is an upper bound)."""
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=load_env())
+
+
+def stop_load(generator: subprocess.Popen) -> dict:
+    """Stop it (SIGTERM: it reports what it counted so far) and read its figures, or {"error": why}."""
+    generator.send_signal(signal.SIGTERM)
+    out, err = generator.communicate(timeout=120)
+    if generator.returncode != 0:
+        return {"error": f"load generator failed: {err[-500:]}"}
+    return json.loads(out)
+
+
 def served_champion(server: setup.Server, model: str) -> str | None:
     """The champion the service says it serves (its /models listing)."""
     import urllib.request
@@ -165,9 +179,8 @@ def swap_under_load(model: setup.BenchModel, server: setup.Server, body: Path, r
     """Promote the successor, then roll back, while the load generator runs at SWAP_CONCURRENCY; the CLI does
     both, as an operator would, each after the service has said it serves the previous step's champion.
     Event times are seconds from the start of the load generator's counted window."""
-    argv = load_command(server.base_url + project_path(model), body, 1, SWAP_CONCURRENCY, 3600, warmup,
-                        track_version=VERSION_FIELD)
-    generator = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=load_env())
+    generator = start_load(load_command(server.base_url + project_path(model), body, 1, SWAP_CONCURRENCY, 3600,
+                                        warmup, track_version=VERSION_FIELD))
     common = ["--model", model.spec.name, "--registry", registry_url, "--artifacts", str(artifacts),
               "--actor", "bench-serving"]
     steps = [(f"mlops promote {versions[1]} --to champion", versions[1],
@@ -195,11 +208,9 @@ def swap_under_load(model: setup.BenchModel, server: setup.Server, body: Path, r
                 break
             time.sleep(settle)
     finally:
-        generator.send_signal(signal.SIGTERM)
-        out, err = generator.communicate(timeout=120)
-    if generator.returncode != 0:
-        return {"error": f"load generator failed: {err[-500:]}"}
-    load = json.loads(out)
+        load = stop_load(generator)
+    if "error" in load:
+        return load
     return {"load": load, "champion": versions[0], "successor": versions[1], "error": error,
             "events": [{"at_s": round(t - load["window_start_unix"], 2), "what": what} for t, what in events]}
 
@@ -220,20 +231,16 @@ def crash_under_load(model: setup.BenchModel, server: setup.Server, body: Path, 
     ledger are what a crash loses (bounded by design by the flush interval plus the flush in progress)."""
     time.sleep(flush_seconds * 2 + 0.5)  # every earlier answer flushed: the count below starts from a settled ledger
     before = online_ledger_rows(data_dir, model.spec.name)
-    generator = subprocess.Popen(load_command(server.base_url + project_path(model), body, 1, SWAP_CONCURRENCY,
-                                              3600, 0.0), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                 env=load_env())
+    generator = start_load(load_command(server.base_url + project_path(model), body, 1, SWAP_CONCURRENCY, 3600, 0.0))
     try:
         time.sleep(settle)
         os.killpg(server.process.pid, signal.SIGKILL)
         server.process.wait()
         time.sleep(0.5)
     finally:
-        generator.send_signal(signal.SIGTERM)
-        out, err = generator.communicate(timeout=120)
-    if generator.returncode != 0:
-        return {"error": f"load generator failed: {err[-500:]}"}
-    load = json.loads(out)
+        load = stop_load(generator)
+    if "error" in load:
+        return load
     answered, recorded = load["requests"], online_ledger_rows(data_dir, model.spec.name) - before
     rate = answered / settle if settle else 0.0
     return {"answered": answered, "recorded": recorded, "lost": answered - recorded,
