@@ -168,6 +168,9 @@ def test_drift_fails_the_check_and_the_retrain_sensor_respects_its_cooldown(tmp_
     assert set(drift["drifted_features"]) == set(spec.numeric_features[:2]) and drift["status"] == "ERROR"
     assert drift["previous_day"] == day(25) and "the drift persists" in drift["reason"]
     assert loc.project.store.read_json("data_drift_report", day(23))["status"] == "OK"
+    # the earlier days it reads are declared, so a backfill orders their feature tables before the report
+    mapping = loc.defs.resolve_assets_def(loc.key("data_drift_report")).get_partition_mapping(loc.key("feature_table"))
+    assert isinstance(mapping, dg.TimeWindowPartitionMapping) and mapping.start_offset == -2
     # the UI shows, per feature, the effect against its floor and where the floor came from, and why the status
     metadata = loc.instance.get_latest_materialization_event(loc.key("data_drift_report")).asset_materialization.metadata
     assert metadata["status"].value == "ERROR" and spec.numeric_features[0] in metadata["reason"].value

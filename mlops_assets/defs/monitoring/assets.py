@@ -6,7 +6,7 @@ import functools
 import dagster as dg
 
 from ...core.monitoring import reports as monitoring
-from ...core.monitoring.drift import confirm_drift, drift_report, earlier_days, prediction_drift
+from ...core.monitoring.drift import CONFIRM_DAYS, confirm_drift, drift_report, earlier_days, prediction_drift
 from ...core.monitoring.drift_plots import drift_plots, prediction_drift_plot
 from ...core.monitoring.served import CostSummary, NothingServed, served_rows, window_day_reader
 from ..metadata import table
@@ -68,7 +68,12 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
     report = functools.partial(dg.asset, retry_policy=STEP_RETRY_POLICY, key_prefix=scope.key_prefix, partitions_def=scope.daily,
                                group_name="monitoring", owners=OWNERS)
 
-    @report(deps=[feature_table, batch_scoring], kinds={"scipy", "json"}, code_version="data-drift-v3",
+    # the day's features and the previous CONFIRM_DAYS days' (what confirms an ERROR-level day): declared, so a
+    # backfill materialises those feature tables before this report reads them
+    earlier_features = dg.AssetDep(feature_table, partition_mapping=dg.TimeWindowPartitionMapping(
+        start_offset=-CONFIRM_DAYS))
+
+    @report(deps=[earlier_features, batch_scoring], kinds={"scipy", "json"}, code_version="data-drift-v3",
             check_specs=[_check(scope, "data_drift_ok", "data_drift_report")],
             description="Per-feature drift of the day's inputs against the serving model's training profile: "
                         "KS / chi-square by type and size, Benjamini-Hochberg across features, Wasserstein / "
