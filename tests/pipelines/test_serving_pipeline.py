@@ -181,6 +181,7 @@ def test_drift_fails_the_check_and_the_retrain_sensor_respects_its_cooldown(tmp_
         row = rows[name]
         assert row["drifted"] and row["effect_size"] > row["floor"] > 0 and row["floor_source"] == "day_spread"
         assert row["weight"] > 0 and row["monitored"]
+        assert row["effect_size"] == float(f"{row['effect_size']:.4g}")  # shown to 4 significant digits
 
     sensor = loc.defs.get_sensor_def(loc.named("retrain_sensor"))
     ctx = dg.build_sensor_context(instance=loc.instance, definitions=loc.defs, resources=loc.defs.resources)

@@ -107,7 +107,8 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
             if report.day_status == "ERROR" else {}
         yield dg.MaterializeResult(metadata={
             "model_version": version, "status": report.status, "reason": report.reason,
-            "drift_share": report.drift_share, "drifted_features": drifted, **confirmation, "features": table(frame),
+            "drift_share": report.drift_share, "drifted_features": drifted, **confirmation,
+            "features": table(frame, significant=4),
             "plots": dg.MetadataValue.md("\n\n".join(f"### {k}\n{v}" for k, v in plots.items())),
         })
         yield _result("data_drift_ok", report.status, {
