@@ -76,6 +76,24 @@ def test_predict_scores_equals_the_pipelines_own_call_for_every_estimator(task):
         assert np.array_equal(training.predict_scores(model.pipeline, spec, probe), expected), estimator
 
 
+def test_inputs_scikit_learn_would_compute_differently_are_left_to_the_pipeline():
+    """float32 is imputed and scaled in float32 by scikit-learn, text parsed by it: the compiled float64 path
+    would not be bit-identical, so it declines; integers and booleans convert exactly and stay compiled."""
+    spec = small_spec()
+    ct = fitted(spec, labeled_days(spec, days_from(D0, 2)))
+    compiled = compile_preprocessor(ct)
+    frame = pd.DataFrame({"x1": [0.1, 2.0, np.nan], "x2": [1.0, 0.5, 0.25], "seg": ["a", "b", "a"]})
+    assert compiled.transform(frame.astype({"x1": np.float32})) is None
+    assert compiled.transform(frame.astype({"x2": object})) is None
+    whole = frame.assign(x1=[1, 2, 3], x2=pd.array([4, None, 6], dtype="Int64"))
+    assert np.array_equal(compiled.transform(whole), ct.transform(whole), equal_nan=True)
+    model = training.train(spec, TrainingPolicy(estimator="logistic_regression"), labeled_days(spec, days_from(D0, 2)),
+                           git_commit="x")
+    narrow = frame.astype({"x1": np.float32})
+    assert np.array_equal(training.predict_scores(model.pipeline, spec, narrow),
+                          model.pipeline.predict_proba(narrow[["x1", "x2", "seg"]])[:, 1])
+
+
 def test_a_refit_compiles_again():
     spec = small_spec()
     frame = labeled_days(spec, days_from(D0, 3))

@@ -33,7 +33,10 @@ class _Numeric(NamedTuple):
     start: int
 
     def write(self, frame: pd.DataFrame, out: np.ndarray) -> bool:
-        x = frame[self.columns].to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
+        selected = frame[self.columns]
+        if not all(d == np.float64 or d.kind in "iub" for d in selected.dtypes):
+            return False  # scikit-learn scales float32 in float32 and parses text itself: its own call decides
+        x = selected.to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
         if self.fill is not None:
             missing = np.isnan(x)
             if missing.any():
