@@ -436,8 +436,8 @@ def test_a_loaded_version_is_prepared_for_scoring_before_it_serves(tmp_path):
     from test_training import D0, days_from, labeled_days, small_spec
 
     spec = small_spec()
-    pipeline = trainer.train(spec, TrainingPolicy(estimator="logistic_regression"), labeled_days(spec, days_from(D0, 2)),
-                             git_commit="test").pipeline
+    frame = labeled_days(spec, days_from(D0, 2))
+    pipeline = trainer.train(spec, TrainingPolicy(estimator="logistic_regression"), frame, git_commit="test").pipeline
 
     class RealModels(FakeRegistry):
         def load_model(self, version):

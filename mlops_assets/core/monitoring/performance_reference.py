@@ -10,11 +10,10 @@ Under the sampling interval, rows are not independent: a day's rows share its we
 the metric of a window of k days varies between days beyond what its row count says. The reference's days give
 that between-day component (the variance of the metric across reference days less what each day's own row
 count explains, a random-effects estimate by moments, the variance at its upper confidence bound, with at
-least MIN_DAYS_FOR_SPREAD days): a window of n
-rows over k days then has variance between/k + unit**2/n, and the center's own standard error is counted the
-same way over the reference's days. Without it a synthetic hourly load at 24 rows a day, whose weather runs
-for days, raised a performance ERROR in a stable fortnight (a 7-day window 3.8 iid standard errors above the
-reference, 2.5 of these).
+least MIN_DAYS_FOR_SPREAD days): a window of n rows over k days then has variance between/k + unit**2/n, and
+the center's own standard error is counted the same way over the reference's days. Without it a synthetic
+hourly load at 24 rows a day, whose weather runs for days, raised a performance ERROR in a stable fortnight (a
+7-day window 3.8 iid standard errors above the reference, 2.5 of these).
 
 Reference rows must have honest scores: the validation days, scored by the version itself. When they give too
 few chunks, or too few rows to calibrate on, the training days add out-of-fold scores (cross-fitted: each

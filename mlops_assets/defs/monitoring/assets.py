@@ -22,8 +22,8 @@ RUNBOOKS = {
                      "today. WARN: a monitored feature moved, but the model leans little on it — often a pipeline "
                      "bug (units, a new default value, a join) → fix upstream and re-deliver; or it leans on them "
                      "but they moved on this day only (`day_status` ERROR): watch the next days. ERROR: features "
-                     "the model leans on moved, and had already moved on an earlier day → the retrain sensor requests a candidate (once per cooldown); review its "
-                     "gates before promoting.",
+                     "the model leans on moved, and had already moved on an earlier day → the retrain sensor "
+                     "requests a candidate (once per cooldown); review its gates before promoting.",
     "prediction_drift_ok": "Runbook: the champion's score distribution moved against its training scores. Check "
                            "data_drift_report for the cause; if inputs are stable, suspect concept drift and "
                            "watch performance_report as labels land.",
