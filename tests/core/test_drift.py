@@ -411,11 +411,12 @@ def test_an_error_level_day_is_an_error_only_when_its_features_had_drifted_on_an
     assert drift.confirm_drift(before, []).status == before.day_status == "WARN"
 
 
-def test_the_earlier_days_are_the_two_latest_with_rows_within_a_week():
-    available = ["2025-03-01", "2025-03-03", "2025-03-09", "2025-03-10", "2025-03-11", "2025-03-12"]
+def test_the_earlier_days_are_the_two_latest_with_rows_however_far_back():
+    available = ["2025-02-01", "2025-03-01", "2025-03-09", "2025-03-10", "2025-03-11", "2025-03-12"]
     assert drift.earlier_days("2025-03-11", available) == ["2025-03-10", "2025-03-09"]
-    assert drift.earlier_days("2025-03-09", available) == ["2025-03-03"]  # 03-01 is 8 days back
-    assert drift.earlier_days("2025-03-01", available) == []
+    # after a gap (or with weekly deliveries) the previous deliveries still count: such data can reach ERROR
+    assert drift.earlier_days("2025-03-09", available) == ["2025-03-01", "2025-02-01"]
+    assert drift.earlier_days("2025-02-01", available) == []
 
 
 def test_an_unmonitored_feature_is_reported_but_never_counted():

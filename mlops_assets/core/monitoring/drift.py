@@ -30,7 +30,6 @@ against the same profile (`confirm_drift`), so the verdict does not depend on wh
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 from dataclasses import asdict, dataclass
 
@@ -46,7 +45,6 @@ from mlops_assets.core.io.json_safe import json_safe
 
 _PSI_FLOOR = 1e-4  # keeps PSI finite when a bin is empty on one side
 CONFIRM_DAYS = 2  # an ERROR-level day needs one of its features drifting on one of this many previous days
-CONFIRM_LOOKBACK_DAYS = 7  # calendar days searched for them
 
 
 def benjamini_hochberg(p_values) -> np.ndarray:
@@ -256,10 +254,10 @@ def drift_report(profile: ReferenceProfile, current: pd.DataFrame, policy: Monit
 
 
 def earlier_days(day: str, available) -> list[str]:
-    """The days `confirm_drift` consults: up to CONFIRM_DAYS of `available` (ISO dates with rows) before `day`,
-    within CONFIRM_LOOKBACK_DAYS calendar days, newest first."""
-    since = (dt.date.fromisoformat(day) - dt.timedelta(days=CONFIRM_LOOKBACK_DAYS)).isoformat()
-    return sorted((d for d in available if since <= d < day), reverse=True)[:CONFIRM_DAYS]
+    """The days `confirm_drift` consults: the CONFIRM_DAYS latest of `available` (ISO dates with rows) before
+    `day`, newest first, however far back: data delivered weekly or after a gap must still be able to reach
+    ERROR, and an earlier delivery still drifting against the same profile is the drift persisting."""
+    return sorted((d for d in available if d < day), reverse=True)[:CONFIRM_DAYS]
 
 
 def confirm_drift(today: DriftReport, earlier: list[tuple[str, DriftReport]]) -> DriftReport:
