@@ -20,7 +20,7 @@ from mlops_assets.core.config.spec import DatasetSpec
 from mlops_assets.core.evaluation import gates as gate_module
 from mlops_assets.core.evaluation.report import evaluate, latency_ms_per_1k
 from mlops_assets.core.monitoring import reports as monitoring
-from mlops_assets.core.monitoring.drift import confirm_drift, drift_report
+from mlops_assets.core.monitoring.drift import confirm_drift, drift_report, earlier_reports
 from mlops_assets.core.monitoring.reference import MonitoringReference
 from mlops_assets.core.serving import canary as canary_core
 from mlops_assets.core.serving import scoring
@@ -100,8 +100,9 @@ def monitor_day(spec: DatasetSpec, model: Model, day: dt.date, frame: pd.DataFra
     day's status is the worse of the two, since the retrain sensor sees both."""
     report = drift_report(model.reference.profile, frame, spec.monitoring)
     if report.day_status == "ERROR":  # as data_drift_report does: one of the previous days with rows must agree
-        report = confirm_drift(report, [(d.isoformat(), drift_report(model.reference.profile, rows, spec.monitoring))
-                                        for d, rows in earlier])
+        rows_of = {d.isoformat(): rows for d, rows in earlier}
+        report = confirm_drift(report, earlier_reports(model.reference.profile, list(rows_of), rows_of.__getitem__,
+                                                       spec.monitoring))
     scores = training.predict_scores(model.pipeline, spec, frame)
     labels = training.labels(spec, frame)
     window[day.isoformat()] = pd.DataFrame({"score": scores, "label": labels.astype(float)})

@@ -411,6 +411,26 @@ def test_an_error_level_day_is_an_error_only_when_its_features_had_drifted_on_an
     assert drift.confirm_drift(before, []).status == before.day_status == "WARN"
 
 
+def test_an_earlier_day_that_cannot_be_judged_confirms_nothing_and_stops_nothing():
+    rng = np.random.default_rng(25)
+    shifted = NUMERIC[0]
+    importances = {name: 10.0 if name == shifted else 1.0 for name in SPEC.feature_names}
+    profile = ReferenceProfile.build(pd.concat(autocorrelated_days(rng, 0, 28)), SPEC, importances=importances)
+    first, second = autocorrelated_days(rng, 28, 2, shift=shifted, delta=4.0)
+    rows = {"2025-02-01": first.drop(columns=NUMERIC[1]), "2025-02-02": first}  # an older table lacks a column
+
+    def read(day):
+        if day == "2025-02-03":
+            raise OSError("damaged parquet")
+        return rows[day]
+
+    earlier = drift.earlier_reports(profile, ["2025-02-03", "2025-02-01", "2025-02-02"], read, POLICY)
+    assert [day for day, _ in earlier] == ["2025-02-02"]
+    assert drift.confirm_drift(drift_report(profile, second, POLICY), earlier).status == "ERROR"
+    unjudged = drift.earlier_reports(profile, ["2025-02-03", "2025-02-01"], read, POLICY)
+    assert unjudged == [] and drift.confirm_drift(drift_report(profile, second, POLICY), unjudged).status == "WARN"
+
+
 def test_the_earlier_days_are_the_two_latest_with_rows_however_far_back():
     available = ["2025-02-01", "2025-03-01", "2025-03-09", "2025-03-10", "2025-03-11", "2025-03-12"]
     assert drift.earlier_days("2025-03-11", available) == ["2025-03-10", "2025-03-09"]

@@ -260,6 +260,20 @@ def earlier_days(day: str, available) -> list[str]:
     return sorted((d for d in available if d < day), reverse=True)[:CONFIRM_DAYS]
 
 
+def earlier_reports(profile: ReferenceProfile, days: list[str], read_day, policy: MonitoringPolicy
+                    ) -> list[tuple[str, DriftReport]]:
+    """Each of `days` (`read_day(day)` gives its rows) judged against `profile`, for `confirm_drift`. A day that
+    cannot be read or judged (a damaged file, a feature table from before the spec gained a column) is left out:
+    it confirms nothing, and must not stop today's report."""
+    out = []
+    for day in days:
+        try:
+            out.append((day, drift_report(profile, read_day(day), policy)))
+        except Exception:  # noqa: BLE001 - any failure of an earlier day only means no confirmation from it
+            continue
+    return out
+
+
 def confirm_drift(today: DriftReport, earlier: list[tuple[str, DriftReport]]) -> DriftReport:
     """`today` with its ERROR kept only when one of its drifting features also drifted on one of `earlier` (up
     to CONFIRM_DAYS previous days with rows, newest first, each judged against the same profile): what moved

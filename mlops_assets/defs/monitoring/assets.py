@@ -6,7 +6,8 @@ import functools
 import dagster as dg
 
 from ...core.monitoring import reports as monitoring
-from ...core.monitoring.drift import CONFIRM_DAYS, confirm_drift, drift_report, earlier_days, prediction_drift
+from ...core.monitoring.drift import (CONFIRM_DAYS, confirm_drift, drift_report, earlier_days, earlier_reports,
+                                      prediction_drift)
 from ...core.monitoring.drift_plots import drift_plots, prediction_drift_plot
 from ...core.monitoring.served import CostSummary, NothingServed, served_rows, window_day_reader
 from ..metadata import table
@@ -90,8 +91,9 @@ def build_assets(scope: ModelScope) -> list[dg.AssetsDefinition]:
         report = drift_report(profile, current, project.spec.monitoring)
         if report.day_status == "ERROR":  # an ERROR needs its features drifting on an earlier day too
             earlier = earlier_days(day, project.store.partitions("feature_table"))
-            report = confirm_drift(report, [(d, drift_report(profile, project.store.read("feature_table", d),
-                                                             project.spec.monitoring)) for d in earlier])
+            report = confirm_drift(report, earlier_reports(profile, earlier,
+                                                           lambda d: project.store.read("feature_table", d),
+                                                           project.spec.monitoring))
         project.store.write_json("data_drift_report", day, {"model_version": version, **report.to_dict()})
         frame = report.to_frame()[["feature", "drifted", "effect_size", "floor", "floor_source", "weight", "monitored",
                                    "effect_name", "test", "p_adjusted", "psi"]]
